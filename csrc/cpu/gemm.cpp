@@ -1,0 +1,295 @@
+// gemm.cpp: C = act(alpha * op(A) * op(B) + beta * C + bias), the product under every dense op.
+//
+// Shapes: A m x k, B k x n, C m x n (row-major, unit column stride). A and B are read through
+// (row, column) element strides, so transposes and non-contiguous views cost nothing extra.
+// There is no backward here: dA = dC * B^T and dB = A^T * dC are themselves calls to gemm with
+// swapped strides.
+//
+// Variants, in order of increasing complexity:
+//   1. gemm_reference: the triple loop; the oracle for tests.
+//   2. ukernel_reference: the plain-C micro-kernel, run through the same packed loop nest (the
+//      "generic" ISA, for any x86-64).
+//   3. the AVX2 and AVX-512 micro-kernels (gemm_ukernel_avx2.cpp / gemm_ukernel_avx512.cpp).
+// The loop nest is BLIS's: five loops around the micro-kernel, blocked by gemm_config.h. Threads
+// each own a rectangle of C and run the whole nest on it with their own packing buffers, so no
+// barrier is needed and every element of C is computed by the same sequence of operations at any
+// thread count (bitwise-reproducible results).
+#include "cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "common/check.h"
+#include "common/threading.h"
+#include "cpu/gemm_config.h"
+#include "cpu/gemm_ukernel.h"
+
+namespace fastdl {
+
+// ---------------------------------------------------------------------------------------------
+// Reference
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+static UkEpilogue<T> full_epilogue(const GemmParams<T>& p) {
+  return {p.alpha, p.beta, p.bias_axis == BiasAxis::row ? p.bias : nullptr,
+          p.bias_axis == BiasAxis::col ? p.bias : nullptr, p.act == Act::relu};
+}
+
+template <typename T>
+void gemm_reference(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa,
+                    const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t m,
+                    std::int64_t n, std::int64_t k, const GemmParams<T>& p) {
+  const UkEpilogue<T> e = full_epilogue(p);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      T acc = T(0);
+      for (std::int64_t q = 0; q < k; ++q) acc += a[i * rsa + q * csa] * b[q * rsb + j * csb];
+      T* cij = c + i * ldc + j;
+      *cij = apply_epilogue(acc, cij, int(i), int(j), e);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain-C micro-kernel (the generic ISA)
+// ---------------------------------------------------------------------------------------------
+
+template <typename T, int MR, int NR>
+static void ukernel_reference(std::int64_t kc, const T* __restrict ap, const T* __restrict bp,
+                              T* c, std::int64_t ldc, int m, int n, const UkEpilogue<T>& e) {
+  T acc[MR][NR] = {};
+  for (std::int64_t p = 0; p < kc; ++p, ap += MR, bp += NR)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += ap[i] * bp[j];
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) c[i * ldc + j] = apply_epilogue(acc[i][j], c + i * ldc + j, i, j, e);
+}
+
+template <typename T, class B>
+static constexpr GemmTable<T> make_generic_table() {
+  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_reference<T, B::MR, B::NR>,
+          &pack_panels<B::MR, T>, &pack_panels<B::NR, T>};
+}
+
+const GemmTable<float> gemm_table_generic_f32 = make_generic_table<float, gemm_config::GenericF32>();
+const GemmTable<double> gemm_table_generic_f64 =
+    make_generic_table<double, gemm_config::GenericF64>();
+
+template <typename T>
+static const GemmTable<T>& gemm_table(Isa isa);
+
+template <>
+const GemmTable<float>& gemm_table<float>(Isa isa) {
+  if (isa == Isa::avx512 && cpu_isa_supported() == Isa::avx512) return gemm_table_avx512_f32;
+  if (isa != Isa::generic && cpu_isa_supported() != Isa::generic) return gemm_table_avx2_f32;
+  return gemm_table_generic_f32;
+}
+
+template <>
+const GemmTable<double>& gemm_table<double>(Isa isa) {
+  if (isa == Isa::avx512 && cpu_isa_supported() == Isa::avx512) return gemm_table_avx512_f64;
+  if (isa != Isa::generic && cpu_isa_supported() != Isa::generic) return gemm_table_avx2_f64;
+  return gemm_table_generic_f64;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing buffers: one pair per thread, grown on demand and kept, so steady-state calls touch no
+// fresh pages (a page fault costs more than packing a small panel).
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+struct PackBuffer {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  ~PackBuffer() { std::free(ptr); }
+  void* get(std::size_t need) {
+    if (need > bytes) {
+      std::free(ptr);
+      need = (need + 4095) / 4096 * 4096;
+      ptr = std::aligned_alloc(64, need);
+      bytes = ptr ? need : 0;
+    }
+    return ptr;
+  }
+};
+thread_local PackBuffer tls_pack_a, tls_pack_b;
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The loop nest for one thread's rectangle of C
+// ---------------------------------------------------------------------------------------------
+
+// Returns false only if the packing buffers could not be allocated.
+template <typename T>
+static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a,
+                        std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t rsb,
+                        std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
+                        const UkEpilogue<T>& e) {
+  const std::int64_t kc_max = std::min(t.kc, k);
+  const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
+  const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
+  T* pa = static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
+  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * nc_max)));
+  if (!pa || !pb) return false;
+
+  for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
+    const std::int64_t nc = std::min(t.nc, n - jc);
+    for (std::int64_t pc = 0; pc < k; pc += t.kc) {  // 4th loop: a KC slice of the k dimension
+      const std::int64_t kc = std::min(t.kc, k - pc);
+      // beta applies on the first slice only; bias and activation once the sum is complete.
+      const bool last = pc + kc == k;
+      UkEpilogue<T> ep = e;
+      if (pc > 0) ep.beta = T(1);
+      if (!last) ep.bias_row = ep.bias_col = nullptr, ep.relu = false;
+      t.pack_b(pb, b + pc * rsb + jc * csb, csb, rsb, nc, kc);
+      for (std::int64_t ic = 0; ic < m; ic += t.mc) {  // 3rd loop: MC rows, A block in L2
+        const std::int64_t mc = std::min(t.mc, m - ic);
+        t.pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc);
+        for (std::int64_t jr = 0; jr < nc; jr += t.nr) {  // 2nd loop: one B micro-panel in L1
+          UkEpilogue<T> et = ep;
+          if (et.bias_col) et.bias_col += jc + jr;
+          const int nn = int(std::min<std::int64_t>(t.nr, nc - jr));
+          for (std::int64_t ir = 0; ir < mc; ir += t.mr) {  // 1st loop: one A micro-panel
+            UkEpilogue<T> ei = et;
+            if (ei.bias_row) ei.bias_row += ic + ir;
+            const int mm = int(std::min<std::int64_t>(t.mr, mc - ir));
+            t.ukernel(kc, pa + ir * kc, pb + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mm, nn,
+                      ei);
+          }
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// k == 0: the product is empty, only the epilogue remains.
+template <typename T>
+static void gemm_empty_k(T* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                         const UkEpilogue<T>& e) {
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j)
+      c[i * ldc + j] = apply_epilogue(T(0), c + i * ldc + j, int(i), int(j), e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threading: split C into a tm x tn grid of rectangles, one per thread
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+struct Split {
+  int threads, tm, tn;
+};
+
+// Each thread should get at least ~2 MFLOP (~10 us at this machine's speed), or the fork/join
+// costs more than it saves. Among the grids tm x tn = threads, pick the one with the least
+// per-thread cost: the padded tile area plus the packing of its A rows and B columns.
+Split choose_split(std::int64_t m, std::int64_t n, std::int64_t k, int mr, int nr, int max_threads) {
+  const double flops = 2.0 * double(m) * double(n) * double(k);
+  int threads = int(std::min<double>(max_threads, std::max(1.0, flops / 2e6)));
+  const std::int64_t mu = (m + mr - 1) / mr, nu = (n + nr - 1) / nr;  // tiles along m and n
+  threads = int(std::min<std::int64_t>(threads, mu * nu));
+  Split best{1, 1, 1};
+  double best_cost = -1;
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm) continue;
+    const int tn = threads / tm;
+    if (tm > mu || tn > nu) continue;
+    const double rows = double((mu + tm - 1) / tm * mr), cols = double((nu + tn - 1) / tn * nr);
+    const double cost = rows * cols + 16.0 * (rows + cols);
+    if (best_cost < 0 || cost < best_cost) best = {threads, tm, tn}, best_cost = cost;
+  }
+  if (best_cost < 0) best = {1, 1, 1};  // a prime thread count that fits neither way
+  return best;
+}
+
+// [begin, end) of part `i` of `parts` when `units` tiles of `size` elements cover `total`.
+std::int64_t part_begin(std::int64_t units, int parts, int i, int size, std::int64_t total) {
+  return std::min<std::int64_t>(total, units * i / parts * size);
+}
+}  // namespace
+
+template <typename T>
+static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
+                          const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
+                          std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n,
+                          std::int64_t k, const UkEpilogue<T>& e) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm_empty_k(c, ldc, m, n, e);
+  const Split s = choose_split(m, n, k, t.mr, t.nr, max_threads);
+  if (s.threads == 1) {
+    if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) throw std::bad_alloc();
+    return;
+  }
+  const std::int64_t mu = (m + t.mr - 1) / t.mr, nu = (n + t.nr - 1) / t.nr;
+  std::atomic<bool> ok{true};
+#pragma omp parallel num_threads(s.threads)
+  {
+    const int id = omp_get_thread_num();
+    const int ti = id / s.tn, tj = id % s.tn;
+    const std::int64_t m0 = part_begin(mu, s.tm, ti, t.mr, m), m1 = part_begin(mu, s.tm, ti + 1, t.mr, m);
+    const std::int64_t n0 = part_begin(nu, s.tn, tj, t.nr, n), n1 = part_begin(nu, s.tn, tj + 1, t.nr, n);
+    if (m1 > m0 && n1 > n0) {
+      UkEpilogue<T> et = e;
+      if (et.bias_row) et.bias_row += m0;
+      if (et.bias_col) et.bias_col += n0;
+      if (!gemm_serial(t, c + m0 * ldc + n0, ldc, a + m0 * rsa, rsa, csa, b + n0 * csb, rsb, csb,
+                       m1 - m0, n1 - n0, k, et))
+        ok.store(false);
+    }
+  }
+  if (!ok.load()) throw std::bad_alloc();
+}
+
+template <typename T>
+void gemm(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
+          std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
+          const GemmParams<T>& p, Isa isa) {
+  gemm_dispatch(gemm_table<T>(isa), get_num_threads(), c, ldc, a, rsa, csa, b, rsb, csb, m, n, k,
+                full_epilogue(p));
+}
+
+template <typename T>
+void gemm_batched(T* c, std::int64_t sc, std::int64_t ldc, const T* a, std::int64_t sa,
+                  std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t sb,
+                  std::int64_t rsb, std::int64_t csb, std::int64_t batch, std::int64_t m,
+                  std::int64_t n, std::int64_t k, const GemmParams<T>& p, Isa isa) {
+  const GemmTable<T>& t = gemm_table<T>(isa);
+  const UkEpilogue<T> e = full_epilogue(p);
+  const int threads = get_num_threads();
+  if (batch < threads || m <= 0 || n <= 0 || k <= 0) {
+    // Few big products: thread inside each one.
+    for (std::int64_t i = 0; i < batch; ++i)
+      gemm_dispatch(t, threads, c + i * sc, ldc, a + i * sa, rsa, csa, b + i * sb, rsb, csb, m, n,
+                    k, e);
+    return;
+  }
+  // Many products: one thread per product, each running the serial nest.
+  std::atomic<bool> ok{true};
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t i = 0; i < batch; ++i)
+    if (!gemm_serial(t, c + i * sc, ldc, a + i * sa, rsa, csa, b + i * sb, rsb, csb, m, n, k, e))
+      ok.store(false);
+  if (!ok.load()) throw std::bad_alloc();
+}
+
+#define FASTDL_INSTANTIATE_GEMM(T)                                                             \
+  template void gemm<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t, const T*,    \
+                        std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, \
+                        const GemmParams<T>&, Isa);                                            \
+  template void gemm_batched<T>(T*, std::int64_t, std::int64_t, const T*, std::int64_t,       \
+                                std::int64_t, std::int64_t, const T*, std::int64_t,           \
+                                std::int64_t, std::int64_t, std::int64_t, std::int64_t,       \
+                                std::int64_t, std::int64_t, const GemmParams<T>&, Isa);       \
+  template void gemm_reference<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t,     \
+                                  const T*, std::int64_t, std::int64_t, std::int64_t,         \
+                                  std::int64_t, std::int64_t, const GemmParams<T>&);
+FASTDL_INSTANTIATE_GEMM(float)
+FASTDL_INSTANTIATE_GEMM(double)
+#undef FASTDL_INSTANTIATE_GEMM
+
+}  // namespace fastdl

@@ -1,0 +1,93 @@
+// gemm_ukernel.h: the micro-kernel contract shared by the reference, AVX2 and AVX-512 kernels.
+//
+// A micro-kernel multiplies one packed A micro-panel (MR x kc, stored k-major: ap[p*MR + i])
+// by one packed B micro-panel (kc x NR, bp[p*NR + j]) into registers, then writes the m x n
+// corner (m <= MR, n <= NR) of the tile to C through the epilogue:
+//   C[i,j] = act(alpha * acc[i,j] + beta * C[i,j] + bias_row[i] + bias_col[j])
+// (beta == 0: C is not read; a null bias pointer adds nothing). Panels are zero-padded to full
+// MR / NR by packing, so edge tiles run the same vector code and only the write-back is masked.
+//
+// Packing turns an "mn x kc" slice of a strided operand into panels of R rows:
+//   dst[(r / R) * R * kc + p * R + r % R] = src[r * s_mn + p * s_k]
+// A is packed with (s_mn, s_k) = (rsa, csa) and R = MR; B with (csb, rsb) and R = NR.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace fastdl {
+
+template <typename T>
+struct UkEpilogue {
+  T alpha;
+  T beta;
+  const T* bias_row;  // indexed by the tile's row, or null
+  const T* bias_col;  // indexed by the tile's column, or null
+  bool relu;
+};
+
+template <typename T>
+using ukernel_fn = void (*)(std::int64_t kc, const T* ap, const T* bp, T* c, std::int64_t ldc,
+                            int m, int n, const UkEpilogue<T>& e);
+
+template <typename T>
+using pack_fn = void (*)(T* dst, const T* src, std::int64_t s_mn, std::int64_t s_k,
+                         std::int64_t mn, std::int64_t kc);
+
+// One ISA's GEMM: register tile, cache blocks and the three routines the loop nest calls.
+template <typename T>
+struct GemmTable {
+  int mr, nr;
+  std::int64_t kc, mc, nc;
+  ukernel_fn<T> ukernel;
+  pack_fn<T> pack_a;
+  pack_fn<T> pack_b;
+};
+
+extern const GemmTable<float> gemm_table_generic_f32;
+extern const GemmTable<double> gemm_table_generic_f64;
+extern const GemmTable<float> gemm_table_avx2_f32;
+extern const GemmTable<double> gemm_table_avx2_f64;
+extern const GemmTable<float> gemm_table_avx512_f32;
+extern const GemmTable<double> gemm_table_avx512_f64;
+
+namespace {  // internal linkage: each ISA translation unit gets its own copy, built with its flags
+
+template <typename T>
+inline T apply_epilogue(T acc, const T* c, int i, int j, const UkEpilogue<T>& e) {
+  T r = e.alpha * acc;
+  if (e.beta != T(0)) r += e.beta * *c;
+  if (e.bias_row) r += e.bias_row[i];
+  if (e.bias_col) r += e.bias_col[j];
+  if (e.relu && r < T(0)) r = T(0);  // NaN passes through, as in PyTorch
+  return r;
+}
+
+template <int R, typename T>
+void pack_panels(T* __restrict dst, const T* __restrict src, std::int64_t s_mn, std::int64_t s_k,
+                 std::int64_t mn, std::int64_t kc) {
+  for (std::int64_t r0 = 0; r0 < mn; r0 += R, dst += R * kc) {
+    const int rows = mn - r0 < R ? int(mn - r0) : R;
+    const T* s = src + r0 * s_mn;
+    if (rows < R) std::memset(dst, 0, sizeof(T) * std::size_t(R * kc));
+    if (s_mn == 1) {  // each k-slice of the panel is contiguous in memory: row copies
+      for (std::int64_t p = 0; p < kc; ++p)
+        for (int r = 0; r < rows; ++r) dst[p * R + r] = s[p * s_k + r];
+    } else if (s_k == 1 && rows == R) {  // each row contiguous along k: a transpose, 8 k at a time
+      std::int64_t p = 0;
+      for (; p + 8 <= kc; p += 8)
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+          for (int q = 0; q < 8; ++q) dst[(p + q) * R + r] = s[r * s_mn + p + q];
+      for (; p < kc; ++p)
+        for (int r = 0; r < R; ++r) dst[p * R + r] = s[r * s_mn + p];
+    } else {
+      for (int r = 0; r < rows; ++r)
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * R + r] = s[r * s_mn + p * s_k];
+    }
+  }
+}
+
+}  // namespace
+
+}  // namespace fastdl

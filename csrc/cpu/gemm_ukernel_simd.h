@@ -1,0 +1,80 @@
+// gemm_ukernel_simd.h: the SIMD micro-kernel body, written once over a vector-traits type V and
+// instantiated by gemm_ukernel_avx2.cpp and gemm_ukernel_avx512.cpp with their own compiler flags.
+//
+// V provides: T, reg (vector type), mask (lane-mask type), W (lanes), zero, set1, load,
+// fmadd(a, b, c) = a*b + c, add, mul, max, lanes(n) -> mask of the first n lanes,
+// maskload(mask, p), maskstore(p, mask, v).
+//
+// The accumulator tile is MR x NV registers (NR = NV * W columns). Per k: NV loads of B, MR
+// broadcasts of A, MR * NV FMAs. Everything is unrolled at compile time so the tile lives in
+// registers.
+#pragma once
+
+#include "cpu/gemm_config.h"
+#include "cpu/gemm_ukernel.h"
+
+namespace fastdl {
+namespace {
+
+template <class V, int MR, int NV>
+void ukernel_simd(std::int64_t kc, const typename V::T* __restrict ap,
+                  const typename V::T* __restrict bp, typename V::T* c, std::int64_t ldc, int m,
+                  int n, const UkEpilogue<typename V::T>& e) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  constexpr int NR = NV * V::W;
+  R acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+
+  for (std::int64_t p = 0; p < kc; ++p) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(bp + v * V::W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R ai = V::set1(ap[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(ai, bv[v], acc[i][v]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+
+  // Write-back: full-width stores in the interior, masked lanes on the right edge, rows >= m
+  // skipped. Never a scalar loop.
+  const R alpha = V::set1(e.alpha);
+  const R beta = V::set1(e.beta);
+  const bool read_c = e.beta != T(0);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+    T* ci = c + i * ldc;
+    const R brow = e.bias_row ? V::set1(e.bias_row[i]) : V::zero();
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int left = n - v * V::W;
+      if (left <= 0) break;
+      const auto mk = V::lanes(left < V::W ? left : V::W);
+      R r = V::mul(alpha, acc[i][v]);
+      if (read_c) r = V::fmadd(beta, V::maskload(mk, ci + v * V::W), r);
+      if (e.bias_row) r = V::add(r, brow);
+      if (e.bias_col) r = V::add(r, V::maskload(mk, e.bias_col + v * V::W));
+      if (e.relu) r = V::max(V::zero(), r);  // max(0, NaN) is NaN, as in PyTorch
+      V::maskstore(ci + v * V::W, mk, r);
+    }
+  }
+}
+
+// The table an ISA file exports: its micro-kernel for blocking B, and packing for both operands.
+template <class V, class B>
+constexpr GemmTable<typename V::T> make_simd_table() {
+  static_assert(B::NR % V::W == 0, "NR must be a whole number of vectors");
+  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>,
+          &pack_panels<B::MR, typename V::T>, &pack_panels<B::NR, typename V::T>};
+}
+
+}  // namespace
+}  // namespace fastdl

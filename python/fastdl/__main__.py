@@ -1,0 +1,48 @@
+"""Command line: ``python -m fastdl info | bench [--quick] [--json F] [--plot F.png]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _info() -> None:
+    import fastdl
+
+    facts = fastdl.info()
+    ext = fastdl._backend.cuda_extension()
+    gpu = "no"
+    if ext is not None:
+        try:
+            gpu = f"{ext.device_count()} device(s)"
+        except Exception as e:  # no driver on this machine
+            gpu = f"no ({e})"
+    print(f"fastdl {facts['version']}")
+    print(f"  CPU ISA        {facts['cpu_isa']} (supported: {facts['cpu_isa_supported']}; "
+          f"cap with FASTDL_CPU_ISA=generic|avx2|avx512)")
+    print(f"  threads        {facts['num_threads']}")
+    print(f"  CUDA extension {'built' if facts['cuda_built'] else 'not built'}")
+    print(f"  GPU visible    {gpu}")
+    print(f"  CUDA usable    {facts['cuda_available']}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastdl", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("info", help="build, CPU ISA, threads, CUDA")
+    bench = sub.add_parser("bench", help="fastdl against NumPy and PyTorch, one process")
+    bench.add_argument("--quick", action="store_true", help="fewer shapes, shorter timing")
+    bench.add_argument("--json", metavar="F", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="F.png", help="also plot GFLOP/s (needs matplotlib)")
+    args = parser.parse_args(argv)
+    if args.cmd == "info":
+        _info()
+    elif args.cmd == "bench":
+        from . import _bench
+
+        _bench.main(args.quick, args.json, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""``python -m fastdl bench``: fastdl against NumPy and (when installed) PyTorch, in one process.
+
+Every case is timed the same way for every library (a warm-up call, then repeated batches of
+calls; the median batch time per call is reported), with FLOPs counted so a time reads against
+the machine's peak. Results are checked against NumPy after timing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import get_num_threads, info, ops
+
+
+def numpy_blas() -> str:
+    """Which BLAS library and kernel NumPy is running (OpenBLAS's core name when it can tell)."""
+    try:
+        libs = sorted(
+            {line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line.lower()}
+        )
+    except OSError:
+        libs = []
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                    "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return f"OpenBLAS, {fn().decode()} kernel"
+    return "unknown BLAS"
+
+
+def handicap_warning() -> str | None:
+    forced = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(v)]
+    if forced:
+        return (f"{' and '.join(forced)} set: NumPy's OpenBLAS is forced off its best kernel, so "
+                f"it is no fair baseline. Unset them for benchmarking.")
+    return None
+
+
+def _time(fn, budget: float) -> float:
+    """Median seconds per call over batches filling `budget` seconds."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    per_batch = max(1, int(budget / 10 / one))
+    samples = []
+    end = time.perf_counter() + budget
+    while len(samples) < 3 or (time.perf_counter() < end and len(samples) < 50):
+        t0 = time.perf_counter()
+        for _ in range(per_batch):
+            fn()
+        samples.append((time.perf_counter() - t0) / per_batch)
+    return float(np.median(samples))
+
+
+@dataclass
+class Row:
+    op: str
+    shape: str
+    flops: float
+    times: dict = field(default_factory=dict)  # library -> seconds per call
+
+    def gflops(self, lib: str) -> float:
+        return self.flops / self.times[lib] / 1e9
+
+
+def _cases(quick: bool):
+    sizes = [256, 512, 1024] if quick else [128, 256, 512, 1024, 2048]
+    for n in sizes:
+        yield "matmul", (n, n, n)
+    yield "linear", (64, 784, 256)
+    yield "linear", (256, 1024, 1024)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(get_num_threads())
+    return torch
+
+
+def run(quick: bool = True, libs=("fastdl", "numpy", "torch")) -> list[Row]:
+    rng = np.random.default_rng(0)
+    torch = _torch() if "torch" in libs else None
+    budget = 0.15 if quick else 0.5
+    rows = []
+    for op, (m, k, n) in _cases(quick):
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        if op == "matmul":
+            b = rng.standard_normal((k, n), dtype=np.float32)
+            dy = rng.standard_normal((m, n), dtype=np.float32)
+            impl = {
+                "fastdl": (lambda: ops.matmul(a, b), lambda: ops.matmul_backward(dy, a, b)),
+                "numpy": (lambda: a @ b, lambda: (dy @ b.T, a.T @ dy)),
+            }
+            shape = f"{m}x{k}x{n}"
+        else:
+            w = rng.standard_normal((n, k), dtype=np.float32) * 0.05
+            bias = rng.standard_normal(n, dtype=np.float32)
+            dy = rng.standard_normal((m, n), dtype=np.float32)
+            impl = {
+                "fastdl": (lambda: ops.linear(a, w, bias), lambda: ops.linear_backward(dy, a, w)),
+                "numpy": (lambda: a @ w.T + bias, lambda: (dy @ w, dy.T @ a, dy.sum(0))),
+            }
+            shape = f"{m}x{k}->{n}"
+        if torch is not None:
+            ta, tdy = torch.from_numpy(a), torch.from_numpy(dy)
+            if op == "matmul":
+                tb = torch.from_numpy(b)
+                impl["torch"] = (lambda: ta @ tb, lambda: (tdy @ tb.T, ta.T @ tdy))
+            else:
+                tw, tbias = torch.from_numpy(w), torch.from_numpy(bias)
+                impl["torch"] = (
+                    lambda: torch.nn.functional.linear(ta, tw, tbias),
+                    lambda: (tdy @ tw, tdy.T @ ta, tdy.sum(0)),
+                )
+        fwd = Row(op, shape, 2.0 * m * k * n)
+        bwd = Row(op + "_backward", shape, 4.0 * m * k * n)
+        for lib, (f, g) in impl.items():
+            if lib in libs:
+                fwd.times[lib] = _time(f, budget)
+                bwd.times[lib] = _time(g, budget)
+        # Check after timing: fastdl against NumPy.
+        for row, f in ((fwd, 0), (bwd, 1)):
+            got, want = impl["fastdl"][f](), impl["numpy"][f]()
+            got, want = (got,) if f == 0 else got, (want,) if f == 0 else want
+            for g_, w_ in zip(got, want):
+                np.testing.assert_allclose(g_, w_, rtol=2e-3, atol=2e-3 * float(np.abs(w_).max()))
+        rows += [fwd, bwd]
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    libs = [lib for lib in ("fastdl", "numpy", "torch") if any(lib in r.times for r in rows)]
+    head = f"{'op':18} {'shape':16}" + "".join(f" {lib + ' ms':>10} {'GFLOP/s':>8}" for lib in libs)
+    head += "".join(f" {'vs ' + lib:>9}" for lib in libs[1:])
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        line = f"{r.op:18} {r.shape:16}"
+        for lib in libs:
+            line += f" {r.times[lib] * 1e3:10.3f} {r.gflops(lib):8.1f}" if lib in r.times else " " * 20
+        for lib in libs[1:]:
+            line += f" {r.times[lib] / r.times['fastdl']:8.2f}x" if lib in r.times else " " * 10
+        lines.append(line)
+    lines.append("vs X = X's time / fastdl's time (above 1: fastdl is faster)")
+    return "\n".join(lines)
+
+
+def main(quick: bool, json_path: str | None, plot_path: str | None) -> None:
+    facts = info()
+    print(f"fastdl {facts['version']}  ISA {facts['cpu_isa']}  threads {facts['num_threads']}")
+    print(f"NumPy {np.__version__} on {numpy_blas()}")
+    torch = _torch()
+    print(f"PyTorch {torch.__version__}" if torch else "PyTorch not installed: skipped")
+    warn = handicap_warning()
+    if warn:
+        print("WARNING:", warn)
+    rows = run(quick)
+    print(format_table(rows))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"info": facts, "numpy_blas": numpy_blas(), "rows": [asdict(r) for r in rows]},
+                      f, indent=2)
+        print("wrote", json_path)
+    if plot_path:
+        _plot(rows, plot_path)
+        print("wrote", plot_path)
+
+
+def _plot(rows: list[Row], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    libs = [lib for lib in ("fastdl", "numpy", "torch") if any(lib in r.times for r in rows)]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
+    width = 0.8 / len(libs)
+    for i, lib in enumerate(libs):
+        xs = [j + i * width for j, r in enumerate(rows) if lib in r.times]
+        ax.bar(xs, [r.gflops(lib) for r in rows if lib in r.times], width, label=lib)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
+    ax.set_xticklabels([f"{r.op}\n{r.shape}" for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("GFLOP/s")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
