@@ -18,6 +18,7 @@
 #include "common/cpu.h"
 #include "common/threading.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_ukernel.h"
 #include "cpu/reduce.h"
 
 namespace py = pybind11;
@@ -179,6 +180,18 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.def("set_num_threads", &fastdl::set_num_threads, py::arg("n"),
         "Set the threads used by fastdl's CPU kernels (n >= 1).");
 
+  m.def(
+      "gemm_blocking",
+      [](const py::dtype& dt, std::optional<std::string> isa) {
+        return dispatch_float(dt, "dtype", [&](auto zero) {
+          const auto& t = fastdl::gemm_table<decltype(zero)>(isa_arg(isa));
+          py::dict d;
+          d["mr"] = t.mr, d["nr"] = t.nr, d["kc"] = t.kc, d["mc"] = t.mc, d["nc"] = t.nc;
+          return d;
+        });
+      },
+      py::arg("dtype"), py::arg("isa") = py::none(),
+      "The GEMM register tile (mr x nr) and cache blocks (kc, mc, nc) for a dtype and ISA.");
   m.def(
       "gemm",
       [](py::array out, py::array a, py::array b, double alpha, double beta,

@@ -4,7 +4,8 @@
 // register budget; the cache blocks follow BLIS's analytical model (Low et al., "Analytical
 // modeling is enough for high-performance BLIS", TOMS 2016):
 //   KC: the packed B micro-panel (KC x NR) stays in L1 across the whole 1st loop, leaving a third
-//       of L1 for the streamed A micro-panel (MR x KC) and the C tile;
+//       of L1 for the streamed A micro-panel (MR x KC) and the C tile; capped at 256, which also
+//       bounds each sequential chain of rounding errors along k to 256 terms;
 //   MC: the packed A block (MC x KC) occupies about half of the (private) L2;
 //   NC: the packed B panel (KC x NC) occupies about an eighth of the shared L3 (one panel per
 //       thread, room left for A blocks and C).
@@ -30,7 +31,7 @@ struct Blocking {
   static constexpr int MR = MR_;
   static constexpr int NR = NR_;
   static constexpr std::int64_t KC_model = kL1Bytes * 2 / 3 / (NR * std::int64_t(sizeof(T)));
-  static constexpr std::int64_t KC = round_down(KC_model < 512 ? KC_model : 512, 8);
+  static constexpr std::int64_t KC = round_down(KC_model < 256 ? KC_model : 256, 8);
   static constexpr std::int64_t MC = round_down(kL2Bytes / 2 / (KC * std::int64_t(sizeof(T))), MR);
   static constexpr std::int64_t NC = round_down(kL3Bytes / 8 / (KC * std::int64_t(sizeof(T))), NR);
 };

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/cpu.h"
+
 namespace fastdl {
 
 template <typename T>
@@ -43,6 +45,10 @@ struct GemmTable {
   pack_fn<T> pack_a;
   pack_fn<T> pack_b;
 };
+
+// The table for an ISA, capped at what the processor supports.
+template <typename T>
+const GemmTable<T>& gemm_table(Isa isa);
 
 extern const GemmTable<float> gemm_table_generic_f32;
 extern const GemmTable<double> gemm_table_generic_f64;

@@ -1,0 +1,148 @@
+"""The internal GEMM (fastdl._core.gemm) against its triple-loop reference, for every ISA.
+
+Small-integer inputs make every product and partial sum exact, so the packed kernels must
+reproduce the reference bit for bit whatever their blocking: this covers every residue of the
+register tile in M and N, k spanning several KC blocks, M past MC and N past NC, transposed
+operands, alpha/beta and each fused epilogue.
+"""
+
+import numpy as np
+import pytest
+
+from fastdl import _core
+
+ISAS = [isa for isa in ("generic", "avx2", "avx512")
+        if ["generic", "avx2", "avx512"].index(isa)
+        <= ["generic", "avx2", "avx512"].index(_core.cpu_isa_supported())]
+DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
+
+
+def ints(rng, shape, dtype, lo=-3, hi=4):
+    return rng.integers(lo, hi, shape).astype(dtype)
+
+
+def run_both(a, b, isa, c0=None, **kw):
+    m, n = a.shape[0], b.shape[1]
+    got = np.empty((m, n), a.dtype) if c0 is None else c0.copy()
+    want = np.empty((m, n), a.dtype) if c0 is None else c0.copy()
+    _core.gemm(got, a, b, isa=isa, **kw)
+    _core.gemm_reference(want, a, b, **kw)
+    return got, want
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_tile_residue(rng, isa, dtype):
+    t = _core.gemm_blocking(dtype, isa)
+    mr, nr = t["mr"], t["nr"]
+    for m in range(1, 2 * mr + 2):
+        for n in sorted({1, nr - 1, nr, nr + 1, 2 * nr + 3, (m * 7) % (2 * nr) + 1}):
+            for k in (1, 5):
+                a, b = ints(rng, (m, k), dtype), ints(rng, (k, n), dtype)
+                got, want = run_both(a, b, isa)
+                np.testing.assert_array_equal(got, want, err_msg=f"m={m} n={n} k={k}")
+    for n in range(1, 2 * nr + 2):  # every column residue at a fixed awkward m
+        a, b = ints(rng, (mr + 3, 9), dtype), ints(rng, (9, n), dtype)
+        got, want = run_both(a, b, isa)
+        np.testing.assert_array_equal(got, want, err_msg=f"n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cache_block_boundaries(rng, isa, dtype):
+    t = _core.gemm_blocking(dtype, isa)
+    cases = [
+        (t["mr"] + 1, 2 * t["kc"] + 3, t["nr"] + 2),  # several KC slices
+        (t["mc"] + t["mr"] + 1, 7, 5),                # past one MC block
+        (3, 4, t["nc"] + t["nr"] + 3),                # past one NC panel
+        (t["mc"] + 1, t["kc"] + 1, 2 * t["nr"] + 1),
+    ]
+    for m, k, n in cases:
+        a, b = ints(rng, (m, k), dtype, -2, 3), ints(rng, (k, n), dtype, -2, 3)
+        got, want = run_both(a, b, isa)
+        np.testing.assert_array_equal(got, want, err_msg=f"m={m} k={k} n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_strided_operands(rng, isa, dtype):
+    m, k, n = 29, 300, 45
+    a_t = ints(rng, (k, m), dtype).T              # unit stride along M
+    b_t = ints(rng, (n, k), dtype).T              # unit stride along K
+    a_s = ints(rng, (2 * m, 3 * k), dtype)[::2, ::3]  # no unit stride at all
+    b_r = ints(rng, (k, n), dtype)[::-1]          # negative row stride
+    for a in (a_t, a_s):
+        for b in (b_t, b_r):
+            got, want = run_both(a, b, isa)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got, a @ b)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (2.0, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, -1.0)])
+@pytest.mark.parametrize("bias_axis", [None, 0, 1])
+@pytest.mark.parametrize("relu", [False, True])
+def test_epilogues(rng, isa, dtype, alpha, beta, bias_axis, relu):
+    t = _core.gemm_blocking(dtype, isa)
+    m, k, n = t["mr"] + 5, t["kc"] + 9, t["nr"] + 7  # edge tiles and two KC slices
+    a, b = ints(rng, (m, k), dtype), ints(rng, (k, n), dtype)
+    c0 = ints(rng, (m, n), dtype, -9, 10)
+    kw = dict(alpha=alpha, beta=beta, relu=relu)
+    if bias_axis is not None:
+        kw.update(bias=ints(rng, (m if bias_axis == 0 else n,), dtype, -20, 20), bias_axis=bias_axis)
+    got, want = run_both(a, b, isa, c0, **kw)
+    np.testing.assert_array_equal(got, want)
+    bias = kw.get("bias", np.zeros(1, dtype))
+    expect = alpha * (a.astype(np.float64) @ b) + beta * c0 + (bias[:, None] if bias_axis == 0 else bias)
+    np.testing.assert_array_equal(got, np.maximum(expect, 0) if relu else expect)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_beta_zero_ignores_garbage(isa):
+    a = np.ones((13, 3), np.float32)
+    b = np.ones((3, 35), np.float32)
+    c = np.full((13, 35), np.nan, np.float32)
+    _core.gemm(c, a, b, isa=isa)
+    np.testing.assert_array_equal(c, 3.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_relu_propagates_nan(isa):
+    a = np.array([[np.nan, 1.0], [-1.0, 0.0]], np.float32)
+    c = np.empty((2, 2), np.float32)
+    _core.gemm(c, a, np.eye(2, dtype=np.float32), relu=True, isa=isa)
+    assert np.isnan(c[0]).all() and (c[1] == 0.0).all()  # NaN * 0 is NaN too
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_batched_and_broadcast(rng, isa, dtype):
+    for batch in (1, 2, 5):
+        a, b = ints(rng, (batch, 7, 33), dtype), ints(rng, (batch, 33, 19), dtype)
+        c = np.empty((batch, 7, 19), dtype)
+        _core.gemm(c, a, b, isa=isa)
+        np.testing.assert_array_equal(c, a @ b)
+        _core.gemm(c, a, b[0], isa=isa)  # b shared by the batch (stride 0)
+        np.testing.assert_array_equal(c, a @ b[0])
+
+
+def test_sum_rows(rng):
+    for m, n in [(1, 1), (7, 3), (1000, 17), (300, 1030), (0, 5), (5, 0)]:
+        for dtype in DTYPES:
+            x = ints(rng, (m, n), dtype)
+            got = np.empty(n, dtype)
+            want = np.empty(n, dtype)
+            _core.sum_rows(got, x)
+            _core.sum_rows_reference(want, x)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got, x.sum(0))
+
+
+def test_sum_rows_accuracy(rng):
+    # Blocked partial sums keep float32 error near NumPy's pairwise summation on long columns.
+    x = (rng.random((100_000, 3)) + 1.0).astype(np.float32)
+    got = np.empty(3, np.float32)
+    _core.sum_rows(got, x)
+    exact = x.astype(np.float64).sum(0)
+    assert np.max(np.abs(got - exact) / exact) < 2e-6
