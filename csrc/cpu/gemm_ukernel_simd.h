@@ -68,12 +68,15 @@ void ukernel_simd(std::int64_t kc, const typename V::T* __restrict ap,
   }
 }
 
-// The table an ISA file exports: its micro-kernel for blocking B, and packing for both operands.
+// The table an ISA file exports: its micro-kernel for blocking B, and packing for both operands
+// (the portable pack_panels unless the ISA file brings its own vectorised ones).
 template <class V, class B>
-constexpr GemmTable<typename V::T> make_simd_table() {
+constexpr GemmTable<typename V::T> make_simd_table(
+    pack_fn<typename V::T> pack_a = &pack_panels<B::MR, typename V::T>,
+    pack_fn<typename V::T> pack_b = &pack_panels<B::NR, typename V::T>) {
   static_assert(B::NR % V::W == 0, "NR must be a whole number of vectors");
-  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>,
-          &pack_panels<B::MR, typename V::T>, &pack_panels<B::NR, typename V::T>};
+  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>, pack_a,
+          pack_b};
 }
 
 }  // namespace
