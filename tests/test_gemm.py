@@ -9,6 +9,7 @@ operands, alpha/beta and each fused epilogue.
 import numpy as np
 import pytest
 
+import fastdl
 from fastdl import _core
 
 ISAS = [isa for isa in ("generic", "avx2", "avx512")
@@ -45,6 +46,28 @@ def test_every_tile_residue(rng, isa, dtype):
         a, b = ints(rng, (mr + 3, 9), dtype), ints(rng, (9, n), dtype)
         got, want = run_both(a, b, isa)
         np.testing.assert_array_equal(got, want, err_msg=f"n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_packing_layouts_and_edges(rng, isa, dtype):
+    # Each operand row-major or a transposed view (the two layouts the vectorised packing
+    # handles: k-contiguous panels are transposed in registers, m/n-contiguous ones copied),
+    # with k covering a partial 16-wide transpose block and the C-prefetch split of the k loop,
+    # and m, n at every edge-tile size the micro-kernel dispatches to.
+    t = _core.gemm_blocking(dtype, isa)
+    mr, nr = t["mr"], t["nr"]
+    ms = sorted({1, 2, 3, 4, 5, mr - 1, mr, mr + 4, 2 * mr - 3})
+    ns = sorted({1, 7, nr // 2, nr // 2 + 1, nr - 1, nr, nr + 9})
+    for k in (1, 17, 67):
+        for m in ms:
+            for n in ns:
+                a = ints(rng, (m, k), dtype)
+                b = ints(rng, (k, n), dtype)
+                for av in (a, np.ascontiguousarray(a.T).T):
+                    for bv in (b, np.ascontiguousarray(b.T).T):
+                        got, want = run_both(av, bv, isa)
+                        np.testing.assert_array_equal(got, want, err_msg=f"m={m} n={n} k={k}")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -125,6 +148,37 @@ def test_batched_and_broadcast(rng, isa, dtype):
         np.testing.assert_array_equal(c, a @ b)
         _core.gemm(c, a, b[0], isa=isa)  # b shared by the batch (stride 0)
         np.testing.assert_array_equal(c, a @ b[0])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bitwise_same_at_any_thread_count(rng, isa):
+    # Every element of C is computed by the same sequence of operations whatever the thread
+    # count and the split it picks (rows, columns, or a batch per thread), so results on random
+    # floats are bitwise identical, run after run.
+    cases = [((300, 700), (700, 200), False), ((64, 4096), (4096, 64), False),
+             ((1000, 60), (60, 530), False), ((200, 300), (200, 300), True)]
+    for sa, sb, trans_b in cases:
+        a = rng.standard_normal(sa).astype(np.float32)
+        b = rng.standard_normal(sb).astype(np.float32)
+        b = b.T if trans_b else b
+        results = []
+        for threads in (1, 2, 3, 2):
+            fastdl.set_num_threads(threads)
+            c = np.empty((a.shape[0], b.shape[1]), np.float32)
+            _core.gemm(c, a, b, isa=isa)
+            results.append(c)
+        for c in results[1:]:
+            np.testing.assert_array_equal(c, results[0])
+    a = rng.standard_normal((9, 40, 30)).astype(np.float32)
+    b = rng.standard_normal((9, 30, 50)).astype(np.float32)
+    batched = []
+    for threads in (1, 2, 4):
+        fastdl.set_num_threads(threads)
+        c = np.empty((9, 40, 50), np.float32)
+        _core.gemm(c, a, b, isa=isa)
+        batched.append(c)
+    for c in batched[1:]:
+        np.testing.assert_array_equal(c, batched[0])
 
 
 def test_sum_rows(rng):

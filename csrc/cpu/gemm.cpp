@@ -17,6 +17,9 @@
 #include "cpu/gemm.h"
 
 #include <omp.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -99,7 +102,9 @@ const GemmTable<double>& gemm_table<double>(Isa isa) {
 
 // ---------------------------------------------------------------------------------------------
 // Packing buffers: one pair per thread, grown on demand and kept, so steady-state calls touch no
-// fresh pages (a page fault costs more than packing a small panel).
+// fresh pages (a page fault costs more than packing a small panel). Buffers of 2 MiB and more
+// (the B panel of a large product) are 2 MiB-aligned and offered to the kernel as huge pages:
+// one TLB entry instead of 512.
 // ---------------------------------------------------------------------------------------------
 
 namespace {
@@ -110,9 +115,14 @@ struct PackBuffer {
   void* get(std::size_t need) {
     if (need > bytes) {
       std::free(ptr);
-      need = (need + 4095) / 4096 * 4096;
-      ptr = std::aligned_alloc(64, need);
+      constexpr std::size_t kHuge = std::size_t(2) << 20;
+      const std::size_t align = need >= kHuge ? kHuge : 4096;
+      need = (need + align - 1) / align * align;
+      ptr = std::aligned_alloc(align, need);
       bytes = ptr ? need : 0;
+#ifdef MADV_HUGEPAGE
+      if (ptr && align == kHuge) madvise(ptr, need, MADV_HUGEPAGE);  // advice only: ignore errors
+#endif
     }
     return ptr;
   }

@@ -2,10 +2,12 @@
 //
 // Register tile MR x NR (rows of C x columns of C, row-major C) is fixed by the micro-kernel's
 // register budget; the cache blocks follow BLIS's analytical model (Low et al., "Analytical
-// modeling is enough for high-performance BLIS", TOMS 2016):
-//   KC: the packed B micro-panel (KC x NR) stays in L1 across the whole 1st loop, leaving a third
-//       of L1 for the streamed A micro-panel (MR x KC) and the C tile; capped at 256, which also
-//       bounds each sequential chain of rounding errors along k to 256 terms;
+// modeling is enough for high-performance BLIS", TOMS 2016), with one measured departure:
+//   KC: 2 KiB of k per packed row (512 fp32, 256 fp64). Every micro-kernel call reads and writes
+//       its C tile once (MR x NR values, often an L3 or DRAM round trip at large n), so a longer
+//       k run amortises that better: at 2048^3 KC = 512 ran 15% faster than the L1-sized
+//       KC = 256 (benchmarks/RESULTS.md). The B micro-panel (KC x NR, 64 KiB for 12x32 fp32)
+//       then streams from L2 at NR * 4 bytes per k step, ~11 B/cycle, far under L2 bandwidth;
 //   MC: the packed A block (MC x KC) occupies about half of the (private) L2;
 //   NC: the packed B panel (KC x NC) occupies about an eighth of the shared L3 (one panel per
 //       thread, room left for A blocks and C).
@@ -22,6 +24,8 @@ constexpr std::int64_t kL1Bytes = 48 * 1024;
 constexpr std::int64_t kL2Bytes = 1024 * 1024;
 constexpr std::int64_t kL3Bytes = 32 * 1024 * 1024;
 
+constexpr std::int64_t kKcBytes = 2048;  // one packed row of k, see KC above
+
 constexpr std::int64_t round_down(std::int64_t x, std::int64_t unit) {
   return x / unit * unit > 0 ? x / unit * unit : unit;
 }
@@ -30,8 +34,7 @@ template <typename T, int MR_, int NR_>
 struct Blocking {
   static constexpr int MR = MR_;
   static constexpr int NR = NR_;
-  static constexpr std::int64_t KC_model = kL1Bytes * 2 / 3 / (NR * std::int64_t(sizeof(T)));
-  static constexpr std::int64_t KC = round_down(KC_model < 256 ? KC_model : 256, 8);
+  static constexpr std::int64_t KC = kKcBytes / std::int64_t(sizeof(T));
   static constexpr std::int64_t MC = round_down(kL2Bytes / 2 / (KC * std::int64_t(sizeof(T))), MR);
   static constexpr std::int64_t NC = round_down(kL3Bytes / 8 / (KC * std::int64_t(sizeof(T))), NR);
 };
