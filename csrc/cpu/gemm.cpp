@@ -62,12 +62,21 @@ void gemm_reference(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::i
 // ---------------------------------------------------------------------------------------------
 
 template <typename T, int MR, int NR>
-static void ukernel_reference(std::int64_t kc, const T* __restrict ap, const T* __restrict bp,
-                              T* c, std::int64_t ldc, int m, int n, const UkEpilogue<T>& e) {
+static void ukernel_reference(std::int64_t kc, const T* __restrict ap, std::int64_t lda,
+                              const T* __restrict bp, T* c, std::int64_t ldc, int m, int n,
+                              const UkEpilogue<T>& e) {
   T acc[MR][NR] = {};
-  for (std::int64_t p = 0; p < kc; ++p, ap += MR, bp += NR)
+  // A element (i, p): packed ap[p*MR + i], or in place ap[i*lda + p] (rows past m repeat row
+  // m - 1, whose results are never stored). Chains of at most kChain steps, as the SIMD kernels.
+  const std::int64_t rs = lda ? lda : 1, cs = lda ? 1 : MR;
+  for (std::int64_t k0 = 0; k0 < kc; k0 += gemm_config::kChain) {
+    T chain[MR][NR] = {};
+    for (std::int64_t p = k0; p < std::min(kc, k0 + gemm_config::kChain); ++p, bp += NR)
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) chain[i][j] += ap[(i < m ? i : m - 1) * rs + p * cs] * bp[j];
     for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += ap[i] * bp[j];
+      for (int j = 0; j < NR; ++j) acc[i][j] = k0 ? acc[i][j] + chain[i][j] : chain[i][j];
+  }
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) c[i * ldc + j] = apply_epilogue(acc[i][j], c + i * ldc + j, i, j, e);
 }
@@ -134,18 +143,29 @@ thread_local PackBuffer tls_pack_a, tls_pack_b;
 // The loop nest for one thread's rectangle of C
 // ---------------------------------------------------------------------------------------------
 
+// Whether A is read in place by the micro-kernel instead of packed (BLIS's "sup" path): only a
+// row-major A (k-contiguous rows), and only when each A micro-panel is reused by at most
+// gemm_config::kDirectAMaxPanels B micro-panels, i.e. when packing it costs more than the
+// strided reads it saves.
+template <typename T>
+static bool read_a_in_place(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa,
+                            std::int64_t n_cols) {
+  return csa == 1 && rsa != 0 && n_cols <= gemm_config::kDirectAMaxPanels * t.nr;
+}
+
 // Returns false only if the packing buffers could not be allocated.
 template <typename T>
 static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a,
                         std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t rsb,
                         std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
                         const UkEpilogue<T>& e) {
+  const bool direct_a = read_a_in_place(t, rsa, csa, n);
   const std::int64_t kc_max = std::min(t.kc, k);
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
   const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
-  T* pa = static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
+  T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
   T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * nc_max)));
-  if (!pa || !pb) return false;
+  if ((!direct_a && !pa) || !pb) return false;
 
   for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
     const std::int64_t nc = std::min(t.nc, n - jc);
@@ -159,7 +179,7 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
       t.pack_b(pb, b + pc * rsb + jc * csb, csb, rsb, nc, kc);
       for (std::int64_t ic = 0; ic < m; ic += t.mc) {  // 3rd loop: MC rows, A block in L2
         const std::int64_t mc = std::min(t.mc, m - ic);
-        t.pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc);
+        if (!direct_a) t.pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc);
         for (std::int64_t jr = 0; jr < nc; jr += t.nr) {  // 2nd loop: one B micro-panel in L1
           UkEpilogue<T> et = ep;
           if (et.bias_col) et.bias_col += jc + jr;
@@ -168,8 +188,9 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
             UkEpilogue<T> ei = et;
             if (ei.bias_row) ei.bias_row += ic + ir;
             const int mm = int(std::min<std::int64_t>(t.mr, mc - ir));
-            t.ukernel(kc, pa + ir * kc, pb + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mm, nn,
-                      ei);
+            const T* ap = direct_a ? a + (ic + ir) * rsa + pc : pa + ir * kc;
+            t.ukernel(kc, ap, direct_a ? rsa : 0, pb + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                      mm, nn, ei);
           }
         }
       }

@@ -26,6 +26,18 @@ constexpr std::int64_t kL3Bytes = 32 * 1024 * 1024;
 
 constexpr std::int64_t kKcBytes = 2048;  // one packed row of k, see KC above
 
+// Longest run of k a micro-kernel accumulates in registers before folding it into a partial
+// sum (gemm_ukernel_simd.h): with KC = 512 a single chain would double the rounding error of
+// the old KC = 256 blocking, and tests hold fp32 results to twice NumPy's error.
+constexpr std::int64_t kChain = 256;
+
+// A row-major A is read in place by the micro-kernel, unpacked, when the thread's part of C has
+// at most this many NR-wide column panels (each A micro-panel is then reused at most this many
+// times, too few to repay packing it). Measured, one thread, A/B alternating calls: in place
+// wins at 64x4096x64 (+11%), 64x784x256 (+3%), 512^3 (+1%), loses at 1024^3 (-5%, 4 KiB row
+// stride: the 12 rows of a micro-panel share L1 sets).
+constexpr std::int64_t kDirectAMaxPanels = 16;
+
 constexpr std::int64_t round_down(std::int64_t x, std::int64_t unit) {
   return x / unit * unit > 0 ? x / unit * unit : unit;
 }

@@ -15,6 +15,7 @@ struct F32x8 {
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(T x) { return _mm256_set1_ps(x); }
   static reg load(const T* p) { return _mm256_loadu_ps(p); }
+  static void store(T* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
@@ -34,6 +35,7 @@ struct F64x4 {
   static reg zero() { return _mm256_setzero_pd(); }
   static reg set1(T x) { return _mm256_set1_pd(x); }
   static reg load(const T* p) { return _mm256_loadu_pd(p); }
+  static void store(T* p, reg v) { _mm256_storeu_pd(p, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }

@@ -22,6 +22,7 @@ struct F32x16 {
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(T x) { return _mm512_set1_ps(x); }
   static reg load(const T* p) { return _mm512_loadu_ps(p); }
+  static void store(T* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
@@ -41,6 +42,7 @@ struct F64x8 {
   static reg zero() { return _mm512_setzero_pd(); }
   static reg set1(T x) { return _mm512_set1_pd(x); }
   static reg load(const T* p) { return _mm512_loadu_pd(p); }
+  static void store(T* p, reg v) { _mm512_storeu_pd(p, v); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
