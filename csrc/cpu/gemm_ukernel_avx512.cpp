@@ -52,31 +52,35 @@ struct F64x8 {
   static void maskstore(T* p, mask m, reg v) { _mm512_mask_storeu_pd(p, m, v); }
 };
 
-// In-register transpose of the 16 x 16 block r[row] (16 floats each) into r[column].
+// In-register transpose of the 16 x 16 block r[row] (16 floats each) into r[column]. The maskz_
+// forms with all lanes set are the plain shuffles; GCC 12's plain ones pass an "undefined"
+// register through and trip -Wmaybe-uninitialized (as F32x16::max above).
+constexpr __mmask16 kAll16 = 0xFFFF;
+constexpr __mmask8 kAll8 = 0xFF;
 inline void transpose16x16(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved within 128-bit lanes
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    t[i] = _mm512_maskz_unpacklo_ps(kAll16, r[i], r[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_ps(kAll16, r[i], r[i + 1]);
   }
   __m512 s[16];  // s[4g + q], 128-bit lane L: column 4L + q of rows 4g .. 4g + 3
   for (int g = 0; g < 16; g += 4) {
     const __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
     const __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
-    s[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    s[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    s[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    s[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    s[g] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(kAll8, t0, t2));
+    s[g + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(kAll8, t0, t2));
+    s[g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(kAll8, t1, t3));
+    s[g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(kAll8, t1, t3));
   }
   for (int q = 0; q < 4; ++q) {  // gather lane L of s[q], s[4 + q], s[8 + q], s[12 + q]
-    const __m512 a = _mm512_shuffle_f32x4(s[q], s[4 + q], 0x88);
-    const __m512 b = _mm512_shuffle_f32x4(s[q], s[4 + q], 0xDD);
-    const __m512 c = _mm512_shuffle_f32x4(s[8 + q], s[12 + q], 0x88);
-    const __m512 d = _mm512_shuffle_f32x4(s[8 + q], s[12 + q], 0xDD);
-    r[q] = _mm512_shuffle_f32x4(a, c, 0x88);
-    r[4 + q] = _mm512_shuffle_f32x4(b, d, 0x88);
-    r[8 + q] = _mm512_shuffle_f32x4(a, c, 0xDD);
-    r[12 + q] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    const __m512 a = _mm512_maskz_shuffle_f32x4(kAll16, s[q], s[4 + q], 0x88);
+    const __m512 b = _mm512_maskz_shuffle_f32x4(kAll16, s[q], s[4 + q], 0xDD);
+    const __m512 c = _mm512_maskz_shuffle_f32x4(kAll16, s[8 + q], s[12 + q], 0x88);
+    const __m512 d = _mm512_maskz_shuffle_f32x4(kAll16, s[8 + q], s[12 + q], 0xDD);
+    r[q] = _mm512_maskz_shuffle_f32x4(kAll16, a, c, 0x88);
+    r[4 + q] = _mm512_maskz_shuffle_f32x4(kAll16, b, d, 0x88);
+    r[8 + q] = _mm512_maskz_shuffle_f32x4(kAll16, a, c, 0xDD);
+    r[12 + q] = _mm512_maskz_shuffle_f32x4(kAll16, b, d, 0xDD);
   }
 }
 

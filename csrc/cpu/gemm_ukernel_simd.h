@@ -74,18 +74,24 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
   // of a KC block grows like kChain + KC / kChain, not KC (the spill is 2 * MRc * NVc memory
   // operations per kChain * MRc * NVc FMAs).
   alignas(64) T partial[MRc][NVc][V::W];
-  run(0, kc < gemm_config::kChain ? kc : gemm_config::kChain);
-  for (std::int64_t k0 = gemm_config::kChain; k0 < kc; k0 += gemm_config::kChain) {
+  auto fold = [&](bool first) __attribute__((always_inline)) {  // partial (+)= acc; acc = 0
 #pragma GCC unroll 16
     for (int i = 0; i < MRc; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NVc; ++v) {
-        V::store(partial[i][v], k0 == gemm_config::kChain ? acc[i][v] : V::add(V::load(partial[i][v]), acc[i][v]));
+        V::store(partial[i][v], first ? acc[i][v] : V::add(V::load(partial[i][v]), acc[i][v]));
         acc[i][v] = V::zero();
       }
-    run(k0, kc - k0 < gemm_config::kChain ? kc : k0 + gemm_config::kChain);
-  }
-  if (kc > gemm_config::kChain) {
+  };
+  constexpr std::int64_t kChain = gemm_config::kChain;
+  run(0, kc < kChain ? kc : kChain);
+  if (kc > kChain) {
+    fold(true);
+    for (std::int64_t k0 = kChain;; k0 += kChain) {
+      run(k0, kc - k0 < kChain ? kc : k0 + kChain);
+      if (k0 + kChain >= kc) break;
+      fold(false);
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < MRc; ++i)
 #pragma GCC unroll 4
