@@ -45,3 +45,9 @@ def linear_backward(dy, x, w):
     dy2 = dy.reshape(-1, w.shape[0])
     x2 = x.reshape(-1, w.shape[1])
     return (dy @ w, dy2.T @ x2, dy2.sum(axis=0))
+
+
+# ---- activations, softmax, losses, dropout, element-wise ---------------------------------------
+
+
+# ---- optimizers and gradient clipping -----------------------------------------------------------

@@ -153,6 +153,10 @@ void sum_rows_py(py::array out, py::array x, bool reference) {
   });
 }
 
+// ---- activations, softmax, losses, dropout, element-wise ------------------------------------
+
+// ---- optimizers and gradient clipping --------------------------------------------------------
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -229,4 +233,8 @@ isa forces 'generic', 'avx2' or 'avx512' (capped at what the CPU supports).)pbdo
       "sum_rows_reference",
       [](py::array out, py::array x) { sum_rows_py(std::move(out), std::move(x), true); },
       py::arg("out").noconvert(), py::arg("x").noconvert(), "Plain-loop oracle for sum_rows.");
+
+  // ---- activations, softmax, losses, dropout, element-wise ----------------------------------
+
+  // ---- optimizers and gradient clipping ------------------------------------------------------
 }

@@ -4,6 +4,7 @@ NumPy arrays run on the CPU kernels (fastdl._core), CuPy arrays on the CUDA kern
 (fastdl._cuda). See DESIGN.md section 3 for the contract.
 """
 
-from .dense import linear, linear_backward, matmul, matmul_backward
+from .dense import *  # noqa: F401,F403
+from .dense import __all__ as _dense
 
-__all__ = ["matmul", "matmul_backward", "linear", "linear_backward"]
+__all__ = [*_dense]
