@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 
-from . import _backend, _core, ops
+from . import _backend, _core, backends, ops
 
 try:
     __version__ = _dist_version("fastdl")
