@@ -23,9 +23,14 @@ def _kernel(be, op: str, name: str):
     return lambda *args, **kw: be.call(name, *args, **kw)
 
 
+def _contig(be, a):
+    """a as a C-contiguous array of the same shape (0-d stays 0-d, unlike ascontiguousarray)."""
+    return a if a.flags.c_contiguous else contiguous(be, a).reshape(a.shape)
+
+
 def _forward(op: str, x):
     be, dtype, x = prepare(op, x=x)
-    x = contiguous(be, x)
+    x = _contig(be, x)
     out = be.xp.empty(x.shape, dtype)
     _kernel(be, op, f"{op}_forward")(out, x)
     return out
@@ -36,7 +41,7 @@ def _backward(act: str, dy, y):
     be, dtype, dy, y = prepare(op, dy=dy, y=y)
     check_shape(op, "dy", dy, y.shape)
     out = be.xp.empty(y.shape, dtype)
-    _kernel(be, op, op)(out, contiguous(be, dy), contiguous(be, y))
+    _kernel(be, op, op)(out, _contig(be, dy), _contig(be, y))
     return out
 
 

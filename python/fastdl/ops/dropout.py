@@ -15,8 +15,8 @@ import numbers
 
 import numpy as np
 
-from ._util import check_shape, contiguous, prepare
-from .activation import _kernel
+from ._util import check_shape, prepare
+from .activation import _contig, _kernel
 
 __all__ = ["dropout", "dropout_backward"]
 
@@ -37,7 +37,7 @@ def dropout(x, p, seed):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{op}: seed must be an int, got {type(seed).__name__}")
     be, dtype, x = prepare(op, x=x)
-    x = contiguous(be, x)
+    x = _contig(be, x)
     y = be.xp.empty(x.shape, dtype)
     mask = be.xp.empty(x.shape, np.uint8)
     _kernel(be, op, "dropout_forward")(y, mask, x, p, int(seed) % 2**64)
@@ -56,6 +56,6 @@ def dropout_backward(dy, mask, p):
         raise TypeError(f"{op}: mask must be the uint8 mask dropout returned, got dtype {mask.dtype}")
     check_shape(op, "mask", mask, dy.shape)
     out = be.xp.empty(dy.shape, dtype)
-    _kernel(be, op, "dropout_backward")(out, contiguous(be, dy), contiguous(be, mask), p)
+    _kernel(be, op, "dropout_backward")(out, _contig(be, dy), _contig(be, mask), p)
     return out
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-from ._util import contiguous, prepare, shape_str
-from .activation import _kernel
+from ._util import prepare, shape_str
+from .activation import _contig, _kernel
 from .softmax import _axis
 
 __all__ = ["bias_add", "bias_add_backward"]
@@ -29,7 +29,7 @@ def bias_add(x, b, axis=1):
         raise ValueError(f"{op}: b must have shape {shape_str((x.shape[axis],))} to match axis "
                          f"{axis} of x {shape_str(x.shape)}, got {shape_str(b.shape)}")
     out = be.xp.empty(x.shape, dtype)
-    _kernel(be, op, "bias_add")(out, contiguous(be, x), contiguous(be, b), axis)
+    _kernel(be, op, "bias_add")(out, _contig(be, x), _contig(be, b), axis)
     return out
 
 
@@ -41,5 +41,5 @@ def bias_add_backward(dy, axis=1):
     c = dy.shape[axis]
     outer, inner = math.prod(dy.shape[:axis]), math.prod(dy.shape[axis + 1:])
     rows = be.xp.empty((c * inner,), dtype)
-    _kernel(be, op, "sum_rows")(rows, contiguous(be, dy).reshape(outer, c * inner))
+    _kernel(be, op, "sum_rows")(rows, _contig(be, dy).reshape(outer, c * inner))
     return rows if inner == 1 else rows.reshape(c, inner).sum(axis=1)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
-from .activation import _kernel
+from ._util import check_ndim, check_shape, prepare, shape_str
+from .activation import _contig, _kernel
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
@@ -42,7 +42,7 @@ def _targets(op: str, be, target, n: int, c: int):
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{op}: target[{i}] = {int(t[i])} is out of range [0, C) with C = {c}")
-    return contiguous(be, t.astype(np.int64, copy=False))
+    return _contig(be, t.astype(np.int64, copy=False))
 
 
 def cross_entropy(logits, target):
@@ -53,7 +53,7 @@ def cross_entropy(logits, target):
     n, c = logits.shape
     t = _targets(op, be, target, n, c)
     probs = be.xp.empty((n, c), dtype)
-    loss = _kernel(be, op, "cross_entropy_forward")(probs, contiguous(be, logits), t)
+    loss = _kernel(be, op, "cross_entropy_forward")(probs, _contig(be, logits), t)
     return be.xp.asarray(loss, dtype=dtype), probs
 
 
@@ -65,7 +65,7 @@ def cross_entropy_backward(probs, target):
     n, c = probs.shape
     t = _targets(op, be, target, n, c)
     out = be.xp.empty((n, c), dtype)
-    _kernel(be, op, "cross_entropy_backward")(out, contiguous(be, probs), t)
+    _kernel(be, op, "cross_entropy_backward")(out, _contig(be, probs), t)
     return out
 
 
@@ -75,7 +75,7 @@ def _pair(op: str, first: str, a, target):
     if a.size == 0:
         raise ValueError(f"{op}: the mean over zero elements is undefined ({first} has shape "
                          f"{shape_str(a.shape)})")
-    return be, dtype, contiguous(be, a), contiguous(be, target)
+    return be, dtype, _contig(be, a), _contig(be, target)
 
 
 def mse_loss(pred, target):

@@ -11,8 +11,8 @@ moved last (a copy) and back, and the result is returned C-contiguous.
 
 from __future__ import annotations
 
-from ._util import check_shape, contiguous, prepare
-from .activation import _kernel
+from ._util import check_shape, prepare
+from .activation import _contig, _kernel
 
 __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
 
@@ -30,11 +30,11 @@ def _axis(op: str, ndim: int, axis) -> int:
 
 def _last(be, a, axis: int):
     """a with `axis` moved last, C-contiguous (copied only when it must be)."""
-    return contiguous(be, be.xp.moveaxis(a, axis, -1)) if axis != a.ndim - 1 else contiguous(be, a)
+    return _contig(be, be.xp.moveaxis(a, axis, -1)) if axis != a.ndim - 1 else _contig(be, a)
 
 
 def _back(be, out, axis: int):
-    return out if axis == out.ndim - 1 else contiguous(be, be.xp.moveaxis(out, -1, axis))
+    return out if axis == out.ndim - 1 else _contig(be, be.xp.moveaxis(out, -1, axis))
 
 
 def _forward(op: str, x, axis, log: bool):
