@@ -97,8 +97,10 @@ T cross_entropy_forward(T* probs, const T* logits, const std::int64_t* target, s
       const T* x = logits + i * c;
       T* p = probs + i * c;
       const T m = t.row_max(x, c);
-      if (m == ninf) {  // every logit -inf (or NaN): probs 0 (NaN stays NaN), loss undefined
-        for (std::int64_t j = 0; j < c; ++j) p[j] = x[j] == ninf ? T(0) : x[j];
+      if (m == ninf) {  // every logit -inf: probs 0 (NaN if one is NaN), the loss undefined
+        bool nan = false;
+        for (std::int64_t j = 0; j < c; ++j) nan |= std::isnan(x[j]);
+        std::fill(p, p + c, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
         s_block += std::numeric_limits<double>::quiet_NaN();
         continue;
       }

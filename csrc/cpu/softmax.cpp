@@ -33,6 +33,17 @@ namespace fastdl {
 // Reference
 // ---------------------------------------------------------------------------------------------
 
+// A row whose max is -inf: all -inf gives zeros (log: -inf); a NaN among the -inf (the max skips
+// NaN) makes the whole row NaN, as it does for any other row.
+template <typename T>
+void masked_row(T* y, const T* x, std::int64_t n, bool log) {
+  bool nan = false;
+  for (std::int64_t j = 0; j < n; ++j) nan |= std::isnan(x[j]);
+  const T fill = nan ? std::numeric_limits<T>::quiet_NaN()
+                     : log ? -std::numeric_limits<T>::infinity() : T(0);
+  std::fill(y, y + n, fill);
+}
+
 template <typename T>
 void softmax_forward_reference(T* y, const T* x, std::int64_t rows, std::int64_t n, bool log) {
   const T ninf = -std::numeric_limits<T>::infinity();
@@ -41,8 +52,8 @@ void softmax_forward_reference(T* y, const T* x, std::int64_t rows, std::int64_t
     T* yr = y + r * n;
     T m = ninf;
     for (std::int64_t j = 0; j < n; ++j) m = std::max(m, xr[j]);
-    if (m == ninf) {  // fully masked row
-      for (std::int64_t j = 0; j < n; ++j) yr[j] = xr[j] == ninf ? (log ? ninf : T(0)) : xr[j];
+    if (m == ninf) {  // fully masked row (-inf and NaN only: NaN everywhere, as below)
+      masked_row(yr, xr, n, log);
       continue;
     }
     T s = T(0);
@@ -111,8 +122,8 @@ void softmax_forward(T* y, const T* x, std::int64_t rows, std::int64_t n, bool l
     const T* xr = x + r * n;
     T* yr = y + r * n;
     const T m = t.row_max(xr, n);
-    if (m == ninf) {  // fully masked row (or -inf and NaN only: NaN stays NaN)
-      for (std::int64_t j = 0; j < n; ++j) yr[j] = xr[j] == ninf ? (log ? ninf : T(0)) : xr[j];
+    if (m == ninf) {
+      masked_row(yr, xr, n, log);
     } else if (log) {
       t.shift(yr, xr, n, m, std::log(t.exp_sum(xr, n, m)));
     } else {
