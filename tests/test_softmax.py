@@ -8,7 +8,7 @@ import fastdl
 from fastdl import _core, ops
 
 import reference as ref
-from helpers import assert_close, check_op, gradcheck
+from helpers import assert_close, check_op, gradcheck  # noqa: F401
 
 DTYPES = [np.float32, np.float64]
 ORDER = ["generic", "avx2", "avx512"]
@@ -40,9 +40,15 @@ def test_forward_backward(rng, kind, dtype, shape):
         assert getattr(ops, f"{kind}_backward")(dy, x).shape == shape
         return
     y = getattr(ref, kind)(x)
-    base = _np(kind, dtype)
-    check_op(getattr(ops, kind), getattr(ref, kind), [x], dtype, baseline=base)
-    check_op(getattr(ops, f"{kind}_backward"), getattr(ref, f"{kind}_backward"), [dy, y], dtype)
+    # The row sums use a few running accumulators per vector lane (one lane on the generic ISA),
+    # not NumPy's pairwise sum: allow their error, growing like sqrt(n) ulps.
+    ulps = 8 + shape[-1] ** 0.5
+    for fast, want, args, base in [
+        (getattr(ops, kind), getattr(ref, kind), [x], _np(kind, dtype)(x)),
+        (getattr(ops, f"{kind}_backward"), getattr(ref, f"{kind}_backward"), [dy, y], None),
+    ]:
+        got = fast(*[a.astype(dtype) for a in args])
+        assert_close(got, want(*args), dtype, base, ulps=ulps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
