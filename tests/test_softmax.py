@@ -8,7 +8,7 @@ import fastdl
 from fastdl import _core, ops
 
 import reference as ref
-from helpers import assert_close, check_op, gradcheck  # noqa: F401
+from helpers import assert_close, check_op, gradcheck
 
 DTYPES = [np.float32, np.float64]
 ORDER = ["generic", "avx2", "avx512"]
