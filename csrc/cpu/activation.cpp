@@ -13,8 +13,8 @@
 //   2. the SIMD templates of activation_simd.h over a one-lane vector (the generic ISA),
 //   3. ... over AVX2 (activation_avx2.cpp) and AVX-512 (activation_avx512.cpp) vectors; the
 //      exp/tanh approximations (vec_math.h) are accurate to a few ulps over the whole range.
-// OpenMP splits large arrays into one chunk per thread (parallel_chunks.h); below kGrain
-// elements per thread the team's wake-up costs more than the second core's bandwidth gives.
+// OpenMP splits large arrays into one chunk per thread (parallel_chunks.h); below kGrain*
+// elements per thread the team's wake-up costs more than the second core gives.
 #include "cpu/activation.h"
 
 #include <algorithm>
@@ -65,9 +65,12 @@ namespace {
 const ActivationTable<float> activation_table_generic_f32 = make_activation_table<VecScalar<float>>();
 const ActivationTable<double> activation_table_generic_f64 = make_activation_table<VecScalar<double>>();
 
-// Elements per thread below which a second thread does not pay (measured on 2 Zen 5 cores:
-// benchmarks/RESULTS.md).
-constexpr std::int64_t kGrain = 1 << 16;
+// Elements per thread below which a second thread does not pay (measured on 2 Zen 5 cores,
+// benchmarks/RESULTS.md): waking the team costs ~1-2 us, which a pure stream (relu, every
+// backward: ~0.04 ns/element) earns back only past ~64K elements, and an exp-based forward
+// (~0.25 ns/element) past ~8K.
+constexpr std::int64_t kGrainStream = 1 << 16;
+constexpr std::int64_t kGrainExp = 1 << 13;
 
 template <typename T>
 const ActivationTable<T>& pick(Isa isa, const ActivationTable<T>& generic,
@@ -93,13 +96,13 @@ const ActivationTable<double>& activation_table<double>(Isa isa) {
 template <typename T>
 void activation_forward(Activation act, T* y, const T* x, std::int64_t n, Isa isa) {
   const auto fn = activation_table<T>(isa).forward[int(act)];
-  parallel_chunks(n, kGrain, [&](std::int64_t lo, std::int64_t hi) { fn(y + lo, x + lo, hi - lo); });
+  parallel_chunks(n, act == Activation::relu ? kGrainStream : kGrainExp, [&](std::int64_t lo, std::int64_t hi) { fn(y + lo, x + lo, hi - lo); });
 }
 
 template <typename T>
 void activation_backward(Activation act, T* dx, const T* dy, const T* y, std::int64_t n, Isa isa) {
   const auto fn = activation_table<T>(isa).backward[int(act)];
-  parallel_chunks(n, kGrain,
+  parallel_chunks(n, kGrainStream,
                   [&](std::int64_t lo, std::int64_t hi) { fn(dx + lo, dy + lo, y + lo, hi - lo); });
 }
 

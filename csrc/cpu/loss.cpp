@@ -89,7 +89,8 @@ T cross_entropy_forward(T* probs, const T* logits, const std::int64_t* target, s
   const std::int64_t rows_per = std::max<std::int64_t>(1, kBlock / std::max<std::int64_t>(c, 1));
   const std::int64_t blocks = (n + rows_per - 1) / rows_per;
   std::vector<double> part(std::size_t(blocks), 0.0);
-  const int threads = int(std::min<std::int64_t>({get_num_threads(), blocks, std::max<std::int64_t>(1, n * c / kGrain)}));
+  // exp-bound like softmax: a thread per 16K logits (softmax.cpp)
+  const int threads = int(std::min<std::int64_t>({get_num_threads(), blocks, std::max<std::int64_t>(1, n * c / (1 << 14))}));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     double s_block = 0.0;
