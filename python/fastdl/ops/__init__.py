@@ -6,5 +6,7 @@ NumPy arrays run on the CPU kernels (fastdl._core), CuPy arrays on the CUDA kern
 
 from .dense import *  # noqa: F401,F403
 from .dense import __all__ as _dense
+from .optim import *  # noqa: F401,F403
+from .optim import __all__ as _optim
 
-__all__ = [*_dense]
+__all__ = [*_dense, *_optim]
