@@ -34,7 +34,8 @@
 //
 // Gradient clipping: total = (sum over all arrays of |x|^q)^(1/q), accumulated in double (q = 2
 // is the fast path; q = inf is max |x|); clip_grad_norm_ (in the bindings) then multiplies every
-// array by max_norm / (total + 1e-6) when that is below 1.
+// array by max_norm / (total + 1e-6) unless that is >= 1 (a NaN total gives NaN gradients, as in
+// PyTorch, whose clamp(coef, max=1) keeps the NaN).
 //
 // Variants, in order of increasing complexity:
 //   1. *_reference: plain scalar loops, the oracle for the tests.
@@ -191,16 +192,17 @@ const OptimTable<double>& optim_table<double>(Isa isa) {
   return pick(isa, optim_table_generic_f64, optim_table_avx2_f64, optim_table_avx512_f64);
 }
 
-// Below this many elements per thread a step runs on one thread: starting the team costs more
-// than it saves (measured in benchmarks/RESULTS.md, "Optimizers").
-constexpr std::int64_t kMinPerThread = 1 << 15;
+// A thread is worth its start-up (~1 us for an OpenMP team) from about this many bytes of traffic
+// per thread; measured with Adam and SGD on Zen 5 (benchmarks/RESULTS.md, "Optimizers": Adam
+// breaks even near 12K floats = 340 KB, SGD with momentum near 24K floats = 480 KB).
+constexpr std::int64_t kMinBytesPerThread = 256 << 10;
 constexpr std::int64_t kAlign = 64;  // range boundaries in elements: whole cache lines
 
-// f(begin, end) over [0, n), split into one contiguous range per thread.
+// f(begin, end) over [0, n), one contiguous range per thread; bytes: traffic per element.
 template <typename F>
-void parallel_ranges(std::int64_t n, F&& f) {
-  const int threads =
-      int(std::min<std::int64_t>(get_num_threads(), std::max<std::int64_t>(1, n / kMinPerThread)));
+void parallel_ranges(std::int64_t n, std::int64_t bytes, F&& f) {
+  const int threads = int(std::min<std::int64_t>(
+      get_num_threads(), std::max<std::int64_t>(1, n * bytes / kMinBytesPerThread)));
   if (threads <= 1) {
     f(std::int64_t(0), n);
     return;
@@ -229,7 +231,7 @@ void sgd_step(T* p, T* buf, const T* g, std::int64_t n, const SgdHyper& h, Isa i
   const SgdConst<T> c{T(h.maximize ? -1 : 1), T(h.weight_decay), T(h.momentum),
                       T(1 - h.dampening), T(-h.lr)};
   const bool wd = h.weight_decay != 0, mom = h.momentum != 0;
-  parallel_ranges(n, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_ranges(n, std::int64_t(sizeof(T)) * (mom ? 5 : 3), [&](std::int64_t lo, std::int64_t hi) {
     tab.sgd(p + lo, mom ? buf + lo : nullptr, g + lo, hi - lo, c, wd, mom, h.nesterov,
             h.first_step);
   });
@@ -251,7 +253,7 @@ void adam_step(T* p, T* m, T* v, T* max_v, const T* g, std::int64_t n, const Ada
   c.eps = T(h.eps);
   c.step_size = T(h.lr / (1 - std::pow(h.beta1, h.step)));
   const bool wd = h.weight_decay != 0;
-  parallel_ranges(n, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_ranges(n, std::int64_t(sizeof(T)) * (h.amsgrad ? 9 : 7), [&](std::int64_t lo, std::int64_t hi) {
     tab.adam(p + lo, m + lo, v + lo, h.amsgrad ? max_v + lo : nullptr, g + lo, hi - lo, c, wd,
              h.decoupled, h.amsgrad, from_m);
   });
@@ -272,7 +274,8 @@ void rmsprop_step(T* p, T* square_avg, T* buf, T* grad_avg, const T* g, std::int
   c.momentum = T(h.momentum);
   c.neg_lr = T(-h.lr);
   const bool wd = h.weight_decay != 0, mom = h.momentum > 0;
-  parallel_ranges(n, [&](std::int64_t lo, std::int64_t hi) {
+  const int streams = 5 + (mom ? 2 : 0) + (h.centered ? 2 : 0);
+  parallel_ranges(n, std::int64_t(sizeof(T)) * streams, [&](std::int64_t lo, std::int64_t hi) {
     tab.rmsprop(p + lo, square_avg + lo, mom ? buf + lo : nullptr,
                 h.centered ? grad_avg + lo : nullptr, g + lo, hi - lo, c, wd, mom, h.centered,
                 from_a);
@@ -284,7 +287,7 @@ void adagrad_step(T* p, T* sum_sq, const T* g, std::int64_t n, const AdagradHype
   const auto& tab = optim_table<T>(isa);
   const AdagradConst<T> c{T(h.maximize ? -1 : 1), T(h.weight_decay), T(h.eps), T(-h.lr)};
   const bool wd = h.weight_decay != 0;
-  parallel_ranges(n, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_ranges(n, std::int64_t(sizeof(T)) * 5, [&](std::int64_t lo, std::int64_t hi) {
     tab.adagrad(p + lo, sum_sq + lo, g + lo, hi - lo, c, wd);
   });
 }
@@ -320,20 +323,21 @@ struct Block {
   std::int64_t array, begin, end;
 };
 
-std::vector<Block> make_blocks(const GradView* grads, std::int64_t count, std::int64_t& total) {
+// The arrays cut into blocks of kNormBlock elements; bytes: their total size.
+std::vector<Block> make_blocks(const GradView* grads, std::int64_t count, std::int64_t& bytes) {
   std::vector<Block> blocks;
-  total = 0;
+  bytes = 0;
   for (std::int64_t a = 0; a < count; ++a) {
-    total += grads[a].n;
+    bytes += grads[a].n * (grads[a].is_double ? 8 : 4);
     for (std::int64_t b = 0; b < grads[a].n; b += kNormBlock)
       blocks.push_back({a, b, std::min(grads[a].n, b + kNormBlock)});
   }
   return blocks;
 }
 
-int threads_for(std::int64_t total, std::int64_t tasks) {
-  return int(std::min<std::int64_t>(
-      {std::int64_t(get_num_threads()), tasks, std::max<std::int64_t>(1, total / kMinPerThread)}));
+int threads_for(std::int64_t bytes, std::int64_t tasks) {
+  return int(std::min<std::int64_t>({std::int64_t(get_num_threads()), tasks,
+                                     std::max<std::int64_t>(1, bytes / kMinBytesPerThread)}));
 }
 
 }  // namespace
@@ -341,13 +345,13 @@ int threads_for(std::int64_t total, std::int64_t tasks) {
 double grads_norm(const GradView* grads, std::int64_t count, double norm_type, Isa isa) {
   FASTDL_CHECK(norm_type > 0, ValueError, "norm_type: expected a positive number or inf, got ",
                norm_type);
-  std::int64_t total = 0;
-  const std::vector<Block> blocks = make_blocks(grads, count, total);
+  std::int64_t bytes = 0;
+  const std::vector<Block> blocks = make_blocks(grads, count, bytes);
   const std::int64_t nb = std::int64_t(blocks.size());
   std::vector<double> partial(blocks.size(), 0.0);
   const auto& t32 = optim_table<float>(isa);
   const auto& t64 = optim_table<double>(isa);
-  const int threads = threads_for(total, nb);
+  const int threads = threads_for(bytes, nb);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t b = 0; b < nb; ++b) {
     const Block& k = blocks[size_t(b)];
@@ -369,12 +373,12 @@ double grads_norm(const GradView* grads, std::int64_t count, double norm_type, I
 }
 
 void grads_scale(const GradView* grads, std::int64_t count, double alpha, Isa isa) {
-  std::int64_t total = 0;
-  const std::vector<Block> blocks = make_blocks(grads, count, total);
+  std::int64_t bytes = 0;
+  const std::vector<Block> blocks = make_blocks(grads, count, bytes);
   const std::int64_t nb = std::int64_t(blocks.size());
   const auto& t32 = optim_table<float>(isa);
   const auto& t64 = optim_table<double>(isa);
-  const int threads = threads_for(total, nb);
+  const int threads = threads_for(2 * bytes, nb);  // read and written
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t b = 0; b < nb; ++b) {
     const Block& k = blocks[size_t(b)];
