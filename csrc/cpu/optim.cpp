@@ -196,9 +196,12 @@ const OptimTable<double>& optim_table<double>(Isa isa) {
 // per thread; measured with Adam and SGD on Zen 5 (benchmarks/RESULTS.md, "Optimizers": Adam
 // breaks even near 12K floats = 340 KB, SGD with momentum near 24K floats = 480 KB).
 constexpr std::int64_t kMinBytesPerThread = 256 << 10;
-constexpr std::int64_t kAlign = 64;  // range boundaries in elements: whole cache lines
+constexpr std::int64_t kChunkBytes = 1 << 20;  // traffic per chunk of work
+constexpr std::int64_t kAlign = 64;             // chunk boundaries in elements: whole cache lines
 
-// f(begin, end) over [0, n), one contiguous range per thread; bytes: traffic per element.
+// f(begin, end) over [0, n) in chunks of about kChunkBytes of traffic, handed out dynamically:
+// on a busy machine a thread that is descheduled holds up only its current chunk, not a fixed
+// half of the array. bytes: traffic per element.
 template <typename F>
 void parallel_ranges(std::int64_t n, std::int64_t bytes, F&& f) {
   const int threads = int(std::min<std::int64_t>(
@@ -207,13 +210,10 @@ void parallel_ranges(std::int64_t n, std::int64_t bytes, F&& f) {
     f(std::int64_t(0), n);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const std::int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t per = ((n + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
-    const std::int64_t lo = std::min(n, t * per), hi = std::min(n, lo + per);
-    if (lo < hi) f(lo, hi);
-  }
+  const std::int64_t chunk = std::max<std::int64_t>(kAlign, kChunkBytes / bytes / kAlign * kAlign);
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
 template <typename T>
