@@ -262,6 +262,10 @@ class ModuleList(Module):
         self._n += 1
         return self
 
+    @classmethod
+    def _from_list(cls, modules):
+        return cls(modules)
+
     def __len__(self):
         return self._n
 
@@ -270,7 +274,7 @@ class ModuleList(Module):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return type(self)(list(self)[i])
+            return self._from_list(list(self)[i])
         if not -self._n <= i < self._n:
             raise IndexError(f"index {i} is out of range for {type(self).__name__} of length {self._n}")
         return getattr(self, str(i % self._n))
@@ -281,6 +285,10 @@ class Sequential(ModuleList):
 
     def __init__(self, *modules):
         super().__init__(modules)
+
+    @classmethod
+    def _from_list(cls, modules):
+        return cls(*modules)
 
     def forward(self, x):
         for m in self:
