@@ -26,6 +26,10 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = getattr(_core, "__version__", "0+unknown")
 
+# Read FASTDL_CPU_ISA now, so a bad value fails the import with a clear message instead of the
+# first kernel call.
+_core.cpu_isa()
+
 __all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "cuda_available", "ops",
            "manual_seed", "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
            "save", "load", "nn", "optim", "data"]

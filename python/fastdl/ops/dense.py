@@ -38,6 +38,8 @@ def _matmul_shapes(op: str, a, b):
 
 def _rows(x, cols: int):
     """x viewed (or copied, if it must be) as a 2-D (rows, cols) matrix; safe for empty arrays."""
+    if x.ndim == 2:
+        return x
     return x.reshape(math.prod(x.shape[:-1]), cols)
 
 
