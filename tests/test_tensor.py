@@ -53,6 +53,16 @@ def test_scalar_and_array_operands(rng):
         tgrad(fn, [a], rng)
 
 
+def test_ndarray_on_the_left_keeps_the_graph(rng):
+    a, c = randn(rng, 3), randn(rng, 3)
+    x = Tensor(a, requires_grad=True)
+    for y in (c + x, c * x, c - x, c / (x * x + 1), c @ x):
+        assert isinstance(y, Tensor) and y.requires_grad
+    tgrad(lambda t: c * t + c / (t * t + 1) - c, [a], rng)
+    assert float(Tensor(np.array([2.5]))) == 2.5 and int(Tensor(np.array(3))) == 3
+    assert not Tensor(np.array([0.0])) and Tensor(np.array(1.0))
+
+
 def test_exp_log(rng):
     a = randn(rng, 4, 5)
     tgrad(lambda x: x.exp(), [a], rng)

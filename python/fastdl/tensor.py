@@ -443,7 +443,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
-    __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
+    __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__ (keeps the graph)
 
     def __init__(self, data, requires_grad: bool = False):
         self.data = _as_data(data)
@@ -493,6 +493,15 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
+
+    def __bool__(self):
+        return bool(self.data)  # NumPy's rule: only for one element
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
 
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (shared on the CPU, copied from the GPU)."""

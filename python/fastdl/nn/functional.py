@@ -113,8 +113,8 @@ def _pair(op, input, target):
         raise ValueError(f"{op}: target shape {t.shape} must equal input shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"{op}: the mean over zero elements is undefined")
-    if t.dtype != x.dtype and not t.requires_grad:
-        t = Tensor._make(t.data.astype(x.dtype), False, None)
+    if not t.requires_grad and (t.dtype != x.dtype or t.device != x.device):
+        t = Tensor._make(t.data, False, None).to(x.device).astype(x.dtype)
     return x, t
 
 
