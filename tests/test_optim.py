@@ -15,9 +15,13 @@ SHAPES = [(5, 3), (4,)]
 
 # ---- the update rules, written out (PyTorch's documented algorithms) ---------------------------------
 
-def ref_sgd(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def _signs(grads, maximize):
+    return [-g for g in grads] if maximize else grads
+
+
+def ref_sgd(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
     buf = None
-    for g in grads:
+    for g in _signs(grads, maximize):
         g = g + weight_decay * p
         if momentum:
             buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
@@ -26,24 +30,27 @@ def ref_sgd(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nestero
     return p
 
 
-def ref_adam(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+def ref_adam(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False,
+             amsgrad=False, maximize=False):
     b1, b2 = betas
-    m, v = np.zeros_like(p), np.zeros_like(p)
-    for t, g in enumerate(grads, 1):
+    m, v, vmax = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(_signs(grads, maximize), 1):
         if decoupled:
             p = p * (1 - lr * weight_decay)
         else:
             g = g + weight_decay * p
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        vmax = np.maximum(vmax, v)
+        m_hat, v_hat = m / (1 - b1**t), (vmax if amsgrad else v) / (1 - b2**t)
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p
 
 
-def ref_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+def ref_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                maximize=False):
     sq, gavg, buf = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
-    for g in grads:
+    for g in _signs(grads, maximize):
         g = g + weight_decay * p
         sq = alpha * sq + (1 - alpha) * g * g
         if centered:
@@ -59,9 +66,10 @@ def ref_rmsprop(p, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momen
     return p
 
 
-def ref_adagrad(p, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+def ref_adagrad(p, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                maximize=False):
     s = np.full_like(p, initial_accumulator_value)
-    for t, g in enumerate(grads, 1):
+    for t, g in enumerate(_signs(grads, maximize), 1):
         g = g + weight_decay * p
         clr = lr / (1 + (t - 1) * lr_decay)
         s = s + g * g
@@ -74,15 +82,20 @@ CASES = [
     ("SGD", ref_sgd, dict(lr=0.05, momentum=0.9)),
     ("SGD", ref_sgd, dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)),
     ("SGD", ref_sgd, dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1)),
+    ("SGD", ref_sgd, dict(lr=0.05, momentum=0.5, maximize=True)),
     ("Adam", ref_adam, dict()),
     ("Adam", ref_adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    ("Adam", ref_adam, dict(lr=0.01, amsgrad=True, maximize=True)),
     ("AdamW", lambda p, gs, **k: ref_adam(p, gs, decoupled=True, **{"weight_decay": 1e-2, **k}), dict(lr=0.01)),
     ("AdamW", lambda p, gs, **k: ref_adam(p, gs, decoupled=True, **k), dict(lr=0.01, weight_decay=0.3)),
+    ("AdamW", lambda p, gs, **k: ref_adam(p, gs, decoupled=True, **k), dict(weight_decay=0.1, amsgrad=True)),
     ("RMSprop", ref_rmsprop, dict()),
     ("RMSprop", ref_rmsprop, dict(lr=0.01, alpha=0.9, weight_decay=0.1, momentum=0.9)),
     ("RMSprop", ref_rmsprop, dict(lr=0.01, centered=True, momentum=0.5)),
+    ("RMSprop", ref_rmsprop, dict(lr=0.01, centered=True, maximize=True)),
     ("Adagrad", ref_adagrad, dict()),
     ("Adagrad", ref_adagrad, dict(lr=0.1, lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.1)),
+    ("Adagrad", ref_adagrad, dict(maximize=True)),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for name, _, kw in CASES]
 
@@ -242,6 +255,13 @@ def test_clip_grad_norm(rng, norm_type, max_norm):
         np.testing.assert_allclose(p.grad, g * coef, rtol=1e-12)
     assert ps[-1].grad is None
     assert optim.clip_grad_norm_([nn.Parameter(np.ones(2))], 1.0) == 0.0
+
+
+def test_clip_grad_norm_nonfinite():
+    p = nn.Parameter(np.zeros(3))
+    p.grad = np.array([1.0, np.inf, 0.0])
+    with pytest.raises(RuntimeError):
+        optim.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
 
 
 def test_clip_grad_norm_matches_torch(rng):

@@ -1,7 +1,8 @@
 """Optimizers: one general ``Optimizer.step`` over param groups, and per optimizer one
 ``_update`` that calls its fused fastdl.ops kernel once per parameter (a single pass over the
 parameter, its gradient and its state). Update rules, argument names, defaults and state names
-are PyTorch's, so ``state_dict()`` looks like PyTorch's too.
+are PyTorch's (``maximize`` and Adam's ``amsgrad`` included), so ``state_dict()`` looks like
+PyTorch's too.
 
 Simplest first: SGD; then Adam, with AdamW a thin subclass (decoupled weight decay) sharing
 Adam's implementation; RMSprop; Adagrad.
@@ -157,9 +158,10 @@ class SGD(Optimizer):
     (nesterov) or buf; p -= lr g."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False):
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
 
     def _validate(self, g):
         super()._validate(g)
@@ -177,7 +179,7 @@ class SGD(Optimizer):
                 first = True
         ops.sgd_step_(p.data, grad, buf, group["lr"], momentum=group["momentum"],
                       weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-                      dampening=group["dampening"], first_step=first)
+                      dampening=group["dampening"], maximize=group["maximize"], first_step=first)
 
 
 # ---- Adam and AdamW: one implementation ---------------------------------------------------------------
@@ -189,8 +191,9 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
 
     def _validate(self, g):
         super()._validate(g)
@@ -207,11 +210,15 @@ class Adam(Optimizer):
         if not state:
             xp = _xp(p.data)
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         ops.adam_step_(p.data, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
                        group["lr"], beta1, beta2, group["eps"],
-                       weight_decay=group["weight_decay"], decoupled=self.decoupled)
+                       weight_decay=group["weight_decay"], decoupled=self.decoupled,
+                       amsgrad=group["amsgrad"], max_v=state.get("max_exp_avg_sq"),
+                       maximize=group["maximize"])
 
 
 class AdamW(Adam):
@@ -220,8 +227,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
 
 
 # ---- RMSprop ------------------------------------------------------------------------------------------
@@ -231,9 +239,10 @@ class RMSprop(Optimizer):
     sqrt(sa - grad_avg^2) (centered) or sqrt(sa), plus eps; optional momentum buffer."""
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0, momentum: float = 0, centered: bool = False):
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
+                 maximize: bool = False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered))
+                                      momentum=momentum, centered=centered, maximize=maximize))
 
     def _validate(self, g):
         super()._validate(g)
@@ -252,7 +261,8 @@ class RMSprop(Optimizer):
         ops.rmsprop_step_(p.data, grad, state["square_avg"], group["lr"], alpha=group["alpha"],
                           eps=group["eps"], weight_decay=group["weight_decay"],
                           momentum=group["momentum"], buf=state.get("momentum_buffer"),
-                          centered=group["centered"], grad_avg=state.get("grad_avg"))
+                          centered=group["centered"], grad_avg=state.get("grad_avg"),
+                          maximize=group["maximize"])
 
 
 # ---- Adagrad ------------------------------------------------------------------------------------------
@@ -262,9 +272,10 @@ class Adagrad(Optimizer):
     clr = lr / (1 + (step - 1) lr_decay)."""
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10):
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, *, maximize: bool = False):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps))
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
 
     def _validate(self, g):
         super()._validate(g)
@@ -278,19 +289,22 @@ class Adagrad(Optimizer):
         state["step"] += 1
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         ops.adagrad_step_(p.data, grad, state["sum"], clr, eps=group["eps"],
-                          weight_decay=group["weight_decay"])
+                          weight_decay=group["weight_decay"], maximize=group["maximize"])
 
 
 # ---- gradient clipping --------------------------------------------------------------------------------
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> float:
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
     """Scale the gradients of ``parameters`` in place so their joint norm is at most max_norm
     (PyTorch's rule: by max_norm / (total_norm + 1e-6) when that is < 1). Returns the total
-    norm before clipping, as a float. Parameters without a gradient are skipped."""
+    norm before clipping, as a float. Parameters without a gradient are skipped. A non-finite
+    total raises RuntimeError when error_if_nonfinite, as in PyTorch."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     _check("clip_grad_norm_", "max_norm", max_norm)
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
-    return float(ops.clip_grad_norm_(grads, float(max_norm), norm_type=float(norm_type)))
+    return float(ops.clip_grad_norm_(grads, float(max_norm), norm_type=float(norm_type),
+                                     error_if_nonfinite=error_if_nonfinite))
