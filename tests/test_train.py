@@ -48,10 +48,13 @@ def test_demo_command_line(digits):
     assert "test accuracy" in r.stdout and "epoch   1/1" in r.stdout
 
 
-def test_demo_rejects_unknown_name():
-    r = subprocess.run([sys.executable, "-m", "fastdl", "demo", "nope"], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode != 0 and "invalid choice" in r.stderr
+def test_demo_rejects_bad_arguments(capsys):
+    from fastdl.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["demo", "--epochs", "0"]) == 2
 
 
 def test_missing_sklearn_message(monkeypatch):
