@@ -37,7 +37,7 @@ def test_parameter_names_and_order():
     names = [n for n, _ in net.named_parameters()]
     assert names == ["scale", "body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias", "head.weight"]
     assert list(net.state_dict()) == names
-    assert len(net.parameters()) == 6
+    assert len(list(net.parameters())) == 6
     assert [n for n, _ in net.named_modules()][:3] == ["", "body", "body.0"]
     assert net(np.ones((5, 3), np.float32)).shape == (5, 1)
 
@@ -45,7 +45,7 @@ def test_parameter_names_and_order():
 def test_shared_parameter_counted_once():
     lin = nn.Linear(3, 3)
     seq = nn.Sequential(lin, nn.ReLU(), lin)
-    assert len(seq.parameters()) == 2 and list(seq.state_dict()) == ["0.weight", "0.bias"]
+    assert len(list(seq.parameters())) == 2 and list(seq.state_dict()) == ["0.weight", "0.bias"]
 
 
 def test_train_eval_and_zero_grad():
@@ -74,9 +74,9 @@ def test_sequential_container():
 
 def test_to_dtype_keeps_parameter_objects():
     m = mlp(3, 4, 2)
-    ps = m.parameters()
+    ps = list(m.parameters())
     m.double()
-    assert m.parameters() == ps and all(p.dtype == np.float64 for p in ps)
+    assert list(m.parameters()) == ps and all(p.dtype == np.float64 for p in ps)
     assert m(np.ones((2, 3))).dtype == np.float64
     m.to(np.float32)
     assert all(p.dtype == np.float32 for p in ps)

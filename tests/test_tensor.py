@@ -314,6 +314,7 @@ def test_tensor_dtypes():
     assert fastdl.tensor([1, 2]).dtype == np.int64
     assert fastdl.tensor(7).dtype == np.int64
     assert fastdl.tensor([True]).dtype == np.bool_
+    assert fastdl.tensor([1, 2], dtype=np.float64).dtype == np.float64
     for dt in (np.float64, np.float16, np.int32, np.uint8):
         assert fastdl.tensor(np.zeros(2, dt)).dtype == dt
     a = np.zeros(3, np.float32)

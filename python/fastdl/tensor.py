@@ -771,9 +771,12 @@ def _accumulate(leaf, g, owned):
         leaf.grad = leaf.grad + g
 
 
-def tensor(data, requires_grad: bool = False) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     """A new leaf Tensor. An ndarray keeps its dtype (and is shared, not copied); Python lists
-    and scalars become float32, int64 for integers."""
+    and scalars become float32, int64 for integers; ``dtype`` casts (a copy)."""
     if isinstance(data, Tensor):
         data = data.data.copy()
+    data = _as_data(data)
+    if dtype is not None and np.dtype(dtype) != data.dtype:
+        data = data.astype(dtype)
     return Tensor(data, requires_grad=requires_grad)

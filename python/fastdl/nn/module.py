@@ -93,7 +93,8 @@ class Module:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
 
     def parameters(self, recurse: bool = True):
-        return [p for _, p in self.named_parameters(recurse=recurse)]
+        """An iterator over the parameters (as in PyTorch; ``list(...)`` it to keep it)."""
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(self, prefix: str = ""):
         for mod_prefix, m in self.named_modules(prefix):
@@ -102,7 +103,7 @@ class Module:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), getattr(m, name)
 
     def buffers(self):
-        return [b for _, b in self.named_buffers()]
+        return (b for _, b in self.named_buffers())
 
     # -- modes and gradients --
     def train(self, mode: bool = True) -> "Module":
