@@ -565,8 +565,11 @@ class Tensor:
         grads = {self: grad}
         owned = {id(grad)}  # arrays a leaf's .grad must not share
         for node in reversed(_toposort(self)):
-            g = grads.pop(node)
+            g = grads.pop(node, None)
             ctx = node._ctx
+            if g is None:  # every path to it gave None: it contributes nothing
+                ctx._free()
+                continue
             pgrads = ctx.backward(g)
             if not isinstance(pgrads, tuple):
                 pgrads = (pgrads,)
