@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 
-from . import _backend, _core, ops
+from . import _backend, _core, backends, ops
 from ._random import manual_seed
 from ._serialize import load, save
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor

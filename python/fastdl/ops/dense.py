@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from .. import backends
 from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
 
 __all__ = ["matmul", "matmul_backward", "linear", "linear_backward"]
@@ -44,6 +45,8 @@ def _rows(x, cols: int):
 
 
 def _gemm(be, out, a, b, **kw):
+    if be.device == "cuda":
+        kw["tf32"] = backends.cuda.matmul.allow_tf32
     be.call("gemm", out, a, b, **kw)
     return out
 
