@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="CPU threads for fastdl (and PyTorch beside it); default: all cores")
     args = parser.parse_args(argv)
     if args.cmd == "info":
         _info()
@@ -61,6 +63,10 @@ def _demo(args) -> int:
     if args.epochs is not None and args.epochs < 1:
         print("demo: --epochs must be >= 1", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        import fastdl
+
+        fastdl.set_num_threads(args.threads)
     module = importlib.import_module(f"fastdl.demos.{args.name}")
     try:
         module.run(epochs=args.epochs, seed=args.seed, compare_torch=not args.no_torch,
