@@ -6,5 +6,15 @@ NumPy arrays run on the CPU kernels (fastdl._core), CuPy arrays on the CUDA kern
 
 from .dense import *  # noqa: F401,F403
 from .dense import __all__ as _dense
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _activation
+from .softmax import *  # noqa: F401,F403
+from .softmax import __all__ as _softmax
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss
+from .dropout import *  # noqa: F401,F403
+from .dropout import __all__ as _dropout
+from .elementwise import *  # noqa: F401,F403
+from .elementwise import __all__ as _elementwise
 
-__all__ = [*_dense]
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise]
