@@ -327,6 +327,7 @@ class Linear(Function):
         else:  # first layer: its input needs no gradient, so skip the dx product
             out_f, in_f = self.w.shape
             g2 = g.reshape(-1, out_f)
+            # db by NumPy: 1.4 us against 4.8 us for ops.bias_add_backward at (32, 128)
             dx, dw, db = None, ops.matmul(g2.T, self.x.reshape(-1, in_f)), g2.sum(axis=0)
         return (dx, dw, db)[: len(self.parents)]
 
