@@ -85,7 +85,9 @@ def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     if x.ndim != 2:
         raise ValueError(f"cross_entropy: input must be (N, C) logits, got shape {x.shape}")
     tgt = _target_array(target)
-    kind = getattr(tgt, "dtype", np.asarray(tgt).dtype).kind
+    if not hasattr(tgt, "dtype"):
+        tgt = np.asarray(tgt)
+    kind = tgt.dtype.kind
     if kind == "f":  # probabilities
         t = _t(target, "target")
         if t.shape != x.shape:
