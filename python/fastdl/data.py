@@ -69,15 +69,13 @@ class DataLoader:
                 yield tuple(a[i:i + b] for a in self.arrays)
             return
         order = self._rng.permutation(n)
-        on_gpu = {}
         for i in range(0, stop, b):
-            idx = order[i:i + b]
-            batch = []
+            idx, idx_gpu, batch = order[i:i + b], None, []
             for a in self.arrays:
                 if _backend.is_cuda_array(a):
-                    if "idx" not in on_gpu or on_gpu["at"] != i:
-                        on_gpu.update(idx=_backend.cupy().asarray(idx), at=i)
-                    batch.append(a[on_gpu["idx"]])
+                    if idx_gpu is None:
+                        idx_gpu = _backend.cupy().asarray(idx)
+                    batch.append(a[idx_gpu])
                 else:
                     batch.append(a[idx])
             yield tuple(batch)
