@@ -164,3 +164,88 @@ def bias_add_backward(dy, axis=1):
 
 
 # ---- optimizers and gradient clipping -----------------------------------------------------------
+
+# These take the arrays in any float dtype and compute in it (NumPy keeps float32 with Python
+# scalars), so the same equations run in float64 are the oracle and in float32 the tolerance
+# yardstick. Each returns the updated arrays (nothing is modified in place); the equations are
+# PyTorch's single-tensor updates (torch/optim/*.py), as in csrc/cpu/optim.cpp.
+
+def _lerp(a, b, w):
+    """PyTorch's lerp: a + w*(b - a) for |w| < 0.5, else b - (b - a)*(1 - w)."""
+    return a + w * (b - a) if abs(w) < 0.5 else b - (b - a) * (1 - w)
+
+
+def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0,
+             maximize=False, first_step=False):
+    """-> (p, buf)"""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    if momentum:
+        buf = d.copy() if first_step else momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    return p - lr * d, buf
+
+
+def adam_step(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,
+              amsgrad=False, max_v=None, maximize=False):
+    """-> (p, m, v, max_v); step is 1-based."""
+    d = -g if maximize else g
+    if weight_decay:
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            d = d + weight_decay * p
+    m = _lerp(m, d, 1 - beta1)
+    v = beta2 * v + (1 - beta2) * d * d
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    v_hat = v
+    if amsgrad:
+        max_v = np.maximum(max_v, v)
+        v_hat = max_v
+    denom = np.sqrt(v_hat) / bias_correction2**0.5 + eps
+    return p - (lr / bias_correction1) * m / denom, m, v, max_v
+
+
+def rmsprop_step(p, g, square_avg, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 buf=None, centered=False, grad_avg=None, maximize=False):
+    """-> (p, square_avg, buf, grad_avg)"""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    square_avg = alpha * square_avg + (1 - alpha) * d * d
+    if centered:
+        grad_avg = _lerp(grad_avg, d, 1 - alpha)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf = momentum * buf + d / avg
+        return p - lr * buf, square_avg, buf, grad_avg
+    return p - lr * (d / avg), square_avg, buf, grad_avg
+
+
+def adagrad_step(p, g, sum_sq, lr, eps=1e-10, weight_decay=0.0, maximize=False):
+    """-> (p, sum_sq); lr is the decayed rate lr0 / (1 + (step - 1) * lr_decay)."""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    sum_sq = sum_sq + d * d
+    return p - lr * (d / (np.sqrt(sum_sq) + eps)), sum_sq
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0):
+    """-> (clipped grads, total norm), in float64; PyTorch's clip_grad_norm_."""
+    grads = [f64(g) for g in grads]
+    if not grads:
+        return grads, 0.0
+    flat = np.concatenate([g.ravel() for g in grads])
+    if np.isinf(norm_type):
+        total = float(np.max(np.abs(flat))) if flat.size else 0.0
+    else:
+        total = float(np.sum(np.abs(flat) ** norm_type) ** (1.0 / norm_type))
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1:
+        grads = [g * coef for g in grads]
+    return grads, total

@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "cpu/dropout.h"
 #include "cpu/elementwise.h"
 #include "cpu/loss.h"
+#include "cpu/optim.h"
 #include "cpu/reduce.h"
 #include "cpu/softmax.h"
 
@@ -437,6 +439,253 @@ void bias_add_py(py::array out, py::array x, py::array b, int axis) {
 
 // ---- optimizers and gradient clipping --------------------------------------------------------
 
+// Optimizer steps update p and its state buffers in place, so each must already be a writable
+// C-contiguous ndarray of p's dtype and shape (TypeError for type/dtype/layout, ValueError for
+// shape); they are taken as py::object so nothing is ever converted into a temporary. The
+// gradient is only read: anything numpy.asarray accepts, converted to p's dtype if needed.
+std::string type_name(const py::handle& o) { return std::string(py::str(py::type::of(o).attr("__name__"))); }
+
+py::array inplace_arg(const py::object& o, const std::string& op, const char* name) {
+  FASTDL_CHECK(py::isinstance<py::array>(o), TypeError, op, ": ", name,
+               ": expected a numpy.ndarray (updated in place), got ", type_name(o));
+  py::array a = py::reinterpret_borrow<py::array>(o);
+  FASTDL_CHECK(a.dtype().is(py::dtype::of<float>()) || a.dtype().is(py::dtype::of<double>()),
+               TypeError, op, ": ", name, ": expected dtype float32 or float64, got ",
+               std::string(py::str(a.dtype())));
+  FASTDL_CHECK(a.flags() & py::array::c_style, TypeError, op, ": ", name,
+               ": expected a C-contiguous array (it is updated in place), got strides that are not");
+  FASTDL_CHECK(a.writeable(), ValueError, op, ": ", name, ": array is read-only");
+  return a;
+}
+
+// A state buffer of p: same dtype (TypeError) and shape (ValueError).
+py::array state_arg(const py::object& o, const py::array& p, const std::string& op,
+                    const char* name) {
+  FASTDL_CHECK(!o.is_none(), ValueError, op, ": ", name,
+               ": expected an array of p's shape and dtype, got None");
+  py::array a = inplace_arg(o, op, name);
+  FASTDL_CHECK(a.dtype().is(p.dtype()), TypeError, op, ": ", name, ": expected dtype ",
+               std::string(py::str(p.dtype())), " (that of p), got ", std::string(py::str(a.dtype())));
+  FASTDL_CHECK(a.ndim() == p.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), p.shape()),
+               ValueError, op, ": ", name, ": expected shape ", shape_str(p), " (that of p), got ",
+               shape_str(a));
+  return a;
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+  const auto* pa = static_cast<const char*>(a.data());
+  const auto* pb = static_cast<const char*>(b.data());
+  return a.nbytes() > 0 && b.nbytes() > 0 && pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
+// Buffers written by one step must not share memory (the gradient may be p itself, nothing else).
+void check_distinct(const std::string& op, const std::vector<std::pair<const char*, const py::array*>>& w,
+                    const py::array& g) {
+  for (size_t i = 0; i < w.size(); ++i) {
+    for (size_t j = i + 1; j < w.size(); ++j)
+      FASTDL_CHECK(!overlap(*w[i].second, *w[j].second), ValueError, op, ": ", w[i].first,
+                   " and ", w[j].first, " share memory; each must be its own array");
+    FASTDL_CHECK(!overlap(*w[i].second, g) || (w[i].second->data() == g.data() && i == 0),
+                 ValueError, op, ": g shares memory with ", w[i].first);
+  }
+}
+
+// The gradient as a C-contiguous array of p's dtype and shape (copied only when it is not one).
+template <typename T>
+py::array_t<T> grad_arg(const py::object& o, const py::array& p, const std::string& op) {
+  FASTDL_CHECK(!o.is_none(), TypeError, op, ": g: expected an array, got None");
+  py::array a = py::array::ensure(o);
+  FASTDL_CHECK(a, TypeError, op, ": g: expected an array, got ", type_name(o));
+  FASTDL_CHECK(std::string("biuf").find(a.dtype().kind()) != std::string::npos, TypeError, op,
+               ": g: expected a real dtype, got ", std::string(py::str(a.dtype())));
+  FASTDL_CHECK(a.ndim() == p.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), p.shape()),
+               ValueError, op, ": g: expected shape ", shape_str(p), " (that of p), got ",
+               shape_str(a));
+  return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+// PyTorch's hyper-parameter checks ("Invalid learning rate: -1"), as ValueError.
+void check_hyper(bool ok, const std::string& op, const char* name, double value,
+                 const char* expected) {
+  FASTDL_CHECK(ok, ValueError, op, ": invalid ", name, ": expected ", expected, ", got ", value);
+}
+
+void sgd_step_py(const py::object& p_, const py::object& g_, const py::object& buf_,
+                 const fastdl::SgdHyper& h, std::optional<std::string> isa, bool reference) {
+  const std::string op = "sgd_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  check_hyper(h.dampening == h.dampening, op, "dampening", h.dampening, "a number");
+  FASTDL_CHECK(!h.nesterov || (h.momentum > 0 && h.dampening == 0), ValueError, op,
+               ": nesterov momentum requires momentum > 0 and dampening == 0, got momentum=",
+               h.momentum, ", dampening=", h.dampening);
+  py::array p = inplace_arg(p_, op, "p");
+  const bool mom = h.momentum != 0;
+  py::array buf = mom ? state_arg(buf_, p, op, "buf") : p;
+  dispatch_float(p.dtype(), "p", [&](auto zero) {
+    using T = decltype(zero);
+    py::array_t<T> g = grad_arg<T>(g_, p, op);
+    if (mom) check_distinct(op, {{"p", &p}, {"buf", &buf}}, g);
+    else check_distinct(op, {{"p", &p}}, g);
+    T* pp = static_cast<T*>(p.mutable_data());
+    T* pb = mom ? static_cast<T*>(buf.mutable_data()) : nullptr;
+    const T* pg = g.data();
+    const int64_t n = p.size();
+    const fastdl::Isa chosen = isa_arg(isa);
+    py::gil_scoped_release nogil;
+    if (reference) fastdl::sgd_step_reference(pp, pb, pg, n, h);
+    else fastdl::sgd_step(pp, pb, pg, n, h, chosen);
+    return 0;
+  });
+}
+
+void adam_step_py(const py::object& p_, const py::object& g_, const py::object& m_,
+                  const py::object& v_, const py::object& max_v_, const fastdl::AdamHyper& h,
+                  std::optional<std::string> isa, bool reference) {
+  const std::string op = "adam_step_";
+  check_hyper(h.step >= 1, op, "step", h.step, ">= 1 (the 1-based step count)");
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.beta1 >= 0 && h.beta1 < 1, op, "beta1", h.beta1, "0 <= beta1 < 1");
+  check_hyper(h.beta2 >= 0 && h.beta2 < 1, op, "beta2", h.beta2, "0 <= beta2 < 1");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  FASTDL_CHECK(h.amsgrad || max_v_.is_none(), ValueError, op,
+               ": max_v is only used with amsgrad=True");
+  py::array p = inplace_arg(p_, op, "p");
+  py::array m = state_arg(m_, p, op, "m");
+  py::array v = state_arg(v_, p, op, "v");
+  py::array mv = h.amsgrad ? state_arg(max_v_, p, op, "max_v") : p;
+  dispatch_float(p.dtype(), "p", [&](auto zero) {
+    using T = decltype(zero);
+    py::array_t<T> g = grad_arg<T>(g_, p, op);
+    if (h.amsgrad) check_distinct(op, {{"p", &p}, {"m", &m}, {"v", &v}, {"max_v", &mv}}, g);
+    else check_distinct(op, {{"p", &p}, {"m", &m}, {"v", &v}}, g);
+    T* pp = static_cast<T*>(p.mutable_data());
+    T* pm = static_cast<T*>(m.mutable_data());
+    T* pv = static_cast<T*>(v.mutable_data());
+    T* pmv = h.amsgrad ? static_cast<T*>(mv.mutable_data()) : nullptr;
+    const T* pg = g.data();
+    const int64_t n = p.size();
+    const fastdl::Isa chosen = isa_arg(isa);
+    py::gil_scoped_release nogil;
+    if (reference) fastdl::adam_step_reference(pp, pm, pv, pmv, pg, n, h);
+    else fastdl::adam_step(pp, pm, pv, pmv, pg, n, h, chosen);
+    return 0;
+  });
+}
+
+void rmsprop_step_py(const py::object& p_, const py::object& g_, const py::object& sq_,
+                     const py::object& buf_, const py::object& gavg_,
+                     const fastdl::RmspropHyper& h, std::optional<std::string> isa,
+                     bool reference) {
+  const std::string op = "rmsprop_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.alpha >= 0, op, "alpha", h.alpha, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  py::array p = inplace_arg(p_, op, "p");
+  py::array sq = state_arg(sq_, p, op, "square_avg");
+  const bool mom = h.momentum > 0;
+  py::array buf = mom ? state_arg(buf_, p, op, "buf") : p;
+  py::array gavg = h.centered ? state_arg(gavg_, p, op, "grad_avg") : p;
+  dispatch_float(p.dtype(), "p", [&](auto zero) {
+    using T = decltype(zero);
+    py::array_t<T> g = grad_arg<T>(g_, p, op);
+    std::vector<std::pair<const char*, const py::array*>> w{{"p", &p}, {"square_avg", &sq}};
+    if (mom) w.push_back({"buf", &buf});
+    if (h.centered) w.push_back({"grad_avg", &gavg});
+    check_distinct(op, w, g);
+    T* pp = static_cast<T*>(p.mutable_data());
+    T* ps = static_cast<T*>(sq.mutable_data());
+    T* pb = mom ? static_cast<T*>(buf.mutable_data()) : nullptr;
+    T* pa = h.centered ? static_cast<T*>(gavg.mutable_data()) : nullptr;
+    const T* pg = g.data();
+    const int64_t n = p.size();
+    const fastdl::Isa chosen = isa_arg(isa);
+    py::gil_scoped_release nogil;
+    if (reference) fastdl::rmsprop_step_reference(pp, ps, pb, pa, pg, n, h);
+    else fastdl::rmsprop_step(pp, ps, pb, pa, pg, n, h, chosen);
+    return 0;
+  });
+}
+
+void adagrad_step_py(const py::object& p_, const py::object& g_, const py::object& sum_sq_,
+                     const fastdl::AdagradHyper& h, std::optional<std::string> isa,
+                     bool reference) {
+  const std::string op = "adagrad_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  py::array p = inplace_arg(p_, op, "p");
+  py::array s = state_arg(sum_sq_, p, op, "sum_sq");
+  dispatch_float(p.dtype(), "p", [&](auto zero) {
+    using T = decltype(zero);
+    py::array_t<T> g = grad_arg<T>(g_, p, op);
+    check_distinct(op, {{"p", &p}, {"sum_sq", &s}}, g);
+    T* pp = static_cast<T*>(p.mutable_data());
+    T* ps = static_cast<T*>(s.mutable_data());
+    const T* pg = g.data();
+    const int64_t n = p.size();
+    const fastdl::Isa chosen = isa_arg(isa);
+    py::gil_scoped_release nogil;
+    if (reference) fastdl::adagrad_step_reference(pp, ps, pg, n, h);
+    else fastdl::adagrad_step(pp, ps, pg, n, h, chosen);
+    return 0;
+  });
+}
+
+// grads: an iterable of writable C-contiguous float32/float64 ndarrays (None entries skipped).
+// The arrays are kept alive in `keep` while their pointers are in use.
+std::vector<fastdl::GradView> grad_views(const py::iterable& grads, const std::string& op,
+                                         std::vector<py::array>& keep) {
+  std::vector<fastdl::GradView> views;
+  size_t i = 0;
+  for (const py::handle h : grads) {
+    const std::string name = "grads[" + std::to_string(i++) + "]";
+    if (h.is_none()) continue;
+    py::array a = inplace_arg(py::reinterpret_borrow<py::object>(h), op, name.c_str());
+    views.push_back({a.mutable_data(), int64_t(a.size()), a.dtype().is(py::dtype::of<double>())});
+    keep.push_back(std::move(a));
+  }
+  return views;
+}
+
+double grads_norm_py(const py::iterable& grads, double norm_type, std::optional<std::string> isa) {
+  std::vector<py::array> keep;
+  const auto views = grad_views(grads, "grads_norm", keep);
+  const fastdl::Isa chosen = isa_arg(isa);
+  py::gil_scoped_release nogil;
+  return fastdl::grads_norm(views.data(), int64_t(views.size()), norm_type, chosen);
+}
+
+// PyTorch's clip_grad_norm_: coef = max_norm / (total + 1e-6); grads *= coef unless coef >= 1
+// (a NaN total therefore makes the gradients NaN, as clamp(coef, max=1) does in PyTorch).
+double clip_grad_norm_py(const py::iterable& grads, double max_norm, double norm_type,
+                         bool error_if_nonfinite, std::optional<std::string> isa) {
+  const std::string op = "clip_grad_norm_";
+  check_hyper(max_norm >= 0, op, "max_norm", max_norm, ">= 0");
+  check_hyper(norm_type > 0, op, "norm_type", norm_type, "a positive number or inf");
+  std::vector<py::array> keep;
+  const auto views = grad_views(grads, op, keep);
+  const fastdl::Isa chosen = isa_arg(isa);
+  double total = 0;
+  {
+    py::gil_scoped_release nogil;
+    total = fastdl::grads_norm(views.data(), int64_t(views.size()), norm_type, chosen);
+  }
+  FASTDL_CHECK(!error_if_nonfinite || std::isfinite(total), RuntimeError, op,
+               ": the total norm of order ", norm_type, " of the gradients is non-finite (",
+               total, "), so it cannot be clipped; pass error_if_nonfinite=False to scale anyway");
+  const double coef = max_norm / (total + 1e-6);
+  if (!(coef >= 1.0)) {
+    py::gil_scoped_release nogil;
+    fastdl::grads_scale(views.data(), int64_t(views.size()), coef, chosen);
+  }
+  return total;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -657,4 +906,84 @@ out = mask ? x / (1 - p) : 0. The same mask for every thread count and ISA.)pbdo
         "out = x + b, b (x.shape[axis],) broadcast along `axis`; all C-contiguous.");
 
   // ---- optimizers and gradient clipping ------------------------------------------------------
+  m.def(
+      "sgd_step_",
+      [](py::object p, py::object g, py::object buf, double lr, double momentum,
+         double weight_decay, bool nesterov, double dampening, bool maximize, bool first_step,
+         std::optional<std::string> isa, bool reference) {
+        fastdl::SgdHyper h;
+        h.lr = lr, h.momentum = momentum, h.dampening = dampening, h.weight_decay = weight_decay;
+        h.nesterov = nesterov, h.maximize = maximize, h.first_step = first_step;
+        sgd_step_py(p, g, buf, h, std::move(isa), reference);
+      },
+      py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"), py::arg("momentum") = 0.0,
+      py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("dampening") = 0.0,
+      py::kw_only(), py::arg("maximize") = false, py::arg("first_step") = false,
+      py::arg("isa") = py::none(), py::arg("reference") = false,
+      R"pbdoc(One SGD step, in place on p and buf (PyTorch's torch.optim.SGD update).
+
+d = g (+ weight_decay * p); with momentum: buf = d on the first step (first_step=True), else
+buf = momentum * buf + (1 - dampening) * d; d = d + momentum * buf (nesterov) or buf;
+p -= lr * d. buf may be None when momentum == 0. isa / reference: for tests.)pbdoc");
+  m.def(
+      "adam_step_",
+      [](py::object p, py::object g, py::object m_, py::object v, double step, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bool decoupled,
+         bool amsgrad, py::object max_v, bool maximize, std::optional<std::string> isa,
+         bool reference) {
+        fastdl::AdamHyper h;
+        h.step = step, h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps;
+        h.weight_decay = weight_decay, h.decoupled = decoupled, h.amsgrad = amsgrad;
+        h.maximize = maximize;
+        adam_step_py(p, g, m_, v, max_v, h, std::move(isa), reference);
+      },
+      py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr"),
+      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay") = 0.0,
+      py::arg("decoupled") = false, py::kw_only(), py::arg("amsgrad") = false,
+      py::arg("max_v") = py::none(), py::arg("maximize") = false, py::arg("isa") = py::none(),
+      py::arg("reference") = false,
+      R"pbdoc(One Adam (decoupled=False) or AdamW (decoupled=True) step, in place on p, m, v.
+
+step is the 1-based step count of the bias corrections. p -= lr / (1 - beta1^step) * m /
+(sqrt(v_hat) / sqrt(1 - beta2^step) + eps); amsgrad keeps v_hat = max_v = max(max_v, v).)pbdoc");
+  m.def(
+      "rmsprop_step_",
+      [](py::object p, py::object g, py::object square_avg, double lr, double alpha, double eps,
+         double weight_decay, double momentum, py::object buf, bool centered,
+         py::object grad_avg, bool maximize, std::optional<std::string> isa, bool reference) {
+        fastdl::RmspropHyper h;
+        h.lr = lr, h.alpha = alpha, h.eps = eps, h.weight_decay = weight_decay;
+        h.momentum = momentum, h.centered = centered, h.maximize = maximize;
+        rmsprop_step_py(p, g, square_avg, buf, grad_avg, h, std::move(isa), reference);
+      },
+      py::arg("p"), py::arg("g"), py::arg("square_avg"), py::arg("lr"), py::arg("alpha") = 0.99,
+      py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0,
+      py::arg("buf") = py::none(), py::arg("centered") = false,
+      py::arg("grad_avg") = py::none(), py::kw_only(), py::arg("maximize") = false,
+      py::arg("isa") = py::none(), py::arg("reference") = false,
+      R"pbdoc(One RMSprop step, in place (PyTorch's torch.optim.RMSprop update; eps after sqrt).
+
+buf is needed when momentum > 0, grad_avg when centered.)pbdoc");
+  m.def(
+      "adagrad_step_",
+      [](py::object p, py::object g, py::object sum_sq, double lr, double eps,
+         double weight_decay, bool maximize, std::optional<std::string> isa, bool reference) {
+        fastdl::AdagradHyper h;
+        h.lr = lr, h.eps = eps, h.weight_decay = weight_decay, h.maximize = maximize;
+        adagrad_step_py(p, g, sum_sq, h, std::move(isa), reference);
+      },
+      py::arg("p"), py::arg("g"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-10,
+      py::arg("weight_decay") = 0.0, py::kw_only(), py::arg("maximize") = false,
+      py::arg("isa") = py::none(), py::arg("reference") = false,
+      R"pbdoc(One Adagrad step, in place: sum_sq += d*d; p -= lr * d / (sqrt(sum_sq) + eps).
+
+lr is PyTorch's decayed rate lr / (1 + (step - 1) * lr_decay), computed by the caller.)pbdoc");
+  m.def("grads_norm", &grads_norm_py, py::arg("grads"), py::arg("norm_type") = 2.0,
+        py::kw_only(), py::arg("isa") = py::none(),
+        "The norm of all the arrays together, accumulated in float64 (norm_type > 0 or inf).");
+  m.def("clip_grad_norm_", &clip_grad_norm_py, py::arg("grads"), py::arg("max_norm"),
+        py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false, py::kw_only(),
+        py::arg("isa") = py::none(),
+        R"pbdoc(Scale the arrays in place so their total norm is at most max_norm; returns the
+total norm before clipping (PyTorch's torch.nn.utils.clip_grad_norm_).)pbdoc");
 }

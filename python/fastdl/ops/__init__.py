@@ -17,4 +17,7 @@ from .dropout import __all__ as _dropout
 from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _elementwise
 
-__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise]
+from .optim import *  # noqa: F401,F403
+from .optim import __all__ as _optim
+
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_optim]
