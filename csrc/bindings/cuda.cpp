@@ -18,6 +18,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -31,6 +32,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/loss.cuh"
+#include "cuda/optim.cuh"
 #include "cuda/reduce.cuh"
 #include "cuda/softmax.cuh"
 
@@ -484,6 +486,191 @@ void bias_add_py(const py::handle& out_obj, const py::handle& x_obj, const py::h
 
 // ---- optimizers and gradient clipping --------------------------------------------------------
 
+// Optimizer steps update p and its state in place: each must be a writable C-contiguous float32
+// CUDA array of p's shape (TypeError for type/dtype/layout, ValueError for shape or read-only).
+// g is only read: a float32 CUDA array of p's shape, C-contiguous (fastdl.ops.optim copies
+// views). Hyper-parameters are checked as in core.cpp (PyTorch's checks, ValueError).
+void check_hyper(bool ok, const std::string& op, const char* name, double value,
+                 const char* expected) {
+  FASTDL_CHECK(ok, ValueError, op, ": invalid ", name, ": expected ", expected, ", got ", value);
+}
+
+CudaArray inplace_arg(const py::handle& o, const std::string& op, const char* name) {
+  FASTDL_CHECK(!o.is_none(), ValueError, op, ": ", name,
+               ": expected an array of p's shape and dtype, got None");
+  const CudaArray a = cuda_array(o, name);
+  FASTDL_CHECK(a.c_contiguous(), TypeError, op, ": ", name,
+               ": expected a C-contiguous array (it is updated in place), got strides that are not");
+  FASTDL_CHECK(!a.readonly, ValueError, op, ": ", name, ": array is read-only");
+  return a;
+}
+
+CudaArray state_arg(const py::handle& o, const CudaArray& p, const std::string& op,
+                    const char* name) {
+  const CudaArray a = inplace_arg(o, op, name);
+  FASTDL_CHECK(a.shape == p.shape, ValueError, op, ": ", name, ": expected shape ", shape_str(p),
+               " (that of p), got ", shape_str(a));
+  return a;
+}
+
+CudaArray grad_arg(const py::handle& o, const CudaArray& p, const std::string& op) {
+  FASTDL_CHECK(!o.is_none(), TypeError, op, ": g: expected an array, got None");
+  const CudaArray g = cuda_array(o, "g");
+  FASTDL_CHECK(g.shape == p.shape, ValueError, op, ": g: expected shape ", shape_str(p),
+               " (that of p), got ", shape_str(g));
+  FASTDL_CHECK(g.c_contiguous(), TypeError, op, ": g: must be C-contiguous");
+  return g;
+}
+
+bool overlap(const CudaArray& a, const CudaArray& b) {
+  const std::uintptr_t na = std::uintptr_t(a.size()) * 4, nb = std::uintptr_t(b.size()) * 4;
+  return na > 0 && nb > 0 && a.ptr < b.ptr + nb && b.ptr < a.ptr + na;
+}
+
+// Buffers written by one step must not share memory (g may be p itself, nothing else).
+void check_distinct(const std::string& op, const std::vector<const CudaArray*>& w,
+                    const CudaArray& g) {
+  for (size_t i = 0; i < w.size(); ++i) {
+    for (size_t j = i + 1; j < w.size(); ++j)
+      FASTDL_CHECK(!overlap(*w[i], *w[j]), ValueError, op, ": ", w[i]->name, " and ", w[j]->name,
+                   " share memory; each must be its own array");
+    FASTDL_CHECK(!overlap(*w[i], g) || (w[i]->ptr == g.ptr && i == 0), ValueError, op,
+                 ": g shares memory with ", w[i]->name);
+  }
+}
+
+void sgd_step_py(const py::handle& p_, const py::handle& g_, const py::handle& buf_,
+                 const fastdl::SgdHyper& h, std::uintptr_t stream) {
+  const std::string op = "sgd_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  check_hyper(h.dampening == h.dampening, op, "dampening", h.dampening, "a number");
+  FASTDL_CHECK(!h.nesterov || (h.momentum > 0 && h.dampening == 0), ValueError, op,
+               ": nesterov momentum requires momentum > 0 and dampening == 0, got momentum=",
+               h.momentum, ", dampening=", h.dampening);
+  const CudaArray p = inplace_arg(p_, op, "p");
+  const bool mom = h.momentum != 0;
+  const CudaArray buf = mom ? state_arg(buf_, p, op, "buf") : p;
+  const CudaArray g = grad_arg(g_, p, op);
+  if (mom) check_distinct(op, {&p, &buf}, g);
+  else check_distinct(op, {&p}, g);
+  if (p.size() == 0) return;
+  py::gil_scoped_release nogil;
+  check_on_current_device({&p, &g, mom ? &buf : nullptr});
+  fastdl::cuda::sgd_step(p.mutable_data(), mom ? buf.mutable_data() : nullptr, g.data(), p.size(),
+                         h, as_stream(stream));
+}
+
+void adam_step_py(const py::handle& p_, const py::handle& g_, const py::handle& m_,
+                  const py::handle& v_, const py::handle& max_v_, const fastdl::AdamHyper& h,
+                  std::uintptr_t stream) {
+  const std::string op = "adam_step_";
+  check_hyper(h.step >= 1, op, "step", h.step, ">= 1 (the 1-based step count)");
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.beta1 >= 0 && h.beta1 < 1, op, "beta1", h.beta1, "0 <= beta1 < 1");
+  check_hyper(h.beta2 >= 0 && h.beta2 < 1, op, "beta2", h.beta2, "0 <= beta2 < 1");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  FASTDL_CHECK(h.amsgrad || max_v_.is_none(), ValueError, op,
+               ": max_v is only used with amsgrad=True");
+  const CudaArray p = inplace_arg(p_, op, "p");
+  const CudaArray m = state_arg(m_, p, op, "m");
+  const CudaArray v = state_arg(v_, p, op, "v");
+  const CudaArray mv = h.amsgrad ? state_arg(max_v_, p, op, "max_v") : p;
+  const CudaArray g = grad_arg(g_, p, op);
+  if (h.amsgrad) check_distinct(op, {&p, &m, &v, &mv}, g);
+  else check_distinct(op, {&p, &m, &v}, g);
+  if (p.size() == 0) return;
+  py::gil_scoped_release nogil;
+  check_on_current_device({&p, &g, &m, &v, h.amsgrad ? &mv : nullptr});
+  fastdl::cuda::adam_step(p.mutable_data(), m.mutable_data(), v.mutable_data(),
+                          h.amsgrad ? mv.mutable_data() : nullptr, g.data(), p.size(), h,
+                          as_stream(stream));
+}
+
+void rmsprop_step_py(const py::handle& p_, const py::handle& g_, const py::handle& sq_,
+                     const py::handle& buf_, const py::handle& gavg_,
+                     const fastdl::RmspropHyper& h, std::uintptr_t stream) {
+  const std::string op = "rmsprop_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.alpha >= 0, op, "alpha", h.alpha, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  const CudaArray p = inplace_arg(p_, op, "p");
+  const CudaArray sq = state_arg(sq_, p, op, "square_avg");
+  const bool mom = h.momentum > 0;
+  const CudaArray buf = mom ? state_arg(buf_, p, op, "buf") : p;
+  const CudaArray gavg = h.centered ? state_arg(gavg_, p, op, "grad_avg") : p;
+  const CudaArray g = grad_arg(g_, p, op);
+  std::vector<const CudaArray*> written{&p, &sq};
+  if (mom) written.push_back(&buf);
+  if (h.centered) written.push_back(&gavg);
+  check_distinct(op, written, g);
+  if (p.size() == 0) return;
+  py::gil_scoped_release nogil;
+  check_on_current_device({&p, &g, &sq, mom ? &buf : nullptr, h.centered ? &gavg : nullptr});
+  fastdl::cuda::rmsprop_step(p.mutable_data(), sq.mutable_data(),
+                             mom ? buf.mutable_data() : nullptr,
+                             h.centered ? gavg.mutable_data() : nullptr, g.data(), p.size(), h,
+                             as_stream(stream));
+}
+
+void adagrad_step_py(const py::handle& p_, const py::handle& g_, const py::handle& s_,
+                     const fastdl::AdagradHyper& h, std::uintptr_t stream) {
+  const std::string op = "adagrad_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  const CudaArray p = inplace_arg(p_, op, "p");
+  const CudaArray s = state_arg(s_, p, op, "sum_sq");
+  const CudaArray g = grad_arg(g_, p, op);
+  check_distinct(op, {&p, &s}, g);
+  if (p.size() == 0) return;
+  py::gil_scoped_release nogil;
+  check_on_current_device({&p, &g, &s});
+  fastdl::cuda::adagrad_step(p.mutable_data(), s.mutable_data(), g.data(), p.size(), h,
+                             as_stream(stream));
+}
+
+// PyTorch's clip_grad_norm_: coef = max_norm / (total + 1e-6); grads *= coef unless coef >= 1
+double clip_grad_norm_py(const py::iterable& grads, double max_norm, double norm_type,
+                         bool error_if_nonfinite, std::uintptr_t stream) {
+  const std::string op = "clip_grad_norm_";
+  check_hyper(max_norm >= 0, op, "max_norm", max_norm, ">= 0");
+  check_hyper(norm_type > 0, op, "norm_type", norm_type, "a positive number or inf");
+  std::vector<CudaArray> arrays;
+  for (const py::handle o : grads) {
+    if (o.is_none()) continue;
+    arrays.push_back(inplace_arg(o, op, "grads"));
+  }
+  std::vector<float*> ptrs;
+  std::vector<int64_t> sizes;
+  for (const CudaArray& a : arrays) {
+    ptrs.push_back(a.mutable_data());
+    sizes.push_back(a.size());
+  }
+  const auto count = int64_t(arrays.size());
+  double total = 0;
+  {
+    py::gil_scoped_release nogil;
+    std::vector<const CudaArray*> on;
+    for (const CudaArray& a : arrays) on.push_back(&a);
+    for (const CudaArray* a : on) check_on_current_device({a});
+    total = fastdl::cuda::grads_norm(ptrs.data(), sizes.data(), count, norm_type, as_stream(stream));
+  }
+  FASTDL_CHECK(!error_if_nonfinite || std::isfinite(total), RuntimeError, op,
+               ": the total norm of order ", norm_type, " of the gradients is non-finite (",
+               total, "), so it cannot be clipped; pass error_if_nonfinite=False to scale anyway");
+  const double coef = max_norm / (total + 1e-6);
+  if (!(coef >= 1.0)) {
+    py::gil_scoped_release nogil;
+    fastdl::cuda::grads_scale(ptrs.data(), sizes.data(), count, coef, as_stream(stream));
+  }
+  return total;
+}
+
 // Visible devices; 0 when there is no driver or no GPU (the error is cleared, never raised).
 int device_count() {
   int n = 0;
@@ -646,4 +833,66 @@ out = mask ? x / (1 - p) : 0. Bit-identical to the CPU kernel's mask and output 
         "out = x + b, b (x.shape[axis],) broadcast along `axis`; all C-contiguous float32.");
 
   // ---- optimizers and gradient clipping ------------------------------------------------------
+  m.def(
+      "sgd_step_",
+      [](py::object p, py::object g, py::object buf, double lr, double momentum,
+         double weight_decay, bool nesterov, double dampening, bool maximize, bool first_step,
+         std::uintptr_t stream) {
+        fastdl::SgdHyper h;
+        h.lr = lr, h.momentum = momentum, h.dampening = dampening, h.weight_decay = weight_decay;
+        h.nesterov = nesterov, h.maximize = maximize, h.first_step = first_step;
+        sgd_step_py(p, g, buf, h, stream);
+      },
+      py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"), py::arg("momentum") = 0.0,
+      py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("dampening") = 0.0,
+      py::kw_only(), py::arg("maximize") = false, py::arg("first_step") = false,
+      py::arg("stream") = 0,
+      "One SGD step in place on float32 CUDA arrays p and buf (the _core contract).");
+  m.def(
+      "adam_step_",
+      [](py::object p, py::object g, py::object m_, py::object v, double step, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bool decoupled,
+         bool amsgrad, py::object max_v, bool maximize, std::uintptr_t stream) {
+        fastdl::AdamHyper h;
+        h.step = step, h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps;
+        h.weight_decay = weight_decay, h.decoupled = decoupled, h.amsgrad = amsgrad;
+        h.maximize = maximize;
+        adam_step_py(p, g, m_, v, max_v, h, stream);
+      },
+      py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr"),
+      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay") = 0.0,
+      py::arg("decoupled") = false, py::kw_only(), py::arg("amsgrad") = false,
+      py::arg("max_v") = py::none(), py::arg("maximize") = false, py::arg("stream") = 0,
+      "One Adam / AdamW (decoupled=True) step in place on float32 CUDA arrays p, m, v.");
+  m.def(
+      "rmsprop_step_",
+      [](py::object p, py::object g, py::object square_avg, double lr, double alpha, double eps,
+         double weight_decay, double momentum, py::object buf, bool centered,
+         py::object grad_avg, bool maximize, std::uintptr_t stream) {
+        fastdl::RmspropHyper h;
+        h.lr = lr, h.alpha = alpha, h.eps = eps, h.weight_decay = weight_decay;
+        h.momentum = momentum, h.centered = centered, h.maximize = maximize;
+        rmsprop_step_py(p, g, square_avg, buf, grad_avg, h, stream);
+      },
+      py::arg("p"), py::arg("g"), py::arg("square_avg"), py::arg("lr"), py::arg("alpha") = 0.99,
+      py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0,
+      py::arg("buf") = py::none(), py::arg("centered") = false,
+      py::arg("grad_avg") = py::none(), py::kw_only(), py::arg("maximize") = false,
+      py::arg("stream") = 0, "One RMSprop step in place on float32 CUDA arrays.");
+  m.def(
+      "adagrad_step_",
+      [](py::object p, py::object g, py::object sum_sq, double lr, double eps,
+         double weight_decay, bool maximize, std::uintptr_t stream) {
+        fastdl::AdagradHyper h;
+        h.lr = lr, h.eps = eps, h.weight_decay = weight_decay, h.maximize = maximize;
+        adagrad_step_py(p, g, sum_sq, h, stream);
+      },
+      py::arg("p"), py::arg("g"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-10,
+      py::arg("weight_decay") = 0.0, py::kw_only(), py::arg("maximize") = false,
+      py::arg("stream") = 0, "One Adagrad step in place on float32 CUDA arrays.");
+  m.def("clip_grad_norm_", &clip_grad_norm_py, py::arg("grads"), py::arg("max_norm"),
+        py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false, py::kw_only(),
+        py::arg("stream") = 0,
+        R"pbdoc(Scale a list of float32 CUDA arrays in place so their total norm is <= max_norm; returns
+the total norm before clipping (a deterministic double reduction; synchronises the stream).)pbdoc");
 }
