@@ -39,8 +39,8 @@ struct DropoutParams {
 };
 
 DropoutParams params(double p, std::uint64_t seed) {
-  // mix the seed so that nearby seeds give unrelated streams
-  return {mix64(seed ^ 0x5DEECE66DULL), std::uint32_t(p * 4294967296.0)};
+  // common/counter_rng.h: the same key and threshold as the CUDA kernel
+  return {dropout_key(seed), dropout_threshold(p)};
 }
 }  // namespace
 

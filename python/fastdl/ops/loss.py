@@ -11,7 +11,9 @@ binary_cross_entropy_with_logits, each with the gradient of the mean loss.
 
 Losses are 0-d arrays of the input dtype, accumulated in double. Targets of cross_entropy are
 class indices: any integer dtype (converted to int64), each in [0, C); float targets are a
-TypeError. A mean over nothing (N = 0 or numel = 0) is undefined: ValueError.
+TypeError. A mean over nothing (N = 0 or numel = 0) is undefined: ValueError. On the GPU (CuPy
+arrays, float32) the same kernels run in fastdl._cuda; the forward losses come back through one
+device-to-host copy (a synchronisation), as a 0-d CuPy array.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ def _targets(op: str, be, target, n: int, c: int):
                          f"N = {n}, got {shape_str(t.shape)}")
     if n == 0:
         raise ValueError(f"{op}: the mean loss over an empty batch (N = 0) is undefined")
-    bad = be.xp.flatnonzero((t < 0) | (t >= c))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{op}: target[{i}] = {int(t[i])} is out of range [0, C) with C = {c}")
+    if be.device == "cpu":
+        bad = np.flatnonzero((t < 0) | (t >= c))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{op}: target[{i}] = {int(t[i])} is out of range [0, C) with C = {c}")
+    # On the GPU the kernels check each target as they read it and raise this same ValueError
+    # (one device-to-host copy, which the loss needs anyway, instead of a CuPy search).
     return _contig(be, t.astype(np.int64, copy=False))
 
 

@@ -11,6 +11,8 @@ layout (a copy would be updated instead of the caller's array), ``ValueError`` f
 ``g`` is only read: anything ``numpy.asarray`` accepts, converted to ``p``'s dtype if needed.
 Invalid hyper-parameters raise ``ValueError`` as PyTorch's optimizers do (``lr < 0``, ``eps < 0``,
 betas outside [0, 1) ...). Every step returns None.
+On the GPU (CuPy arrays) the same functions run fastdl._cuda's fused kernels, float32 only, on
+CuPy's current stream; ``clip_grad_norm_`` copies the norm back (a synchronisation).
 
 The optimizer classes (``fastdl.optim``) own the state and the step count; these functions are
 their arithmetic. Options PyTorch's optimizers have beyond DESIGN.md's arguments are keywords
@@ -20,17 +22,28 @@ with PyTorch's names: ``dampening`` and ``maximize`` (SGD), ``amsgrad`` and ``ma
 
 from __future__ import annotations
 
-from .._backend import backend_for, is_cuda_array
+import functools
+
+from .._backend import backend_for, cupy, is_cuda_array
 
 __all__ = ["sgd_step_", "adam_step_", "rmsprop_step_", "adagrad_step_", "clip_grad_norm_"]
 
 
 def _ext(op: str, *arrays):
-    """The compiled module holding `op` for these arrays (fastdl._core for NumPy arrays)."""
+    """The kernel `op` for these arrays: fastdl._core's for NumPy arrays, fastdl._cuda's (on
+    CuPy's current stream) for CuPy arrays."""
     be = backend_for(op, *arrays)
     if be.device == "cuda" and not hasattr(be.ext, op):
         raise NotImplementedError(f"{op}: no CUDA kernel yet; move the arrays to the CPU")
-    return be.ext
+    return functools.partial(be.call, op)
+
+
+def _grad(g, p):
+    """On the GPU, g as a C-contiguous array of p's dtype (the CUDA kernels read it flat; the CPU
+    binding converts for itself)."""
+    if is_cuda_array(g) and is_cuda_array(p):
+        g = cupy().ascontiguousarray(g, dtype=p.dtype)
+    return g
 
 
 def sgd_step_(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0, *,
@@ -49,8 +62,8 @@ def sgd_step_(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dam
     written, so it may be uninitialised). ``nesterov`` needs ``momentum > 0`` and
     ``dampening == 0`` (ValueError otherwise, as in PyTorch).
     """
-    _ext("sgd_step_", p, g, buf).sgd_step_(
-        p, g, buf, lr, momentum, weight_decay, nesterov, dampening, maximize=maximize,
+    _ext("sgd_step_", p, g, buf)(
+        p, _grad(g, p), buf, lr, momentum, weight_decay, nesterov, dampening, maximize=maximize,
         first_step=first_step)
 
 
@@ -69,8 +82,8 @@ def adam_step_(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0, decoup
     does); the bias corrections are computed in float64. ``amsgrad=True`` needs ``max_v`` (zeros
     at the start, like ``m`` and ``v``).
     """
-    _ext("adam_step_", p, g, m, v, max_v).adam_step_(
-        p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad=amsgrad,
+    _ext("adam_step_", p, g, m, v, max_v)(
+        p, _grad(g, p), m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad=amsgrad,
         max_v=max_v, maximize=maximize)
 
 
@@ -89,8 +102,8 @@ def rmsprop_step_(p, g, square_avg, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, 
     ``buf`` is needed when ``momentum > 0`` and ``grad_avg`` when ``centered``; all state starts
     at zero, as in PyTorch.
     """
-    _ext("rmsprop_step_", p, g, square_avg, buf, grad_avg).rmsprop_step_(
-        p, g, square_avg, lr, alpha, eps, weight_decay, momentum, buf, centered, grad_avg,
+    _ext("rmsprop_step_", p, g, square_avg, buf, grad_avg)(
+        p, _grad(g, p), square_avg, lr, alpha, eps, weight_decay, momentum, buf, centered, grad_avg,
         maximize=maximize)
 
 
@@ -104,8 +117,8 @@ def adagrad_step_(p, g, sum_sq, lr, eps=1e-10, weight_decay=0.0, *, maximize=Fal
     PyTorch's ``lr_decay`` is the caller's: pass ``lr = lr0 / (1 + (step - 1) * lr_decay)``
     (step 1-based). ``initial_accumulator_value`` is how the caller fills ``sum_sq`` at the start.
     """
-    _ext("adagrad_step_", p, g, sum_sq).adagrad_step_(
-        p, g, sum_sq, lr, eps, weight_decay, maximize=maximize)
+    _ext("adagrad_step_", p, g, sum_sq)(
+        p, _grad(g, p), sum_sq, lr, eps, weight_decay, maximize=maximize)
 
 
 def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> float:
@@ -124,5 +137,4 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) ->
         grads = [grads]
     else:
         grads = list(grads)
-    ext = _ext("clip_grad_norm_", *grads)
-    return ext.clip_grad_norm_(grads, float(max_norm), float(norm_type), bool(error_if_nonfinite))
+    return _ext("clip_grad_norm_", *grads)(grads, float(max_norm), float(norm_type), bool(error_if_nonfinite))
