@@ -57,6 +57,7 @@
 #include "common/check.h"
 #include "common/threading.h"
 #include "cpu/optim_simd.h"
+#include "cpu/vec_generic.h"
 
 namespace fastdl {
 
@@ -144,21 +145,10 @@ void adagrad_step_reference(T* p, T* sum_sq, const T* g, std::int64_t n, const A
 
 namespace {
 template <typename TT>
-struct Scalar {
-  using T = TT;
-  using reg = T;
+struct Scalar : VecScalar<TT> {
+  using typename VecScalar<TT>::T;
+  using typename VecScalar<TT>::reg;
   using acc = double;
-  static constexpr int W = 1;
-  static reg set1(T x) { return x; }
-  static reg load(const T* p) { return *p; }
-  static void store(T* p, reg x) { *p = x; }
-  static reg add(reg a, reg b) { return a + b; }
-  static reg sub(reg a, reg b) { return a - b; }
-  static reg mul(reg a, reg b) { return a * b; }
-  static reg div(reg a, reg b) { return a / b; }
-  static reg sqrt(reg a) { return std::sqrt(a); }
-  static reg max(reg a, reg b) { return a > b ? a : b; }
-  static reg fmadd(reg a, reg b, reg c) { return a * b + c; }  // no FMA on baseline x86-64
   static acc acc_zero() { return 0.0; }
   static acc acc_sq(acc s, reg x) { return s + double(x) * double(x); }
   static double acc_sum(acc s) { return s; }

@@ -4,59 +4,34 @@
 #include <immintrin.h>
 
 #include "cpu/optim_simd.h"
+#include "cpu/vec_avx2.h"
 
 namespace fastdl {
 namespace {
 
-inline double hsum(__m256d s) {  // ((s0 + s2) + (s1 + s3)): a fixed order
+inline double hsum_pd(__m256d s) {  // ((s0 + s2) + (s1 + s3)): a fixed order
   const __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
   return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
 }
 
-struct F32x8 {
-  using T = float;
-  using reg = __m256;
+struct F32x8 : VecF32x8 {
   struct acc {  // the 8 lanes squared and summed as two halves of 4 doubles
     __m256d lo, hi;
   };
-  static constexpr int W = 8;
-  static reg set1(T x) { return _mm256_set1_ps(x); }
-  static reg load(const T* p) { return _mm256_loadu_ps(p); }
-  static void store(T* p, reg x) { _mm256_storeu_ps(p, x); }
-  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
-  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
-  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
-  static reg sqrt(reg a) { return _mm256_sqrt_ps(a); }
-  static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }  // a > b ? a : b
-  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
   static acc acc_sq(acc s, reg x) {
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
     const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
     return {_mm256_fmadd_pd(lo, lo, s.lo), _mm256_fmadd_pd(hi, hi, s.hi)};
   }
-  static double acc_sum(acc s) { return hsum(_mm256_add_pd(s.lo, s.hi)); }
+  static double acc_sum(acc s) { return hsum_pd(_mm256_add_pd(s.lo, s.hi)); }
 };
 
-struct F64x4 {
-  using T = double;
-  using reg = __m256d;
+struct F64x4 : VecF64x4 {
   using acc = __m256d;
-  static constexpr int W = 4;
-  static reg set1(T x) { return _mm256_set1_pd(x); }
-  static reg load(const T* p) { return _mm256_loadu_pd(p); }
-  static void store(T* p, reg x) { _mm256_storeu_pd(p, x); }
-  static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
-  static reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
-  static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
-  static reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
-  static reg sqrt(reg a) { return _mm256_sqrt_pd(a); }
-  static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
-  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   static acc acc_zero() { return _mm256_setzero_pd(); }
   static acc acc_sq(acc s, reg x) { return _mm256_fmadd_pd(x, x, s); }
-  static double acc_sum(acc s) { return hsum(s); }
+  static double acc_sum(acc s) { return hsum_pd(s); }
 };
 
 }  // namespace

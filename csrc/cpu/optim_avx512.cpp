@@ -4,38 +4,26 @@
 #include <immintrin.h>
 
 #include "cpu/optim_simd.h"
+#include "cpu/vec_avx512.h"
 
 namespace fastdl {
 namespace {
 
-// The maskz_ forms with all lanes set are used below instead of the plain intrinsics, whose
-// "undefined" passthrough operand trips GCC 12's -W(maybe-)uninitialized.
+// The vector operations come from the shared traits (vec_avx512.h); this file adds the float64
+// accumulators of the gradient norms. maskz_ forms with all lanes set avoid the plain
+// intrinsics' "undefined" passthrough, which trips GCC 12's -W(maybe-)uninitialized.
 inline __m256d low_half(__m512d x) { return _mm512_maskz_extractf64x4_pd(__mmask8(0xF), x, 0); }
 inline __m256d high_half(__m512d x) { return _mm512_maskz_extractf64x4_pd(__mmask8(0xF), x, 1); }
-inline double hsum(__m512d s) {  // (lo + hi) halves, then ((s0 + s2) + (s1 + s3)): a fixed order
+inline double hsum_pd(__m512d s) {  // (lo + hi) halves, then ((s0 + s2) + (s1 + s3)): a fixed order
   const __m256d q = _mm256_add_pd(low_half(s), high_half(s));
   const __m128d t = _mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1));
   return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
 }
 
-struct F32x16 {
-  using T = float;
-  using reg = __m512;
+struct F32x16 : VecF32x16 {
   struct acc {  // the 16 lanes squared and summed as two halves of 8 doubles
     __m512d lo, hi;
   };
-  static constexpr int W = 16;
-  static reg set1(T x) { return _mm512_set1_ps(x); }
-  static reg load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, reg x) { _mm512_storeu_ps(p, x); }
-  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
-  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
-  static reg sqrt(reg a) { return _mm512_maskz_sqrt_ps(__mmask16(0xFFFF), a); }
-  // Same NaN rule as the scalar a > b ? a : b.
-  static reg max(reg a, reg b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
-  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static acc acc_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
   static acc acc_sq(acc s, reg x) {
     const __m512d xd = _mm512_castps_pd(x);
@@ -43,27 +31,14 @@ struct F32x16 {
     const __m512d hi = _mm512_maskz_cvtps_pd(__mmask8(0xFF), _mm256_castpd_ps(high_half(xd)));
     return {_mm512_fmadd_pd(lo, lo, s.lo), _mm512_fmadd_pd(hi, hi, s.hi)};
   }
-  static double acc_sum(acc s) { return hsum(_mm512_add_pd(s.lo, s.hi)); }
+  static double acc_sum(acc s) { return hsum_pd(_mm512_add_pd(s.lo, s.hi)); }
 };
 
-struct F64x8 {
-  using T = double;
-  using reg = __m512d;
+struct F64x8 : VecF64x8 {
   using acc = __m512d;
-  static constexpr int W = 8;
-  static reg set1(T x) { return _mm512_set1_pd(x); }
-  static reg load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, reg x) { _mm512_storeu_pd(p, x); }
-  static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
-  static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
-  static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
-  static reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
-  static reg sqrt(reg a) { return _mm512_maskz_sqrt_pd(__mmask8(0xFF), a); }
-  static reg max(reg a, reg b) { return _mm512_maskz_max_pd(__mmask8(0xFF), a, b); }
-  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static acc acc_zero() { return _mm512_setzero_pd(); }
   static acc acc_sq(acc s, reg x) { return _mm512_fmadd_pd(x, x, s); }
-  static double acc_sum(acc s) { return hsum(s); }
+  static double acc_sum(acc s) { return hsum_pd(s); }
 };
 
 }  // namespace

@@ -26,6 +26,7 @@ struct VecF32x16 {
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg sqrt(reg a) { return _mm512_maskz_sqrt_ps(mask(0xFFFF), a); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }
   // maskz_ with all lanes: the plain forms' "undefined" passthrough trips -Wmaybe-uninitialized.
@@ -85,6 +86,7 @@ struct VecF64x8 {
   static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
+  static reg sqrt(reg a) { return _mm512_maskz_sqrt_pd(mask(0xFF), a); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_pd(a, b, c); }
   static reg max(reg a, reg b) { return _mm512_maskz_max_pd(mask(0xFF), a, b); }

@@ -4,7 +4,7 @@
 //
 // Traits contract (shared with vec_avx2.h and vec_avx512.h):
 //   T, reg, mask, W (lanes); zero, set1, load, store, loadn / storen (first n lanes; loadn fills
-//   the rest with 0), add, sub, mul, div, fmadd(a, b, c) = a*b + c, fnmadd(a, b, c) = c - a*b,
+//   the rest with 0), add, sub, mul, div, sqrt, fmadd(a, b, c) = a*b + c, fnmadd(a, b, c) = c - a*b,
 //   max(a, b) / min(a, b) with x86 semantics (b is returned when either is NaN), abs, sign(x)
 //   (the sign bit only), bor (bitwise or), lt / le / gt / ge -> mask (false for NaN),
 //   select(m, a, b) = m ? a : b, round (to nearest even), floor, pow2i(n) = 2^n for integral n
@@ -36,6 +36,7 @@ struct VecScalar {
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul(reg a, reg b) { return a * b; }
   static reg div(reg a, reg b) { return a / b; }
+  static reg sqrt(reg a) { return std::sqrt(a); }
   static reg fmadd(reg a, reg b, reg c) { return a * b + c; }
   static reg fnmadd(reg a, reg b, reg c) { return c - a * b; }
   static reg max(reg a, reg b) { return a > b ? a : b; }
