@@ -45,3 +45,207 @@ def linear_backward(dy, x, w):
     dy2 = dy.reshape(-1, w.shape[0])
     x2 = x.reshape(-1, w.shape[1])
     return (dy @ w, dy2.T @ x2, dy2.sum(axis=0))
+
+
+# ---- activations, softmax, losses, dropout, element-wise ---------------------------------------
+
+def relu(x):
+    x = f64(x)
+    return np.where(x > 0, x, np.where(np.isnan(x), x, 0.0))
+
+
+def relu_backward(dy, y):
+    dy, y = f64(dy, y)
+    return np.where(y > 0, dy, 0.0)
+
+
+def sigmoid(x):
+    x = f64(x)
+    e = np.exp(-np.abs(x))  # never overflows
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def sigmoid_backward(dy, y):
+    dy, y = f64(dy, y)
+    return dy * y * (1.0 - y)
+
+
+def tanh(x):
+    return np.tanh(f64(x))
+
+
+def tanh_backward(dy, y):
+    dy, y = f64(dy, y)
+    return dy * (1.0 - y * y)
+
+
+def softmax(x, axis=-1):
+    x = f64(x)
+    m = np.max(x, axis=axis, keepdims=True)
+    masked = np.isneginf(m)  # a slice of only -inf gives zeros
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - np.where(masked, 0.0, m))
+    return e / np.where(masked, 1.0, e.sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    x = f64(x)
+    m = np.max(x, axis=axis, keepdims=True)
+    masked = np.isneginf(m)  # a slice of only -inf gives -inf
+    m = np.where(masked, 0.0, m)
+    with np.errstate(divide="ignore"):
+        return (x - m) - np.log(np.where(masked, 1.0, np.exp(x - m).sum(axis=axis, keepdims=True)))
+
+
+def softmax_backward(dy, y, axis=-1):
+    dy, y = f64(dy, y)
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
+def log_softmax_backward(dy, y, axis=-1):
+    dy, y = f64(dy, y)
+    return dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True)
+
+
+def cross_entropy(logits, target):
+    """(mean loss, probs): loss = mean(logsumexp(x_i) - x_i,t_i)."""
+    x = f64(logits)
+    t = np.asarray(target, dtype=np.int64)
+    logp = log_softmax(x, axis=1)
+    return -np.mean(logp[np.arange(len(t)), t]), np.exp(logp)
+
+
+def cross_entropy_backward(probs, target):
+    p = f64(probs)
+    t = np.asarray(target, dtype=np.int64)
+    d = p.copy()
+    d[np.arange(len(t)), t] -= 1.0
+    return d / len(t)
+
+
+def mse_loss(pred, target):
+    p, t = f64(pred, target)
+    return np.mean((p - t) ** 2)
+
+
+def mse_loss_backward(pred, target):
+    p, t = f64(pred, target)
+    return 2.0 * (p - t) / p.size
+
+
+def binary_cross_entropy_with_logits(logits, target):
+    x, t = f64(logits, target)
+    return np.mean(np.maximum(x, 0.0) - x * t + np.log1p(np.exp(-np.abs(x))))
+
+
+def binary_cross_entropy_with_logits_backward(logits, target):
+    x, t = f64(logits, target)
+    return (sigmoid(x) - t) / x.size
+
+
+def dropout_apply(x, mask, p):
+    """y = x * mask / (1 - p) for a given mask (the mask itself is random)."""
+    x = f64(x)
+    return np.where(mask != 0, x / (1.0 - p), 0.0) if p < 1 else np.zeros_like(x)
+
+
+def bias_add(x, b, axis=1):
+    x, b = f64(x, b)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return x + b.reshape(shape)
+
+
+def bias_add_backward(dy, axis=1):
+    dy = f64(dy)
+    axis = axis % dy.ndim
+    return dy.sum(axis=tuple(i for i in range(dy.ndim) if i != axis))
+
+
+
+# ---- optimizers and gradient clipping -----------------------------------------------------------
+
+# These take the arrays in any float dtype and compute in it (NumPy keeps float32 with Python
+# scalars), so the same equations run in float64 are the oracle and in float32 the tolerance
+# yardstick. Each returns the updated arrays (nothing is modified in place); the equations are
+# PyTorch's single-tensor updates (torch/optim/*.py), as in csrc/cpu/optim.cpp.
+
+def _lerp(a, b, w):
+    """PyTorch's lerp: a + w*(b - a) for |w| < 0.5, else b - (b - a)*(1 - w)."""
+    return a + w * (b - a) if abs(w) < 0.5 else b - (b - a) * (1 - w)
+
+
+def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0,
+             maximize=False, first_step=False):
+    """-> (p, buf)"""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    if momentum:
+        buf = d.copy() if first_step else momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    return p - lr * d, buf
+
+
+def adam_step(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,
+              amsgrad=False, max_v=None, maximize=False):
+    """-> (p, m, v, max_v); step is 1-based."""
+    d = -g if maximize else g
+    if weight_decay:
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            d = d + weight_decay * p
+    m = _lerp(m, d, 1 - beta1)
+    v = beta2 * v + (1 - beta2) * d * d
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    v_hat = v
+    if amsgrad:
+        max_v = np.maximum(max_v, v)
+        v_hat = max_v
+    denom = np.sqrt(v_hat) / bias_correction2**0.5 + eps
+    return p - (lr / bias_correction1) * m / denom, m, v, max_v
+
+
+def rmsprop_step(p, g, square_avg, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 buf=None, centered=False, grad_avg=None, maximize=False):
+    """-> (p, square_avg, buf, grad_avg)"""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    square_avg = alpha * square_avg + (1 - alpha) * d * d
+    if centered:
+        grad_avg = _lerp(grad_avg, d, 1 - alpha)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf = momentum * buf + d / avg
+        return p - lr * buf, square_avg, buf, grad_avg
+    return p - lr * (d / avg), square_avg, buf, grad_avg
+
+
+def adagrad_step(p, g, sum_sq, lr, eps=1e-10, weight_decay=0.0, maximize=False):
+    """-> (p, sum_sq); lr is the decayed rate lr0 / (1 + (step - 1) * lr_decay)."""
+    d = -g if maximize else g
+    if weight_decay:
+        d = d + weight_decay * p
+    sum_sq = sum_sq + d * d
+    return p - lr * (d / (np.sqrt(sum_sq) + eps)), sum_sq
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0):
+    """-> (clipped grads, total norm), in float64; PyTorch's clip_grad_norm_."""
+    grads = [f64(g) for g in grads]
+    if not grads:
+        return grads, 0.0
+    flat = np.concatenate([g.ravel() for g in grads])
+    if np.isinf(norm_type):
+        total = float(np.max(np.abs(flat))) if flat.size else 0.0
+    else:
+        total = float(np.sum(np.abs(flat) ** norm_type) ** (1.0 / norm_type))
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1:
+        grads = [g * coef for g in grads]
+    return grads, total

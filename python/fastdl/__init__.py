@@ -4,20 +4,35 @@ backward pass, under a thin NumPy/CuPy Python layer.
     import fastdl
     y = fastdl.ops.linear(x, w, b)
     dx, dw, db = fastdl.ops.linear_backward(dy, x, w)
+
+    model = fastdl.nn.Sequential(fastdl.nn.Linear(64, 128), fastdl.nn.ReLU(), fastdl.nn.Linear(128, 10))
+    opt = fastdl.optim.Adam(model.parameters(), lr=1e-3)
+    loss = fastdl.nn.CrossEntropyLoss()(model(fastdl.tensor(x)), y)
+    opt.zero_grad(); loss.backward(); opt.step()
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 
-from . import _backend, _core, ops
+from . import _backend, _core, backends, ops
+from ._random import manual_seed
+from ._serialize import load, save
+from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from . import data, nn, optim  # noqa: E402  (they build on Tensor)
 
 try:
     __version__ = _dist_version("fastdl")
 except PackageNotFoundError:  # running from a source tree
     __version__ = getattr(_core, "__version__", "0+unknown")
 
-__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "cuda_available", "ops"]
+# Read FASTDL_CPU_ISA now, so a bad value fails the import with a clear message instead of the
+# first kernel call.
+_core.cpu_isa()
+
+__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "cuda_available", "ops",
+           "manual_seed", "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
+           "save", "load", "nn", "optim", "data"]
 
 
 def set_num_threads(n: int) -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastdl info | bench [--quick] [--json F] [--plot F.png]``."""
+"""Command line: ``python -m fastdl info | bench [--quick] [--json F] [--plot F.png] | demo [name]``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def main(argv=None) -> int:
     bench.add_argument("--quick", action="store_true", help="fewer shapes, shorter timing")
     bench.add_argument("--json", metavar="F", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="F.png", help="also plot GFLOP/s (needs matplotlib)")
+    from .demos import DEFAULT, DEMOS
+
+    demo = sub.add_parser("demo", help="train a real model on real data (default: mlp_digits)",
+                          description="\n".join(f"{k}: {v}" for k, v in DEMOS.items()))
+    demo.add_argument("name", nargs="?", default=DEFAULT, choices=sorted(DEMOS))
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (demo's default)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="CPU threads for fastdl (and PyTorch beside it); default: all cores")
     args = parser.parse_args(argv)
     if args.cmd == "info":
         _info()
@@ -41,6 +52,28 @@ def main(argv=None) -> int:
         from . import _bench
 
         _bench.main(args.quick, args.json, args.plot)
+    elif args.cmd == "demo":
+        return _demo(args)
+    return 0
+
+
+def _demo(args) -> int:
+    import importlib
+
+    if args.epochs is not None and args.epochs < 1:
+        print("demo: --epochs must be >= 1", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        import fastdl
+
+        fastdl.set_num_threads(args.threads)
+    module = importlib.import_module(f"fastdl.demos.{args.name}")
+    try:
+        module.run(epochs=args.epochs, seed=args.seed, compare_torch=not args.no_torch,
+                   progress=not args.no_progress)
+    except ImportError as e:
+        print(f"demo {args.name}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,20 @@ NumPy arrays run on the CPU kernels (fastdl._core), CuPy arrays on the CUDA kern
 (fastdl._cuda). See DESIGN.md section 3 for the contract.
 """
 
-from .dense import linear, linear_backward, matmul, matmul_backward
+from .dense import *  # noqa: F401,F403
+from .dense import __all__ as _dense
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _activation
+from .softmax import *  # noqa: F401,F403
+from .softmax import __all__ as _softmax
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss
+from .dropout import *  # noqa: F401,F403
+from .dropout import __all__ as _dropout
+from .elementwise import *  # noqa: F401,F403
+from .elementwise import __all__ as _elementwise
 
-__all__ = ["matmul", "matmul_backward", "linear", "linear_backward"]
+from .optim import *  # noqa: F401,F403
+from .optim import __all__ as _optim
+
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_optim]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import Backend, backend_for
+from .._backend import CPU, Backend, backend_for
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -45,13 +45,16 @@ def prepare(op: str, **arrays):
 
     Returns (backend, dtype, arrays...) in the order given; None stays None.
     """
+    fast = _prepare_fast(arrays.values())
+    if fast is not None:
+        return fast
     be: Backend = backend_for(op, *arrays.values())
     xs = {k: (None if v is None else _as_array(v, be.xp, op, k)) for k, v in arrays.items()}
     dtype = result_dtype(op, **xs)
     if be.device == "cuda" and dtype != np.float32:
         raise TypeError(f"{op}: GPU kernels take float32; got {dtype} (cast with .astype('float32'))")
     out = []
-    for name, a in xs.items():
+    for a in xs.values():
         if a is not None:
             if a.dtype != dtype:
                 a = a.astype(dtype)
@@ -59,6 +62,26 @@ def prepare(op: str, **arrays):
                 a = be.xp.ascontiguousarray(a)
         out.append(a)
     return (be, dtype, *out)
+
+
+def _prepare_fast(values):
+    """The common case in a few attribute reads: NumPy arrays (or None) of one float dtype whose
+    strides the kernels can take as they are (aligned implies whole-element strides)."""
+    dtype = None
+    for a in values:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.aligned:
+            return None
+        if dtype is None:
+            dtype = a.dtype
+            if dtype not in _FLOATS:
+                return None
+        elif a.dtype != dtype:
+            return None
+    if dtype is None:
+        return None
+    return (CPU, dtype, *values)
 
 
 def check_ndim(op: str, name: str, a, allowed) -> None:

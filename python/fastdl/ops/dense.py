@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from .. import backends
 from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
 
 __all__ = ["matmul", "matmul_backward", "linear", "linear_backward"]
@@ -38,10 +39,14 @@ def _matmul_shapes(op: str, a, b):
 
 def _rows(x, cols: int):
     """x viewed (or copied, if it must be) as a 2-D (rows, cols) matrix; safe for empty arrays."""
+    if x.ndim == 2:
+        return x
     return x.reshape(math.prod(x.shape[:-1]), cols)
 
 
 def _gemm(be, out, a, b, **kw):
+    if be.device == "cuda":
+        kw["tf32"] = backends.cuda.matmul.allow_tf32
     be.call("gemm", out, a, b, **kw)
     return out
 

@@ -1,0 +1,118 @@
+// activation.cpp: relu, sigmoid and tanh, forward and backward (from the output).
+//
+// Shapes: any; the kernels see n contiguous elements.
+//   relu     y = max(0, x)                        dx = dy * (y > 0)
+//   sigmoid  y = 1 / (1 + exp(-x))                dx = dy * y * (1 - y)
+//   tanh     y = tanh(x)                          dx = dy * (1 - y^2)
+// The backward passes take the forward OUTPUT y, which is what an autograd layer keeps.
+// NaN in gives NaN out (relu included, as in PyTorch); sigmoid never overflows (x = -100 gives
+// the subnormal 3.7e-44 in float32, x = +-inf gives 1 / 0); tanh(+-inf) = +-1.
+//
+// Variants, in order of increasing complexity:
+//   1. *_reference: plain loops over std::exp / std::tanh; the oracle for tests.
+//   2. the SIMD templates of activation_simd.h over a one-lane vector (the generic ISA),
+//   3. ... over AVX2 (activation_avx2.cpp) and AVX-512 (activation_avx512.cpp) vectors; the
+//      exp/tanh approximations (vec_math.h) are accurate to a few ulps over the whole range.
+// OpenMP splits large arrays into one chunk per thread (parallel_chunks.h); below kGrain*
+// elements per thread the team's wake-up costs more than the second core gives.
+#include "cpu/activation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/activation_simd.h"
+#include "cpu/parallel_chunks.h"
+#include "cpu/vec_generic.h"
+
+namespace fastdl {
+
+// ---------------------------------------------------------------------------------------------
+// Reference
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+void activation_forward_reference(Activation act, T* y, const T* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    switch (act) {
+      case Activation::relu: y[i] = std::isnan(v) ? v : std::max(T(0), v); break;
+      case Activation::sigmoid:
+        y[i] = v >= T(0) ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v));
+        if (std::isnan(v)) y[i] = v;
+        break;
+      case Activation::tanh: y[i] = std::tanh(v); break;
+    }
+  }
+}
+
+template <typename T>
+void activation_backward_reference(Activation act, T* dx, const T* dy, const T* y,
+                                   std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    switch (act) {
+      case Activation::relu: dx[i] = y[i] > T(0) ? dy[i] : T(0); break;
+      case Activation::sigmoid: dx[i] = dy[i] * y[i] * (T(1) - y[i]); break;
+      case Activation::tanh: dx[i] = dy[i] * (T(1) - y[i] * y[i]); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast kernels: the generic table here, the SIMD tables in activation_avx2/avx512.cpp
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+const ActivationTable<float> activation_table_generic_f32 = make_activation_table<VecScalar<float>>();
+const ActivationTable<double> activation_table_generic_f64 = make_activation_table<VecScalar<double>>();
+
+// Elements per thread below which a second thread does not pay (measured on 2 Zen 5 cores,
+// benchmarks/RESULTS.md): waking the team costs ~1-2 us, which a pure stream (relu, every
+// backward: ~0.04 ns/element) earns back only past ~64K elements, and an exp-based forward
+// (~0.25 ns/element) past ~8K.
+constexpr std::int64_t kGrainStream = 1 << 16;
+constexpr std::int64_t kGrainExp = 1 << 13;
+
+template <typename T>
+const ActivationTable<T>& pick(Isa isa, const ActivationTable<T>& generic,
+                               const ActivationTable<T>& avx2, const ActivationTable<T>& avx512) {
+  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
+  return best == int(Isa::avx512) ? avx512 : best == int(Isa::avx2) ? avx2 : generic;
+}
+}  // namespace
+
+template <>
+const ActivationTable<float>& activation_table<float>(Isa isa) {
+  return pick(isa, activation_table_generic_f32, activation_table_avx2_f32, activation_table_avx512_f32);
+}
+template <>
+const ActivationTable<double>& activation_table<double>(Isa isa) {
+  return pick(isa, activation_table_generic_f64, activation_table_avx2_f64, activation_table_avx512_f64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+void activation_forward(Activation act, T* y, const T* x, std::int64_t n, Isa isa) {
+  const auto fn = activation_table<T>(isa).forward[int(act)];
+  parallel_chunks(n, act == Activation::relu ? kGrainStream : kGrainExp, [&](std::int64_t lo, std::int64_t hi) { fn(y + lo, x + lo, hi - lo); });
+}
+
+template <typename T>
+void activation_backward(Activation act, T* dx, const T* dy, const T* y, std::int64_t n, Isa isa) {
+  const auto fn = activation_table<T>(isa).backward[int(act)];
+  parallel_chunks(n, kGrainStream,
+                  [&](std::int64_t lo, std::int64_t hi) { fn(dx + lo, dy + lo, y + lo, hi - lo); });
+}
+
+#define FASTDL_INSTANTIATE(T)                                                                   \
+  template void activation_forward<T>(Activation, T*, const T*, std::int64_t, Isa);             \
+  template void activation_backward<T>(Activation, T*, const T*, const T*, std::int64_t, Isa);  \
+  template void activation_forward_reference<T>(Activation, T*, const T*, std::int64_t);        \
+  template void activation_backward_reference<T>(Activation, T*, const T*, const T*, std::int64_t);
+FASTDL_INSTANTIATE(float)
+FASTDL_INSTANTIATE(double)
+#undef FASTDL_INSTANTIATE
+
+}  // namespace fastdl

@@ -1,0 +1,75 @@
+"""The package surface: version, info, threads, ISA selection, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdl
+
+
+def run_cli(*args, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fastdl", *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_info_keys():
+    info = fastdl.info()
+    for key in ("version", "cpu_isa", "num_threads", "cuda_available"):
+        assert key in info
+    assert info["version"] == fastdl.__version__
+    assert info["cpu_isa"] in ("generic", "avx2", "avx512")
+    assert info["num_threads"] == fastdl.get_num_threads() >= 1
+    assert isinstance(fastdl.cuda_available(), bool)
+
+
+def test_isa_env_caps_choice():
+    want = os.environ.get("FASTDL_CPU_ISA")
+    order = ["generic", "avx2", "avx512"]
+    supported = fastdl.info()["cpu_isa_supported"]
+    expect = supported if not want else order[min(order.index(want), order.index(supported))]
+    assert fastdl.info()["cpu_isa"] == expect
+
+
+def test_bad_isa_env_fails_import_clearly():
+    r = subprocess.run([sys.executable, "-c", "import fastdl"], capture_output=True, text=True,
+                       env={**os.environ, "FASTDL_CPU_ISA": "sse9"})
+    assert r.returncode != 0
+    assert "unknown CPU ISA 'sse9'" in r.stderr
+
+
+def test_threads_roundtrip():
+    fastdl.set_num_threads(1)
+    assert fastdl.get_num_threads() == 1
+    fastdl.set_num_threads(3)
+    assert fastdl.get_num_threads() == 3
+    a = np.ones((300, 300), np.float32)
+    np.testing.assert_array_equal(fastdl.ops.matmul(a, a), 300.0)
+
+
+def test_cli_info():
+    r = run_cli("info")
+    assert r.returncode == 0, r.stderr
+    assert f"fastdl {fastdl.__version__}" in r.stdout
+    assert "CPU ISA" in r.stdout and "CUDA extension" in r.stdout
+
+
+def test_cli_bench_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", "--quick", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "NumPy" in r.stdout and "OpenBLAS" in r.stdout or "BLAS" in r.stdout
+    assert "matmul_backward" in r.stdout and "vs numpy" in r.stdout
+    data = json.loads(out.read_text())
+    assert {row["op"] for row in data["rows"]} >= {"matmul", "matmul_backward", "linear", "linear_backward"}
+    assert all(row["times"]["fastdl"] > 0 for row in data["rows"])
+
+
+def test_cli_rejects_unknown_command():
+    r = run_cli("frobnicate")
+    assert r.returncode != 0
+    assert "invalid choice" in r.stderr
