@@ -73,3 +73,13 @@ def test_cli_rejects_unknown_command():
     r = run_cli("frobnicate")
     assert r.returncode != 0
     assert "invalid choice" in r.stderr
+
+
+def test_core_stub_lists_every_function():
+    import pathlib
+    import re
+
+    stub = pathlib.Path(fastdl.__file__).with_name("_core.pyi").read_text()
+    declared = set(re.findall(r"^def (\w+)", stub, re.M))
+    compiled = {n for n in dir(fastdl._core) if not n.startswith("_") and callable(getattr(fastdl._core, n))}
+    assert compiled == declared, f"missing: {sorted(compiled - declared)}, stale: {sorted(declared - compiled)}"
