@@ -75,11 +75,17 @@ def test_cli_rejects_unknown_command():
     assert "invalid choice" in r.stderr
 
 
-def test_core_stub_lists_every_function():
+@pytest.mark.parametrize("name", ["_core", "_cuda"])
+def test_stub_lists_every_function(name):
+    import importlib
     import pathlib
     import re
 
-    stub = pathlib.Path(fastdl.__file__).with_name("_core.pyi").read_text()
+    try:
+        module = importlib.import_module(f"fastdl.{name}")
+    except ImportError:
+        pytest.skip(f"fastdl.{name} is not built")
+    stub = pathlib.Path(fastdl.__file__).with_name(f"{name}.pyi").read_text()
     declared = set(re.findall(r"^def (\w+)", stub, re.M))
-    compiled = {n for n in dir(fastdl._core) if not n.startswith("_") and callable(getattr(fastdl._core, n))}
+    compiled = {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))}
     assert compiled == declared, f"missing: {sorted(compiled - declared)}, stale: {sorted(declared - compiled)}"
