@@ -3,7 +3,7 @@
 // the generic ISA), optim_avx2.cpp and optim_avx512.cpp with their own compiler flags.
 //
 // V provides: T, reg, W (lanes), set1, load, store, add, sub, mul, div, sqrt, max(a, b) = a > b ?
-// a : b, fmadd(a, b, c) = a*b + c; and for the norms a double accumulator: acc, acc_zero,
+// a : b; and for the norms a double accumulator: acc, acc_zero,
 // acc_sq(acc, x) (acc += x*x in double, lane by lane), acc_sum(acc) -> double.
 //
 // A body runs over [0, n) of the arrays it is given: whole vectors, then the last n % W elements
@@ -121,13 +121,21 @@ inline void store_k(typename V::T* a, int k, typename V::reg x) {
   std::memcpy(a, tmp, sizeof(typename V::T) * unsigned(k));
 }
 
+// a*b + c rounded twice, like the reference loops and PyTorch's element-wise ops: fused
+// multiply-adds would round once and drift from both over many steps. (The library is built with
+// -ffp-contract=off, so the compiler does not fuse them behind our back either.)
+template <class V>
+inline typename V::reg madd(typename V::reg a, typename V::reg b, typename V::reg c) {
+  return V::add(V::mul(a, b), c);
+}
+
 // PyTorch's lerp(a, b, w) for a uniform weight: a + w*(b - a) when |w| < 0.5, else
 // b + (w - 1)*(b - a); FROM_A chooses which, once per call.
 template <class V, bool FROM_A>
 inline typename V::reg lerp(typename V::reg a, typename V::reg b, typename V::reg w,
                             typename V::reg w1) {
   const auto diff = V::sub(b, a);
-  return FROM_A ? V::fmadd(w, diff, a) : V::fmadd(w1, diff, b);
+  return FROM_A ? madd<V>(w, diff, a) : madd<V>(w1, diff, b);
 }
 
 // ---- SGD --------------------------------------------------------------------------------------
@@ -140,13 +148,13 @@ void sgd_body(typename V::T* __restrict p, typename V::T* __restrict buf,
   for_each_vector<V>(n, [&](std::int64_t i, int k) {
     auto pv = load_k<V>(p + i, k);
     auto d = V::mul(sign, load_k<V>(g + i, k));
-    if (WD) d = V::fmadd(wd, pv, d);
+    if (WD) d = madd<V>(wd, pv, d);
     if (MOM) {
-      auto b = FIRST ? d : V::fmadd(mom, load_k<V>(buf + i, k), V::mul(damp1, d));
+      auto b = FIRST ? d : madd<V>(mom, load_k<V>(buf + i, k), V::mul(damp1, d));
       store_k<V>(buf + i, k, b);
-      d = NESTEROV ? V::fmadd(mom, b, d) : b;
+      d = NESTEROV ? madd<V>(mom, b, d) : b;
     }
-    store_k<V>(p + i, k, V::fmadd(neg_lr, d, pv));
+    store_k<V>(p + i, k, madd<V>(neg_lr, d, pv));
   });
 }
 
@@ -175,10 +183,10 @@ void adam_body(typename V::T* __restrict p, typename V::T* __restrict m,
   for_each_vector<V>(n, [&](std::int64_t i, int k) {
     auto pv = load_k<V>(p + i, k);
     auto d = V::mul(sign, load_k<V>(g + i, k));
-    if (WD && !DECOUPLED) d = V::fmadd(wd, pv, d);
+    if (WD && !DECOUPLED) d = madd<V>(wd, pv, d);
     if (WD && DECOUPLED) pv = V::mul(pv, decay);
     const auto mv = lerp<V, FROM_M>(load_k<V>(m + i, k), d, w, w1);
-    const auto vv = V::fmadd(V::mul(c2, d), d, V::mul(beta2, load_k<V>(v + i, k)));
+    const auto vv = madd<V>(V::mul(c2, d), d, V::mul(beta2, load_k<V>(v + i, k)));
     store_k<V>(m + i, k, mv);
     store_k<V>(v + i, k, vv);
     auto vhat = vv;
@@ -218,8 +226,8 @@ void rmsprop_body(typename V::T* __restrict p, typename V::T* __restrict sq,
   for_each_vector<V>(n, [&](std::int64_t i, int k) {
     const auto pv = load_k<V>(p + i, k);
     auto d = V::mul(sign, load_k<V>(g + i, k));
-    if (WD) d = V::fmadd(wd, pv, d);
-    const auto sv = V::fmadd(V::mul(c1, d), d, V::mul(alpha, load_k<V>(sq + i, k)));
+    if (WD) d = madd<V>(wd, pv, d);
+    const auto sv = madd<V>(V::mul(c1, d), d, V::mul(alpha, load_k<V>(sq + i, k)));
     store_k<V>(sq + i, k, sv);
     auto avg = sv;
     if (CENTERED) {
@@ -230,10 +238,10 @@ void rmsprop_body(typename V::T* __restrict p, typename V::T* __restrict sq,
     avg = V::add(V::sqrt(avg), eps);
     auto step = V::div(d, avg);
     if (MOM) {
-      step = V::fmadd(mom, load_k<V>(buf + i, k), step);
+      step = madd<V>(mom, load_k<V>(buf + i, k), step);
       store_k<V>(buf + i, k, step);
     }
-    store_k<V>(p + i, k, V::fmadd(neg_lr, step, pv));
+    store_k<V>(p + i, k, madd<V>(neg_lr, step, pv));
   });
 }
 
@@ -262,11 +270,11 @@ void adagrad_body(typename V::T* __restrict p, typename V::T* __restrict sum_sq,
   for_each_vector<V>(n, [&](std::int64_t i, int k) {
     const auto pv = load_k<V>(p + i, k);
     auto d = V::mul(sign, load_k<V>(g + i, k));
-    if (WD) d = V::fmadd(wd, pv, d);
-    const auto s = V::fmadd(d, d, load_k<V>(sum_sq + i, k));
+    if (WD) d = madd<V>(wd, pv, d);
+    const auto s = madd<V>(d, d, load_k<V>(sum_sq + i, k));
     store_k<V>(sum_sq + i, k, s);
     const auto std_ = V::add(V::sqrt(s), eps);
-    store_k<V>(p + i, k, V::fmadd(neg_lr, V::div(d, std_), pv));
+    store_k<V>(p + i, k, madd<V>(neg_lr, V::div(d, std_), pv));
   });
 }
 
