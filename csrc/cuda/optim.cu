@@ -3,21 +3,20 @@
 //
 // Shapes: every array of a step is a flat run of n floats. The equations are the CPU kernels'
 // (csrc/cpu/optim.cpp, whose header comment is the reference), and so are the constants: folded
-// once per call in double, then rounded to float, with the same expressions. Each fmadd of
-// cpu/optim_simd.h is an fmaf here and every other product is __fmul_rn (which nvcc may not
-// contract into an FMA), so an element goes through the operations the source spells out. The
-// CPU build may contract a product into a following add (GCC's -ffp-contract=fast): measured on
-// the emulator, SGD, Adagrad and L2 Adam match the AVX2/AVX-512 CPU bit for bit after 20 steps,
-// AdamW/amsgrad and centered RMSprop differ in the last bits; the tests use a tolerance.
+// once per call in double, then rounded to float, with the same expressions. No multiply-add is
+// fused: madd(a, b, c) is __fadd_rn(__fmul_rn(a, b), c) and every other product is __fmul_rn
+// (which nvcc may not contract), exactly as the CPU kernels round (built with
+// -ffp-contract=off, bit-identical across ISAs), so an element goes through the operations the
+// source spells out.
 //
-//   d = sign * g;  SGD:     d += wd * p;  buf = first ? d : fma(mom, buf, damp1 * d);
-//                           d = nesterov ? fma(mom, buf, d) : buf;  p = fma(-lr, d, p)
-//                  Adam:    L2: d = fma(wd, p, d) / decoupled: p = p * (1 - lr * wd)
-//                           m = lerp(m, d, 1 - beta1);  v = fma(c2 * d, d, beta2 * v)
+//   d = sign * g;  SGD:     d += wd * p;  buf = first ? d : madd(mom, buf, damp1 * d);
+//                           d = nesterov ? madd(mom, buf, d) : buf;  p = madd(-lr, d, p)
+//                  Adam:    L2: d = madd(wd, p, d) / decoupled: p = p * (1 - lr * wd)
+//                           m = lerp(m, d, 1 - beta1);  v = madd(c2 * d, d, beta2 * v)
 //                           p = p - step_size * m / (sqrt(v_hat) / bc2_sqrt + eps)
-//                  RMSprop: sq = fma(c1 * d, d, alpha * sq); avg = sqrt(sq [- ga * ga]) + eps
-//                           buf = fma(mom, buf, d / avg) ; p = fma(-lr, buf or d / avg, p)
-//                  Adagrad: s = fma(d, d, s);  p = fma(-lr, d / (sqrt(s) + eps), p)
+//                  RMSprop: sq = madd(c1 * d, d, alpha * sq); avg = sqrt(sq [- ga * ga]) + eps
+//                           buf = madd(mom, buf, d / avg) ; p = madd(-lr, buf or d / avg, p)
+//                  Adagrad: s = madd(d, d, s);  p = madd(-lr, d / (sqrt(s) + eps), p)
 // Options are kernel arguments (uniform branches cost nothing next to the memory traffic).
 //
 // Variants: fused_step_kernel with float4 loads/stores when every pointer is 16-byte aligned
@@ -46,10 +45,16 @@ using std::int64_t;
 
 namespace {
 
+// a*b + c rounded twice (__fmul_rn / __fadd_rn are never contracted into an FMA), as the CPU
+// kernels and PyTorch's element-wise ops round it.
+__device__ __forceinline__ float madd(float a, float b, float c) {
+  return __fadd_rn(__fmul_rn(a, b), c);
+}
+
 // PyTorch's lerp(a, b, w) for a uniform weight: a + w (b - a) if |w| < 0.5, else b + (w - 1)(b - a)
 __device__ __forceinline__ float lerp(float a, float b, float w, float w1, bool from_a) {
   const float diff = b - a;
-  return from_a ? fmaf(w, diff, a) : fmaf(w1, diff, b);
+  return from_a ? madd(w, diff, a) : madd(w1, diff, b);
 }
 
 struct SgdStep {
@@ -57,12 +62,12 @@ struct SgdStep {
   bool has_wd, has_mom, nesterov, first;
   __device__ void operator()(float& p, float g, float& buf, float&, float&) const {
     float d = __fmul_rn(sign, g);
-    if (has_wd) d = fmaf(wd, p, d);
+    if (has_wd) d = madd(wd, p, d);
     if (has_mom) {
-      buf = first ? d : fmaf(mom, buf, __fmul_rn(damp1, d));
-      d = nesterov ? fmaf(mom, buf, d) : buf;
+      buf = first ? d : madd(mom, buf, __fmul_rn(damp1, d));
+      d = nesterov ? madd(mom, buf, d) : buf;
     }
-    p = fmaf(neg_lr, d, p);
+    p = madd(neg_lr, d, p);
   }
 };
 
@@ -71,10 +76,10 @@ struct AdamStep {
   bool has_wd, decoupled, amsgrad, from_m;
   __device__ void operator()(float& p, float g, float& m, float& v, float& max_v) const {
     float d = __fmul_rn(sign, g);
-    if (has_wd && !decoupled) d = fmaf(wd, p, d);
+    if (has_wd && !decoupled) d = madd(wd, p, d);
     if (has_wd && decoupled) p = __fmul_rn(p, decay);
     m = lerp(m, d, lerp_w, lerp_w1, from_m);
-    v = fmaf(__fmul_rn(c2, d), d, __fmul_rn(beta2, v));
+    v = madd(__fmul_rn(c2, d), d, __fmul_rn(beta2, v));
     float vhat = v;
     if (amsgrad) vhat = max_v = max_v > v ? max_v : v;
     const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vhat), bc2_sqrt), eps);
@@ -87,8 +92,8 @@ struct RmspropStep {
   bool has_wd, has_mom, centered, from_a;
   __device__ void operator()(float& p, float g, float& sq, float& buf, float& gavg) const {
     float d = __fmul_rn(sign, g);
-    if (has_wd) d = fmaf(wd, p, d);
-    sq = fmaf(__fmul_rn(c1, d), d, __fmul_rn(alpha, sq));
+    if (has_wd) d = madd(wd, p, d);
+    sq = madd(__fmul_rn(c1, d), d, __fmul_rn(alpha, sq));
     float avg = sq;
     if (centered) {
       gavg = lerp(gavg, d, lerp_w, lerp_w1, from_a);
@@ -96,8 +101,8 @@ struct RmspropStep {
     }
     avg = __fadd_rn(__fsqrt_rn(avg), eps);
     float step = __fdiv_rn(d, avg);
-    if (has_mom) step = buf = fmaf(mom, buf, step);
-    p = fmaf(neg_lr, step, p);
+    if (has_mom) step = buf = madd(mom, buf, step);
+    p = madd(neg_lr, step, p);
   }
 };
 
@@ -106,9 +111,9 @@ struct AdagradStep {
   bool has_wd;
   __device__ void operator()(float& p, float g, float& s, float&, float&) const {
     float d = __fmul_rn(sign, g);
-    if (has_wd) d = fmaf(wd, p, d);
-    s = fmaf(d, d, s);
-    p = fmaf(neg_lr, __fdiv_rn(d, __fadd_rn(__fsqrt_rn(s), eps)), p);
+    if (has_wd) d = madd(wd, p, d);
+    s = madd(d, d, s);
+    p = madd(neg_lr, __fdiv_rn(d, __fadd_rn(__fsqrt_rn(s), eps)), p);
   }
 };
 
