@@ -9,6 +9,8 @@
 // stride falls back to the portable pack_panels.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "cpu/gemm_ukernel_simd.h"
 
 namespace fastdl {
@@ -90,19 +92,33 @@ void pack_f32(float* __restrict dst, const float* __restrict src, std::int64_t s
               std::int64_t s_k, std::int64_t mn, std::int64_t kc) {
   if (s_mn != 1 && s_k != 1) return pack_panels<R>(dst, src, s_mn, s_k, mn, kc);
   constexpr int G = (R + 15) / 16;  // 16-lane groups per k-slice of a panel
+  if (s_mn == 1) {
+    // Each k-slice contiguous: copy it into a group of CH panels at once, so the source is read
+    // in long contiguous runs (CH * R floats of one row per k) instead of walking down kc rows
+    // R floats at a time once per panel (every row a new cache line, often a new page).
+    constexpr int CH = R >= 128 ? 1 : 128 / R;
+    for (std::int64_t q0 = 0; q0 < mn; q0 += CH * R, dst += CH * R * kc) {
+      const int panels = int(std::min<std::int64_t>(CH, (mn - q0 + R - 1) / R));
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* sp = src + q0 + p * s_k;
+        for (int q = 0; q < panels; ++q) {
+          const int rows = mn - q0 - q * R < R ? int(mn - q0 - q * R) : R;
+#pragma GCC unroll 4
+          for (int g = 0; g < G; ++g) {
+            const int lo = 16 * g, valid = rows - lo;
+            const __mmask16 ld = valid <= 0 ? 0 : valid >= 16 ? 0xFFFF : __mmask16((1u << valid) - 1);
+            const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
+            _mm512_mask_storeu_ps(dst + q * R * kc + p * R + lo, st,
+                                  _mm512_maskz_loadu_ps(ld, sp + q * R + lo));
+          }
+        }
+      }
+    }
+    return;
+  }
   for (std::int64_t r0 = 0; r0 < mn; r0 += R, dst += R * kc) {
     const int rows = mn - r0 < R ? int(mn - r0) : R;
     const float* s = src + r0 * s_mn;
-    if (s_mn == 1) {  // each k-slice contiguous: masked row copies
-      for (std::int64_t p = 0; p < kc; ++p)
-        for (int g = 0; g < G; ++g) {
-          const int lo = 16 * g, valid = rows - lo;
-          const __mmask16 ld = valid <= 0 ? 0 : valid >= 16 ? 0xFFFF : __mmask16((1u << valid) - 1);
-          const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
-          _mm512_mask_storeu_ps(dst + p * R + lo, st, _mm512_maskz_loadu_ps(ld, s + p * s_k + lo));
-        }
-      continue;
-    }
     for (int g = 0; g < G; ++g) {  // each row contiguous along k: 16 x 16 transposes
       const int lo = 16 * g, valid = rows - lo;
       const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
