@@ -1,9 +1,9 @@
 // gemm_ukernel_simd.h: the SIMD micro-kernel body, written once over a vector-traits type V and
 // instantiated by gemm_ukernel_avx2.cpp and gemm_ukernel_avx512.cpp with their own compiler flags.
 //
-// V provides: T, reg (vector type), mask (lane-mask type), W (lanes), zero, set1, load, store,
-// fmadd(a, b, c) = a*b + c, add, mul, max, lanes(n) -> mask of the first n lanes,
-// maskload(mask, p), maskstore(p, mask, v).
+// V is one of the shared vector traits (vec_avx2.h, vec_avx512.h; contract in vec_generic.h); the
+// kernel uses T, reg, W, zero, set1, load, store, fmadd(a, b, c) = a*b + c, add, mul, max and the
+// first-n-lanes loadn / storen of the masked write-back.
 //
 // The accumulator tile is MR x NV registers (NR = NV * W columns). Per k: NV loads of B, MR
 // broadcasts of A, MR * NV FMAs. Everything is unrolled at compile time so the tile lives in
@@ -112,13 +112,13 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
     for (int v = 0; v < NVc; ++v) {
       const int left = n - v * V::W;
       if (left <= 0) break;
-      const auto mk = V::lanes(left < V::W ? left : V::W);
+      const int cnt = left < V::W ? left : V::W;
       R r = V::mul(alpha, acc[i][v]);
-      if (read_c) r = V::fmadd(beta, V::maskload(mk, ci + v * V::W), r);
+      if (read_c) r = V::fmadd(beta, V::loadn(ci + v * V::W, cnt), r);
       if (e.bias_row) r = V::add(r, brow);
-      if (e.bias_col) r = V::add(r, V::maskload(mk, e.bias_col + v * V::W));
+      if (e.bias_col) r = V::add(r, V::loadn(e.bias_col + v * V::W, cnt));
       if (e.relu) r = V::max(V::zero(), r);  // max(0, NaN) is NaN, as in PyTorch
-      V::maskstore(ci + v * V::W, mk, r);
+      V::storen(ci + v * V::W, r, cnt);
     }
   }
 }
