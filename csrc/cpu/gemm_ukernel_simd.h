@@ -52,12 +52,14 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
     if constexpr (!kDirectA) ap += MR;
     bp += NR;
   };
-  // The C tile is prefetched (for writing) kPrefetchC steps before the end: late enough that
-  // the streamed A and B panels do not evict it from L1, early enough (~1900 cycles for the
-  // 12x32 fp32 tile) to hide a DRAM miss. Measured at 2048^3, one thread: 48 steps 220 GFLOP/s,
-  // 160 steps 231 GFLOP/s.
-  constexpr std::int64_t kPrefetchC = 160;
-  const std::int64_t prefetch_at = kc > kPrefetchC ? kc - kPrefetchC : 0;
+  // The C tile is prefetched (for writing) some steps before the end: late enough that the
+  // streamed A and B panels do not evict it from L1, early enough (~1900 cycles for 160 steps
+  // of the 12x32 fp32 tile) to hide a DRAM miss. 160 steps, or 5/16 of a longer k block.
+  // Measured, one thread: KC = 512 at 2048^3: 48 steps 220 GFLOP/s, 160 steps 231; KC = 1024:
+  // 160 steps 218-226 (median), 320 steps 232-238, 480 steps 233-235 at 2048^3; 320 steps for
+  // every k block cost 3-4% at k = 256 (64x256x784), hence the floor of 160 for short blocks.
+  const std::int64_t prefetch_dist = kc / 16 * 5 > 160 ? kc / 16 * 5 : 160;
+  const std::int64_t prefetch_at = kc > prefetch_dist ? kc - prefetch_dist : 0;
   auto run = [&](std::int64_t from, std::int64_t to) __attribute__((always_inline)) {
     std::int64_t p = from;
     if (from <= prefetch_at && prefetch_at < to) {
