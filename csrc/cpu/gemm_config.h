@@ -3,13 +3,14 @@
 // Register tile MR x NR (rows of C x columns of C, row-major C) is fixed by the micro-kernel's
 // register budget; the cache blocks follow BLIS's analytical model (Low et al., "Analytical
 // modeling is enough for high-performance BLIS", TOMS 2016), with one measured departure:
-//   KC: 2 KiB of k per packed row (512 fp32, 256 fp64). Every micro-kernel call reads and writes
-//       its C tile once (MR x NR values, often an L3 or DRAM round trip at large n), so a longer
-//       k run amortises that better: at 2048^3 KC = 512 ran 15% faster than the L1-sized
-//       KC = 256 (benchmarks/RESULTS.md). The B micro-panel (KC x NR, 64 KiB for 12x32 fp32)
-//       then streams from L2 at NR * 4 bytes per k step, ~11 B/cycle, far under L2 bandwidth;
+//   KC: 4 KiB of k per packed row (1024 fp32, 512 fp64). Every micro-kernel call reads and
+//       writes its C tile once (MR x NR values, often an L3 or DRAM round trip at large n), so a
+//       longer k run amortises that better: one thread at 2048^3 ran 199 / 221 / 237-246 GFLOP/s
+//       with KC = 256 / 512 / 1024 (benchmarks/RESULTS.md). The B micro-panel (KC x NR, 128 KiB
+//       for 12x32 fp32) then streams from L2 at NR * 4 bytes per k step, ~11 B/cycle, far under
+//       L2 bandwidth;
 //   MC: the packed A block (MC x KC) occupies about half of the (private) L2;
-//   NC: the packed B panel (KC x NC) occupies about an eighth of the shared L3 (one panel per
+//   NC: the packed B panel (KC x NC) occupies about a quarter of the shared L3 (one panel per
 //       thread, room left for A blocks and C).
 // Cache sizes are those of the development machine (AMD Zen 5: 48 KiB L1d, 1 MiB L2 per core,
 // 32 MiB L3); the model degrades gracefully on smaller caches.
@@ -24,10 +25,10 @@ constexpr std::int64_t kL1Bytes = 48 * 1024;
 constexpr std::int64_t kL2Bytes = 1024 * 1024;
 constexpr std::int64_t kL3Bytes = 32 * 1024 * 1024;
 
-constexpr std::int64_t kKcBytes = 2048;  // one packed row of k, see KC above
+constexpr std::int64_t kKcBytes = 4096;  // one packed row of k, see KC above
 
 // Longest run of k a micro-kernel accumulates in registers before folding it into a partial
-// sum (gemm_ukernel_simd.h): with KC = 512 a single chain would double the rounding error of
+// sum (gemm_ukernel_simd.h): with KC = 1024 a single chain would quadruple the rounding error of
 // the old KC = 256 blocking, and tests hold fp32 results to twice NumPy's error.
 constexpr std::int64_t kChain = 256;
 
@@ -48,7 +49,7 @@ struct Blocking {
   static constexpr int NR = NR_;
   static constexpr std::int64_t KC = kKcBytes / std::int64_t(sizeof(T));
   static constexpr std::int64_t MC = round_down(kL2Bytes / 2 / (KC * std::int64_t(sizeof(T))), MR);
-  static constexpr std::int64_t NC = round_down(kL3Bytes / 8 / (KC * std::int64_t(sizeof(T))), NR);
+  static constexpr std::int64_t NC = round_down(kL3Bytes / 4 / (KC * std::int64_t(sizeof(T))), NR);
 };
 
 // Register tiles per ISA and type. AVX-512: 24 of the 32 zmm registers accumulate, two hold a

@@ -9,52 +9,17 @@
 // stride falls back to the portable pack_panels.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "cpu/gemm_ukernel_simd.h"
+#include "cpu/vec_avx512.h"
 
 namespace fastdl {
 namespace {
 
-struct F32x16 {
-  using T = float;
-  using reg = __m512;
-  using mask = __mmask16;
-  static constexpr int W = 16;
-  static reg zero() { return _mm512_setzero_ps(); }
-  static reg set1(T x) { return _mm512_set1_ps(x); }
-  static reg load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, reg v) { _mm512_storeu_ps(p, v); }
-  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
-  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  // maskz_ with all lanes: _mm512_max_ps's "undefined" passthrough trips GCC 12's
-  // -Wmaybe-uninitialized.
-  static reg max(reg a, reg b) { return _mm512_maskz_max_ps(mask(0xFFFF), a, b); }
-  static mask lanes(int n) { return mask((1u << n) - 1u); }
-  static reg maskload(mask m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
-  static void maskstore(T* p, mask m, reg v) { _mm512_mask_storeu_ps(p, m, v); }
-};
-
-struct F64x8 {
-  using T = double;
-  using reg = __m512d;
-  using mask = __mmask8;
-  static constexpr int W = 8;
-  static reg zero() { return _mm512_setzero_pd(); }
-  static reg set1(T x) { return _mm512_set1_pd(x); }
-  static reg load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, reg v) { _mm512_storeu_pd(p, v); }
-  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
-  static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
-  static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
-  static reg max(reg a, reg b) { return _mm512_maskz_max_pd(mask(0xFF), a, b); }
-  static mask lanes(int n) { return mask((1u << n) - 1u); }
-  static reg maskload(mask m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
-  static void maskstore(T* p, mask m, reg v) { _mm512_mask_storeu_pd(p, m, v); }
-};
-
 // In-register transpose of the 16 x 16 block r[row] (16 floats each) into r[column]. The maskz_
 // forms with all lanes set are the plain shuffles; GCC 12's plain ones pass an "undefined"
-// register through and trip -Wmaybe-uninitialized (as F32x16::max above).
+// register through and trip -Wmaybe-uninitialized (as VecF32x16::max in vec_avx512.h).
 constexpr __mmask16 kAll16 = 0xFFFF;
 constexpr __mmask8 kAll8 = 0xFF;
 inline void transpose16x16(__m512 r[16]) {
@@ -90,19 +55,33 @@ void pack_f32(float* __restrict dst, const float* __restrict src, std::int64_t s
               std::int64_t s_k, std::int64_t mn, std::int64_t kc) {
   if (s_mn != 1 && s_k != 1) return pack_panels<R>(dst, src, s_mn, s_k, mn, kc);
   constexpr int G = (R + 15) / 16;  // 16-lane groups per k-slice of a panel
+  if (s_mn == 1) {
+    // Each k-slice contiguous: copy it into a group of CH panels at once, so the source is read
+    // in long contiguous runs (CH * R floats of one row per k) instead of walking down kc rows
+    // R floats at a time once per panel (every row a new cache line, often a new page).
+    constexpr int CH = R >= 128 ? 1 : 128 / R;
+    for (std::int64_t q0 = 0; q0 < mn; q0 += CH * R, dst += CH * R * kc) {
+      const int panels = int(std::min<std::int64_t>(CH, (mn - q0 + R - 1) / R));
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const float* sp = src + q0 + p * s_k;
+        for (int q = 0; q < panels; ++q) {
+          const int rows = mn - q0 - q * R < R ? int(mn - q0 - q * R) : R;
+#pragma GCC unroll 4
+          for (int g = 0; g < G; ++g) {
+            const int lo = 16 * g, valid = rows - lo;
+            const __mmask16 ld = valid <= 0 ? 0 : valid >= 16 ? 0xFFFF : __mmask16((1u << valid) - 1);
+            const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
+            _mm512_mask_storeu_ps(dst + q * R * kc + p * R + lo, st,
+                                  _mm512_maskz_loadu_ps(ld, sp + q * R + lo));
+          }
+        }
+      }
+    }
+    return;
+  }
   for (std::int64_t r0 = 0; r0 < mn; r0 += R, dst += R * kc) {
     const int rows = mn - r0 < R ? int(mn - r0) : R;
     const float* s = src + r0 * s_mn;
-    if (s_mn == 1) {  // each k-slice contiguous: masked row copies
-      for (std::int64_t p = 0; p < kc; ++p)
-        for (int g = 0; g < G; ++g) {
-          const int lo = 16 * g, valid = rows - lo;
-          const __mmask16 ld = valid <= 0 ? 0 : valid >= 16 ? 0xFFFF : __mmask16((1u << valid) - 1);
-          const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
-          _mm512_mask_storeu_ps(dst + p * R + lo, st, _mm512_maskz_loadu_ps(ld, s + p * s_k + lo));
-        }
-      continue;
-    }
     for (int g = 0; g < G; ++g) {  // each row contiguous along k: 16 x 16 transposes
       const int lo = 16 * g, valid = rows - lo;
       const __mmask16 st = __mmask16((1u << (R - lo < 16 ? R - lo : 16)) - 1);
@@ -121,8 +100,8 @@ void pack_f32(float* __restrict dst, const float* __restrict src, std::int64_t s
 
 }  // namespace
 
-const GemmTable<float> gemm_table_avx512_f32 = make_simd_table<F32x16, gemm_config::Avx512F32>(
+const GemmTable<float> gemm_table_avx512_f32 = make_simd_table<VecF32x16, gemm_config::Avx512F32>(
     &pack_f32<gemm_config::Avx512F32::MR>, &pack_f32<gemm_config::Avx512F32::NR>);
-const GemmTable<double> gemm_table_avx512_f64 = make_simd_table<F64x8, gemm_config::Avx512F64>();
+const GemmTable<double> gemm_table_avx512_f64 = make_simd_table<VecF64x8, gemm_config::Avx512F64>();
 
 }  // namespace fastdl

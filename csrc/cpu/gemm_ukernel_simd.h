@@ -1,9 +1,9 @@
 // gemm_ukernel_simd.h: the SIMD micro-kernel body, written once over a vector-traits type V and
 // instantiated by gemm_ukernel_avx2.cpp and gemm_ukernel_avx512.cpp with their own compiler flags.
 //
-// V provides: T, reg (vector type), mask (lane-mask type), W (lanes), zero, set1, load, store,
-// fmadd(a, b, c) = a*b + c, add, mul, max, lanes(n) -> mask of the first n lanes,
-// maskload(mask, p), maskstore(p, mask, v).
+// V is one of the shared vector traits (vec_avx2.h, vec_avx512.h; contract in vec_generic.h); the
+// kernel uses T, reg, W, zero, set1, load, store, fmadd(a, b, c) = a*b + c, add, mul, max and the
+// first-n-lanes loadn / storen of the masked write-back.
 //
 // The accumulator tile is MR x NV registers (NR = NV * W columns). Per k: NV loads of B, MR
 // broadcasts of A, MR * NV FMAs. Everything is unrolled at compile time so the tile lives in
@@ -52,12 +52,14 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
     if constexpr (!kDirectA) ap += MR;
     bp += NR;
   };
-  // The C tile is prefetched (for writing) kPrefetchC steps before the end: late enough that
-  // the streamed A and B panels do not evict it from L1, early enough (~1900 cycles for the
-  // 12x32 fp32 tile) to hide a DRAM miss. Measured at 2048^3, one thread: 48 steps 220 GFLOP/s,
-  // 160 steps 231 GFLOP/s.
-  constexpr std::int64_t kPrefetchC = 160;
-  const std::int64_t prefetch_at = kc > kPrefetchC ? kc - kPrefetchC : 0;
+  // The C tile is prefetched (for writing) some steps before the end: late enough that the
+  // streamed A and B panels do not evict it from L1, early enough (~1900 cycles for 160 steps
+  // of the 12x32 fp32 tile) to hide a DRAM miss. 160 steps, or 5/16 of a longer k block.
+  // Measured, one thread: KC = 512 at 2048^3: 48 steps 220 GFLOP/s, 160 steps 231; KC = 1024:
+  // 160 steps 218-226 (median), 320 steps 232-238, 480 steps 233-235 at 2048^3; 320 steps for
+  // every k block cost 3-4% at k = 256 (64x256x784), hence the floor of 160 for short blocks.
+  const std::int64_t prefetch_dist = kc / 16 * 5 > 160 ? kc / 16 * 5 : 160;
+  const std::int64_t prefetch_at = kc > prefetch_dist ? kc - prefetch_dist : 0;
   auto run = [&](std::int64_t from, std::int64_t to) __attribute__((always_inline)) {
     std::int64_t p = from;
     if (from <= prefetch_at && prefetch_at < to) {
@@ -112,13 +114,13 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
     for (int v = 0; v < NVc; ++v) {
       const int left = n - v * V::W;
       if (left <= 0) break;
-      const auto mk = V::lanes(left < V::W ? left : V::W);
+      const int cnt = left < V::W ? left : V::W;
       R r = V::mul(alpha, acc[i][v]);
-      if (read_c) r = V::fmadd(beta, V::maskload(mk, ci + v * V::W), r);
+      if (read_c) r = V::fmadd(beta, V::loadn(ci + v * V::W, cnt), r);
       if (e.bias_row) r = V::add(r, brow);
-      if (e.bias_col) r = V::add(r, V::maskload(mk, e.bias_col + v * V::W));
+      if (e.bias_col) r = V::add(r, V::loadn(e.bias_col + v * V::W, cnt));
       if (e.relu) r = V::max(V::zero(), r);  // max(0, NaN) is NaN, as in PyTorch
-      V::maskstore(ci + v * V::W, mk, r);
+      V::storen(ci + v * V::W, r, cnt);
     }
   }
 }
