@@ -505,18 +505,10 @@ py::array_t<T> grad_arg(const py::object& o, const py::array& p, const std::stri
 }
 
 // PyTorch's hyper-parameter checks ("Invalid learning rate: -1"), as ValueError.
-void check_hyper(bool ok, const std::string& op, const char* name, double value,
-                 const char* expected) {
-  FASTDL_CHECK(ok, ValueError, op, ": invalid ", name, ": expected ", expected, ", got ", value);
-}
-
 void sgd_step_py(const py::object& p_, const py::object& g_, const py::object& buf_,
                  const fastdl::SgdHyper& h, std::optional<std::string> isa, bool reference) {
   const std::string op = "sgd_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
-  check_hyper(h.dampening == h.dampening, op, "dampening", h.dampening, "a number");
+  fastdl::validate(h);
   FASTDL_CHECK(!h.nesterov || (h.momentum > 0 && h.dampening == 0), ValueError, op,
                ": nesterov momentum requires momentum > 0 and dampening == 0, got momentum=",
                h.momentum, ", dampening=", h.dampening);
@@ -544,12 +536,7 @@ void adam_step_py(const py::object& p_, const py::object& g_, const py::object& 
                   const py::object& v_, const py::object& max_v_, const fastdl::AdamHyper& h,
                   std::optional<std::string> isa, bool reference) {
   const std::string op = "adam_step_";
-  check_hyper(h.step >= 1, op, "step", h.step, ">= 1 (the 1-based step count)");
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.beta1 >= 0 && h.beta1 < 1, op, "beta1", h.beta1, "0 <= beta1 < 1");
-  check_hyper(h.beta2 >= 0 && h.beta2 < 1, op, "beta2", h.beta2, "0 <= beta2 < 1");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   FASTDL_CHECK(h.amsgrad || max_v_.is_none(), ValueError, op,
                ": max_v is only used with amsgrad=True");
   py::array p = inplace_arg(p_, op, "p");
@@ -580,11 +567,7 @@ void rmsprop_step_py(const py::object& p_, const py::object& g_, const py::objec
                      const fastdl::RmspropHyper& h, std::optional<std::string> isa,
                      bool reference) {
   const std::string op = "rmsprop_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.alpha >= 0, op, "alpha", h.alpha, ">= 0");
-  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   py::array p = inplace_arg(p_, op, "p");
   py::array sq = state_arg(sq_, p, op, "square_avg");
   const bool mom = h.momentum > 0;
@@ -615,9 +598,7 @@ void adagrad_step_py(const py::object& p_, const py::object& g_, const py::objec
                      const fastdl::AdagradHyper& h, std::optional<std::string> isa,
                      bool reference) {
   const std::string op = "adagrad_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   py::array p = inplace_arg(p_, op, "p");
   py::array s = state_arg(sum_sq_, p, op, "sum_sq");
   dispatch_float(p.dtype(), "p", [&](auto zero) {
@@ -665,8 +646,8 @@ double grads_norm_py(const py::iterable& grads, double norm_type, std::optional<
 double clip_grad_norm_py(const py::iterable& grads, double max_norm, double norm_type,
                          bool error_if_nonfinite, std::optional<std::string> isa) {
   const std::string op = "clip_grad_norm_";
-  check_hyper(max_norm >= 0, op, "max_norm", max_norm, ">= 0");
-  check_hyper(norm_type > 0, op, "norm_type", norm_type, "a positive number or inf");
+  fastdl::check_hyper(max_norm >= 0, op.c_str(), "max_norm", max_norm, ">= 0");
+  fastdl::check_hyper(norm_type > 0, op.c_str(), "norm_type", norm_type, "a positive number or inf");
   std::vector<py::array> keep;
   const auto views = grad_views(grads, op, keep);
   const fastdl::Isa chosen = isa_arg(isa);

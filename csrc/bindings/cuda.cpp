@@ -490,11 +490,6 @@ void bias_add_py(const py::handle& out_obj, const py::handle& x_obj, const py::h
 // CUDA array of p's shape (TypeError for type/dtype/layout, ValueError for shape or read-only).
 // g is only read: a float32 CUDA array of p's shape, C-contiguous (fastdl.ops.optim copies
 // views). Hyper-parameters are checked as in core.cpp (PyTorch's checks, ValueError).
-void check_hyper(bool ok, const std::string& op, const char* name, double value,
-                 const char* expected) {
-  FASTDL_CHECK(ok, ValueError, op, ": invalid ", name, ": expected ", expected, ", got ", value);
-}
-
 CudaArray inplace_arg(const py::handle& o, const std::string& op, const char* name) {
   FASTDL_CHECK(!o.is_none(), ValueError, op, ": ", name,
                ": expected an array of p's shape and dtype, got None");
@@ -542,10 +537,7 @@ void check_distinct(const std::string& op, const std::vector<const CudaArray*>& 
 void sgd_step_py(const py::handle& p_, const py::handle& g_, const py::handle& buf_,
                  const fastdl::SgdHyper& h, std::uintptr_t stream) {
   const std::string op = "sgd_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
-  check_hyper(h.dampening == h.dampening, op, "dampening", h.dampening, "a number");
+  fastdl::validate(h);
   FASTDL_CHECK(!h.nesterov || (h.momentum > 0 && h.dampening == 0), ValueError, op,
                ": nesterov momentum requires momentum > 0 and dampening == 0, got momentum=",
                h.momentum, ", dampening=", h.dampening);
@@ -566,12 +558,7 @@ void adam_step_py(const py::handle& p_, const py::handle& g_, const py::handle& 
                   const py::handle& v_, const py::handle& max_v_, const fastdl::AdamHyper& h,
                   std::uintptr_t stream) {
   const std::string op = "adam_step_";
-  check_hyper(h.step >= 1, op, "step", h.step, ">= 1 (the 1-based step count)");
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.beta1 >= 0 && h.beta1 < 1, op, "beta1", h.beta1, "0 <= beta1 < 1");
-  check_hyper(h.beta2 >= 0 && h.beta2 < 1, op, "beta2", h.beta2, "0 <= beta2 < 1");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   FASTDL_CHECK(h.amsgrad || max_v_.is_none(), ValueError, op,
                ": max_v is only used with amsgrad=True");
   const CudaArray p = inplace_arg(p_, op, "p");
@@ -593,11 +580,7 @@ void rmsprop_step_py(const py::handle& p_, const py::handle& g_, const py::handl
                      const py::handle& buf_, const py::handle& gavg_,
                      const fastdl::RmspropHyper& h, std::uintptr_t stream) {
   const std::string op = "rmsprop_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.alpha >= 0, op, "alpha", h.alpha, ">= 0");
-  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   const CudaArray p = inplace_arg(p_, op, "p");
   const CudaArray sq = state_arg(sq_, p, op, "square_avg");
   const bool mom = h.momentum > 0;
@@ -620,9 +603,7 @@ void rmsprop_step_py(const py::handle& p_, const py::handle& g_, const py::handl
 void adagrad_step_py(const py::handle& p_, const py::handle& g_, const py::handle& s_,
                      const fastdl::AdagradHyper& h, std::uintptr_t stream) {
   const std::string op = "adagrad_step_";
-  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
-  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
-  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  fastdl::validate(h);
   const CudaArray p = inplace_arg(p_, op, "p");
   const CudaArray s = state_arg(s_, p, op, "sum_sq");
   const CudaArray g = grad_arg(g_, p, op);
@@ -638,8 +619,8 @@ void adagrad_step_py(const py::handle& p_, const py::handle& g_, const py::handl
 double clip_grad_norm_py(const py::iterable& grads, double max_norm, double norm_type,
                          bool error_if_nonfinite, std::uintptr_t stream) {
   const std::string op = "clip_grad_norm_";
-  check_hyper(max_norm >= 0, op, "max_norm", max_norm, ">= 0");
-  check_hyper(norm_type > 0, op, "norm_type", norm_type, "a positive number or inf");
+  fastdl::check_hyper(max_norm >= 0, op.c_str(), "max_norm", max_norm, ">= 0");
+  fastdl::check_hyper(norm_type > 0, op.c_str(), "norm_type", norm_type, "a positive number or inf");
   std::vector<CudaArray> arrays;
   for (const py::handle o : grads) {
     if (o.is_none()) continue;

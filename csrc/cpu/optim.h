@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "common/check.h"
+
 #include "common/cpu.h"
 
 namespace fastdl {
@@ -35,6 +37,47 @@ struct AdagradHyper {
   double lr = 0, eps = 1e-10, weight_decay = 0;  // lr is PyTorch's clr (lr_decay applied)
   bool maximize = false;
 };
+
+// Hyper-parameter checks shared by the CPU and CUDA bindings (PyTorch's rules): ValueError
+// naming the op, the argument, what was expected and what was given.
+inline void check_hyper(bool ok, const char* op, const char* name, double value,
+                        const char* expected) {
+  FASTDL_CHECK(ok, ValueError, op, ": invalid ", name, ": expected ", expected, ", got ", value);
+}
+
+inline void validate(const SgdHyper& h) {
+  const char* op = "sgd_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+  check_hyper(h.dampening == h.dampening, op, "dampening", h.dampening, "a number");
+}
+
+inline void validate(const AdamHyper& h) {
+  const char* op = "adam_step_";
+  check_hyper(h.step >= 1, op, "step", h.step, ">= 1 (the 1-based step count)");
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.beta1 >= 0 && h.beta1 < 1, op, "beta1", h.beta1, "0 <= beta1 < 1");
+  check_hyper(h.beta2 >= 0 && h.beta2 < 1, op, "beta2", h.beta2, "0 <= beta2 < 1");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+}
+
+inline void validate(const RmspropHyper& h) {
+  const char* op = "rmsprop_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.alpha >= 0, op, "alpha", h.alpha, ">= 0");
+  check_hyper(h.momentum >= 0, op, "momentum", h.momentum, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+}
+
+inline void validate(const AdagradHyper& h) {
+  const char* op = "adagrad_step_";
+  check_hyper(h.lr >= 0, op, "lr", h.lr, ">= 0");
+  check_hyper(h.eps >= 0, op, "eps", h.eps, ">= 0");
+  check_hyper(h.weight_decay >= 0, op, "weight_decay", h.weight_decay, ">= 0");
+}
 
 // buf may be null when momentum == 0.
 template <typename T>
