@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/exceptions.h"
 #include "common/check.h"
 #include "common/cpu.h"
 #include "common/threading.h"
@@ -672,15 +673,7 @@ double clip_grad_norm_py(const py::iterable& grads, double max_norm, double norm
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = "fastdl CPU kernels (C++, SIMD + OpenMP). Use fastdl.ops, not this module directly.";
 
-  py::register_local_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const fastdl::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const fastdl::RuntimeError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-  });
+  fastdl::bindings::register_exception_translators();
 
 #ifdef FASTDL_VERSION
   m.attr("__version__") = FASTDL_VERSION;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/exceptions.h"
 #include "common/check.h"
 #include "cuda/activation.cuh"
 #include "cuda/common.cuh"
@@ -667,15 +668,7 @@ int device_count() {
 PYBIND11_MODULE(_cuda, m, py::mod_gil_not_used()) {
   m.doc() = "fastdl CUDA kernels (float32, CuPy arrays). Use fastdl.ops, not this module directly.";
 
-  py::register_local_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const fastdl::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const fastdl::RuntimeError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-  });
+  fastdl::bindings::register_exception_translators();
 
   m.def("device_count", &device_count, py::call_guard<py::gil_scoped_release>(),
         "Number of visible CUDA devices; 0 when there is no driver or GPU (never raises).");
