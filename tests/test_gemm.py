@@ -88,6 +88,25 @@ def test_cache_block_boundaries(rng, isa, dtype):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_in_place_and_packed_operands(rng, isa, dtype):
+    # Row-major A is read in place up to direct_a_max_n columns of C, row-major B up to
+    # direct_b_max_m rows (full panels; a narrow last panel is packed) unless its row stride
+    # would alias in L2 over k rows: both sides of each limit, with edge tiles.
+    t = _core.gemm_blocking(dtype, isa)
+    mr, nr = t["mr"], t["nr"]
+    max_m, max_n = t["direct_b_max_m"], t["direct_a_max_n"]
+    aliasing_cols = 4096 // dtype.itemsize  # a 4 KiB row stride
+    for m, k, n in [(max_m, 67, 3 * nr + 7), (max_m + mr + 5, 67, 3 * nr + 7),
+                    (2 * mr + 1, 300, max_n), (2 * mr + 1, 300, max_n + 3),
+                    (mr + 5, 5, 2 * nr)]:
+        a = ints(rng, (m, k), dtype)
+        for b in (ints(rng, (k, n), dtype), ints(rng, (k, aliasing_cols), dtype)[:, :n]):
+            got, want = run_both(a, b, isa)
+            np.testing.assert_array_equal(got, want, err_msg=f"m={m} k={k} n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_strided_operands(rng, isa, dtype):
     m, k, n = 29, 300, 45
     a_t = ints(rng, (k, m), dtype).T              # unit stride along M

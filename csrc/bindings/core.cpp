@@ -21,6 +21,7 @@
 #include "common/cpu.h"
 #include "common/threading.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_config.h"
 #include "cpu/gemm_ukernel.h"
 #include "cpu/activation.h"
 #include "cpu/dropout.h"
@@ -694,11 +695,14 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           const auto& t = fastdl::gemm_table<decltype(zero)>(isa_arg(isa));
           py::dict d;
           d["mr"] = t.mr, d["nr"] = t.nr, d["kc"] = t.kc, d["mc"] = t.mc, d["nc"] = t.nc;
+          // The widest / tallest part of C for which A / B may be read in place, unpacked.
+          d["direct_a_max_n"] = fastdl::gemm_config::kDirectAMaxPanels * t.nr;
+          d["direct_b_max_m"] = fastdl::gemm_config::kDirectBMaxPanels * t.mr;
           return d;
         });
       },
       py::arg("dtype"), py::arg("isa") = py::none(),
-      "The GEMM register tile (mr x nr) and cache blocks (kc, mc, nc) for a dtype and ISA.");
+      "The GEMM register tile (mr x nr), cache blocks (kc, mc, nc) and in-place limits for a dtype and ISA.");
   m.def(
       "gemm",
       [](py::array out, py::array a, py::array b, double alpha, double beta,

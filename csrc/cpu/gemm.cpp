@@ -65,15 +65,16 @@ void gemm_reference(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::i
 
 template <typename T, int MR, int NR>
 static void ukernel_reference(std::int64_t kc, const T* __restrict ap, std::int64_t lda,
-                              const T* __restrict bp, T* c, std::int64_t ldc, int m, int n,
-                              const UkEpilogue<T>& e) {
+                              const T* __restrict bp, std::int64_t ldb, T* c, std::int64_t ldc,
+                              int m, int n, const UkEpilogue<T>& e) {
   T acc[MR][NR] = {};
   // A element (i, p): packed ap[p*MR + i], or in place ap[i*lda + p] (rows past m repeat row
-  // m - 1, whose results are never stored). Chains of at most kChain steps, as the SIMD kernels.
-  const std::int64_t rs = lda ? lda : 1, cs = lda ? 1 : MR;
+  // m - 1, whose results are never stored); B row p at bp + p * (ldb or NR). Chains of at most
+  // kChain steps, as the SIMD kernels.
+  const std::int64_t rs = lda ? lda : 1, cs = lda ? 1 : MR, bs = ldb ? ldb : NR;
   for (std::int64_t k0 = 0; k0 < kc; k0 += gemm_config::kChain) {
     T chain[MR][NR] = {};
-    for (std::int64_t p = k0; p < std::min(kc, k0 + gemm_config::kChain); ++p, bp += NR)
+    for (std::int64_t p = k0; p < std::min(kc, k0 + gemm_config::kChain); ++p, bp += bs)
       for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j) chain[i][j] += ap[(i < m ? i : m - 1) * rs + p * cs] * bp[j];
     for (int i = 0; i < MR; ++i)
@@ -155,6 +156,16 @@ static bool read_a_in_place(const GemmTable<T>& t, std::int64_t rsa, std::int64_
   return csa == 1 && rsa != 0 && n_cols <= gemm_config::kDirectAMaxPanels * t.nr;
 }
 
+// The same for B: a k-major B (n-contiguous rows) is read in place, full NR-wide panels only,
+// when each B micro-panel is reused by at most gemm_config::kDirectBMaxPanels A micro-panels and
+// its rows do not evict each other from L2.
+template <typename T>
+static bool read_b_in_place(const GemmTable<T>& t, std::int64_t rsb, std::int64_t csb,
+                            std::int64_t m_rows, std::int64_t k) {
+  return csb == 1 && rsb != 0 && m_rows <= gemm_config::kDirectBMaxPanels * t.mr &&
+         gemm_config::b_rows_fit_l2(rsb * std::int64_t(sizeof(T)), std::min(k, t.kc));
+}
+
 // Returns false only if the packing buffers could not be allocated.
 template <typename T>
 static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a,
@@ -162,15 +173,17 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
                         std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
                         const UkEpilogue<T>& e) {
   const bool direct_a = read_a_in_place(t, rsa, csa, n);
+  const bool direct_b = read_b_in_place(t, rsb, csb, m, k);
   const std::int64_t kc_max = std::min(t.kc, k);
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
   const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
-  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * nc_max)));
+  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * (direct_b ? t.nr : nc_max))));
   if ((!direct_a && !pa) || !pb) return false;
 
   for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
     const std::int64_t nc = std::min(t.nc, n - jc);
+    const std::int64_t nc_full = nc / t.nr * t.nr;  // in-place B: panels before this are full
     for (std::int64_t pc = 0; pc < k; pc += t.kc) {  // 4th loop: a KC slice of the k dimension
       const std::int64_t kc = std::min(t.kc, k - pc);
       // beta applies on the first slice only; bias and activation once the sum is complete.
@@ -178,7 +191,11 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
       UkEpilogue<T> ep = e;
       if (pc > 0) ep.beta = T(1);
       if (!last) ep.bias_row = ep.bias_col = nullptr, ep.relu = false;
-      t.pack_b(pb, b + pc * rsb + jc * csb, csb, rsb, nc, kc);
+      const T* bs = b + pc * rsb + jc * csb;
+      if (!direct_b)
+        t.pack_b(pb, bs, csb, rsb, nc, kc);
+      else if (nc_full < nc)  // the narrow last panel is packed, so no kernel reads past n
+        t.pack_b(pb, bs + nc_full, csb, rsb, nc - nc_full, kc);
       for (std::int64_t ic = 0; ic < m; ic += t.mc) {  // 3rd loop: MC rows, A block in L2
         const std::int64_t mc = std::min(t.mc, m - ic);
         if (!direct_a) t.pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc);
@@ -186,12 +203,15 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
           UkEpilogue<T> et = ep;
           if (et.bias_col) et.bias_col += jc + jr;
           const int nn = int(std::min<std::int64_t>(t.nr, nc - jr));
+          const bool b_in_place = direct_b && jr < nc_full;
+          const T* bp = b_in_place ? bs + jr : direct_b ? pb : pb + jr * kc;
+          const std::int64_t ldb = b_in_place ? rsb : 0;
           for (std::int64_t ir = 0; ir < mc; ir += t.mr) {  // 1st loop: one A micro-panel
             UkEpilogue<T> ei = et;
             if (ei.bias_row) ei.bias_row += ic + ir;
             const int mm = int(std::min<std::int64_t>(t.mr, mc - ir));
             const T* ap = direct_a ? a + (ic + ir) * rsa + pc : pa + ir * kc;
-            t.ukernel(kc, ap, direct_a ? rsa : 0, pb + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+            t.ukernel(kc, ap, direct_a ? rsa : 0, bp, ldb, c + (ic + ir) * ldc + jc + jr, ldc,
                       mm, nn, ei);
           }
         }

@@ -24,6 +24,7 @@ namespace fastdl::gemm_config {
 constexpr std::int64_t kL1Bytes = 48 * 1024;
 constexpr std::int64_t kL2Bytes = 1024 * 1024;
 constexpr std::int64_t kL3Bytes = 32 * 1024 * 1024;
+constexpr std::int64_t kL2Ways = 16;
 
 constexpr std::int64_t kKcBytes = 4096;  // one packed row of k, see KC above
 
@@ -38,6 +39,28 @@ constexpr std::int64_t kChain = 256;
 // wins at 64x4096x64 (+11%), 64x784x256 (+3%), 512^3 (+1%), loses at 1024^3 (-5%, 4 KiB row
 // stride: the 12 rows of a micro-panel share L1 sets).
 constexpr std::int64_t kDirectAMaxPanels = 16;
+
+// Likewise a k-major B (n-contiguous rows) is read in place, a full NR-wide panel at a time, when
+// the thread's part of C has at most this many MR-tall row panels and the kc rows of one B
+// micro-panel fit in L2 at their stride (b_rows_fit_l2). Measured A/B, one thread, GFLOP/s packed
+// vs in place: 128x64x128 211 / 217, 64x256x784 224 / 241, 256^3 252 / 263, 64x4096x64 230 / 251,
+// 384^3 261 / 263; but 1000x300x500 (84 panels) 253 / 250, 264x1024x1024 (4 KiB row stride)
+// 247 / 199, 1024^3 251 / 191.
+constexpr std::int64_t kDirectBMaxPanels = 32;
+
+// Rows `stride_bytes` apart fall into at most way / gcd(stride, way) distinct positions of an L2
+// way (way = L2 size / ways), each holding kL2Ways lines; a power-of-two stride of 4 KiB leaves
+// room for only 256 rows of 128 bytes. Keep half of that for A and C.
+constexpr bool b_rows_fit_l2(std::int64_t stride_bytes, std::int64_t rows) {
+  std::int64_t g = kL2Bytes / kL2Ways, s = stride_bytes > 0 ? stride_bytes : 1;
+  const std::int64_t way = g;
+  while (s) {  // g = gcd(way, stride)
+    const std::int64_t r = g % s;
+    g = s;
+    s = r;
+  }
+  return rows <= way / g * kL2Ways / 2;
+}
 
 constexpr std::int64_t round_down(std::int64_t x, std::int64_t unit) {
   return x / unit * unit > 0 ? x / unit * unit : unit;

@@ -3,8 +3,9 @@
 // A micro-kernel multiplies one packed A micro-panel (MR x kc, stored k-major: ap[p*MR + i])
 // by one packed B micro-panel (kc x NR, bp[p*NR + j]) into registers, then writes the m x n
 // corner (m <= MR, n <= NR) of the tile to C through the epilogue. With lda != 0, A is instead
-// read in place, row-major (ap[i*lda + p], rows >= m never touched): BLIS's "sup" idea, used
-// when a small product would spend more time packing A than reusing it.
+// read in place, row-major (ap[i*lda + p], rows >= m never touched), and with ldb != 0 a full
+// NR-wide B panel is read in place too (bp[p*ldb + j]): BLIS's "sup" idea, used when a small
+// product would spend more time packing an operand than reusing it.
 //   C[i,j] = act(alpha * acc[i,j] + beta * C[i,j] + bias_row[i] + bias_col[j])
 // (beta == 0: C is not read; a null bias pointer adds nothing). Panels are zero-padded to full
 // MR / NR by packing, so edge tiles run the same vector code and only the write-back is masked.
@@ -31,8 +32,9 @@ struct UkEpilogue {
 };
 
 template <typename T>
-using ukernel_fn = void (*)(std::int64_t kc, const T* ap, std::int64_t lda, const T* bp, T* c,
-                            std::int64_t ldc, int m, int n, const UkEpilogue<T>& e);
+using ukernel_fn = void (*)(std::int64_t kc, const T* ap, std::int64_t lda, const T* bp,
+                            std::int64_t ldb, T* c, std::int64_t ldc, int m, int n,
+                            const UkEpilogue<T>& e);
 
 template <typename T>
 using pack_fn = void (*)(T* dst, const T* src, std::int64_t s_mn, std::int64_t s_k,
