@@ -241,11 +241,19 @@ struct Split {
 
 // Each thread should get at least ~2 MFLOP (~10 us at this machine's speed), or the fork/join
 // costs more than it saves. Among the grids tm x tn = threads, pick the one with the least
-// per-thread cost: the padded tile area plus the packing of its A rows and B columns.
-Split choose_split(std::int64_t m, std::int64_t n, std::int64_t k, int mr, int nr, int max_threads) {
+// per-thread cost: the tile area plus ~0.5 cycle per packed element (16 tile elements'
+// worth of FMAs per row of A or column of B packed), counting only the operands that the
+// thread's shape will pack (A once per NC panel; an operand read in place costs nothing). The
+// second term is why a square product splits by columns: each thread then reads its A in place
+// or packs half of B, instead of packing all of B (measured A/B, 2 threads, GFLOP/s row vs
+// column split: 512^3 495 / 510, 1024^3 481 / 494, 1024^3 with B^T 485 / 500, 2048^3 465 / 475).
+template <typename T>
+Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, std::int64_t rsb,
+                   std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
+                   int max_threads) {
   const double flops = 2.0 * double(m) * double(n) * double(k);
   int threads = int(std::min<double>(max_threads, std::max(1.0, flops / 2e6)));
-  const std::int64_t mu = (m + mr - 1) / mr, nu = (n + nr - 1) / nr;  // tiles along m and n
+  const std::int64_t mu = (m + t.mr - 1) / t.mr, nu = (n + t.nr - 1) / t.nr;  // tiles along m, n
   threads = int(std::min<std::int64_t>(threads, mu * nu));
   Split best{1, 1, 1};
   double best_cost = -1;
@@ -253,8 +261,13 @@ Split choose_split(std::int64_t m, std::int64_t n, std::int64_t k, int mr, int n
     if (threads % tm) continue;
     const int tn = threads / tm;
     if (tm > mu || tn > nu) continue;
-    const double rows = double((mu + tm - 1) / tm * mr), cols = double((nu + tn - 1) / tn * nr);
-    const double cost = rows * cols + 16.0 * (rows + cols);
+    // The largest part's extent (edge tiles compute no padding, so the last one counts as is).
+    const std::int64_t rows = std::min(m, (mu + tm - 1) / tm * t.mr);
+    const std::int64_t cols = std::min(n, (nu + tn - 1) / tn * t.nr);
+    const std::int64_t packed_a =
+        read_a_in_place(t, rsa, csa, cols) ? 0 : rows * ((cols + t.nc - 1) / t.nc);
+    const std::int64_t packed_b = read_b_in_place(t, rsb, csb, rows, k) ? 0 : cols;
+    const double cost = double(rows) * double(cols) + 16.0 * double(packed_a + packed_b);
     if (best_cost < 0 || cost < best_cost) best = {threads, tm, tn}, best_cost = cost;
   }
   if (best_cost < 0) best = {1, 1, 1};  // a prime thread count that fits neither way
@@ -274,7 +287,7 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
                           std::int64_t k, const UkEpilogue<T>& e) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm_empty_k(c, ldc, m, n, e);
-  const Split s = choose_split(m, n, k, t.mr, t.nr, max_threads);
+  const Split s = choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
   if (s.threads == 1) {
     if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) throw std::bad_alloc();
     return;
