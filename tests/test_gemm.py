@@ -107,6 +107,33 @@ def test_in_place_and_packed_operands(rng, isa, dtype):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_skinny_products(rng, isa, dtype):
+    # At most 4 rows or columns of C: the skinny kernels (dot when A's rows and B's columns run
+    # along k, axpy when B's rows are contiguous), directly or after transposing the problem,
+    # with k past their vector width and their accumulation chains, n past the narrow last
+    # column block and past a 4 KiB span; every other layout falls back to the blocked nest.
+    span = 4096 // dtype.itemsize
+    for m in (1, 2, 3, 4):
+        for k, n in [(1, 1), (5, 3), (17, 50), (300, 129), (4099, 7), (33, span + 37)]:
+            a = ints(rng, (m, k), dtype, -2, 3)
+            b = ints(rng, (k, n), dtype, -2, 3)
+            for av in (a, np.ascontiguousarray(a.T).T):
+                for bv in (b, np.ascontiguousarray(b.T).T):
+                    for x, y in ((av, bv), (bv.T, av.T)):  # few rows, then few columns
+                        got, want = run_both(x, y, isa)
+                        np.testing.assert_array_equal(got, want, err_msg=f"{x.shape} @ {y.shape}")
+    a, b = ints(rng, (3, 40), dtype), ints(rng, (40, 70), dtype)
+    c0 = ints(rng, (3, 70), dtype)
+    for bias_axis in (0, 1):
+        bias = ints(rng, (3 if bias_axis == 0 else 70,), dtype)
+        for x, y, c, ax in ((a, b, c0, bias_axis), (b.T, a.T, c0.T.copy(), 1 - bias_axis)):
+            got, want = run_both(x, y, isa, c0=c, alpha=2.0, beta=-1.0, bias=bias,
+                                 bias_axis=ax, relu=True)
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_strided_operands(rng, isa, dtype):
     m, k, n = 29, 300, 45
     a_t = ints(rng, (k, m), dtype).T              # unit stride along M
@@ -175,7 +202,9 @@ def test_bitwise_same_at_any_thread_count(rng, isa):
     # count and the split it picks (rows, columns, or a batch per thread), so results on random
     # floats are bitwise identical, run after run.
     cases = [((300, 700), (700, 200), False), ((64, 4096), (4096, 64), False),
-             ((1000, 60), (60, 530), False), ((200, 300), (200, 300), True)]
+             ((1000, 60), (60, 530), False), ((200, 300), (200, 300), True),
+             ((3, 1000), (1000, 2000), False), ((2, 1000), (2000, 1000), True),  # skinny
+             ((2000, 1000), (1000, 1), False)]
     for sa, sb, trans_b in cases:
         a = rng.standard_normal(sa).astype(np.float32)
         b = rng.standard_normal(sb).astype(np.float32)

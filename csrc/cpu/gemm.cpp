@@ -31,7 +31,9 @@
 #include "common/check.h"
 #include "common/threading.h"
 #include "cpu/gemm_config.h"
+#include "cpu/gemm_skinny_simd.h"
 #include "cpu/gemm_ukernel.h"
+#include "cpu/vec_generic.h"
 
 namespace fastdl {
 
@@ -87,7 +89,8 @@ static void ukernel_reference(std::int64_t kc, const T* __restrict ap, std::int6
 template <typename T, class B>
 static constexpr GemmTable<T> make_generic_table() {
   return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_reference<T, B::MR, B::NR>,
-          &pack_panels<B::MR, T>, &pack_panels<B::NR, T>};
+          &pack_panels<B::MR, T>, &pack_panels<B::NR, T>, &skinny_dot<VecScalar<T>>,
+          &skinny_axpy<VecScalar<T>>};
 }
 
 const GemmTable<float> gemm_table_generic_f32 = make_generic_table<float, gemm_config::GenericF32>();
@@ -280,6 +283,50 @@ std::int64_t part_begin(std::int64_t units, int parts, int i, int size, std::int
 }
 }  // namespace
 
+// Products with at most kSkinny rows or columns of C (gemm_skinny_simd.h). One with few columns
+// is turned into one with few rows by transposing it (C^T = B^T A^T: swapped strides and bias
+// axes, nothing moves). Returns false, leaving the product to the blocked nest, when neither
+// skinny kernel suits the operands' layout. Threads split the long dimension: one per 256 KiB
+// of B read, at least 64 columns each.
+template <typename T>
+static bool gemm_skinny(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
+                        const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
+                        std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n,
+                        std::int64_t k, const UkEpilogue<T>& e) {
+  const bool few_rows = m <= gemm_config::kSkinny;
+  if (!few_rows && n > gemm_config::kSkinny) return false;
+  UkEpilogue<T> et = e;
+  std::int64_t rsc = ldc, csc = 1;
+  if (!few_rows) {
+    std::swap(m, n), std::swap(a, b), std::swap(rsc, csc);
+    std::swap(rsa, csb), std::swap(csa, rsb);
+    std::swap(et.bias_row, et.bias_col);
+  }
+  const bool dot = csa == 1 && rsb == 1;
+  if (!dot && csb != 1) return false;
+
+  constexpr std::int64_t kBytesPerThread = 256 * 1024, kMinCols = 64;
+  const std::int64_t bytes = k * n * std::int64_t(sizeof(T));
+  const int threads = int(std::clamp<std::int64_t>(
+      std::min(bytes / kBytesPerThread, n / kMinCols), 1, std::max(1, max_threads)));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int id = omp_get_thread_num();
+    // Column ranges in whole 16-element runs, so no thread splits another's vector.
+    const std::int64_t j0 = id == 0 ? 0 : n * id / threads / 16 * 16;
+    const std::int64_t j1 = id + 1 == threads ? n : n * (id + 1) / threads / 16 * 16;
+    if (j1 > j0) {
+      UkEpilogue<T> ep = et;
+      if (ep.bias_col) ep.bias_col += j0;
+      if (dot)
+        t.skinny_dot(c + j0 * csc, rsc, csc, a, rsa, b + j0 * csb, csb, int(m), j1 - j0, k, ep);
+      else
+        t.skinny_axpy(c + j0 * csc, rsc, csc, a, rsa, csa, b + j0, rsb, int(m), j1 - j0, k, ep);
+    }
+  }
+  return true;
+}
+
 template <typename T>
 static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
                           const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
@@ -287,6 +334,7 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
                           std::int64_t k, const UkEpilogue<T>& e) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm_empty_k(c, ldc, m, n, e);
+  if (gemm_skinny(t, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) return;
   const Split s = choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
   if (s.threads == 1) {
     if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) throw std::bad_alloc();
@@ -335,12 +383,17 @@ void gemm_batched(T* c, std::int64_t sc, std::int64_t ldc, const T* a, std::int6
                     k, e);
     return;
   }
-  // Many products: one thread per product, each running the serial nest.
+  // Many products: one thread per product, each running the skinny kernels or the serial nest
+  // (the choice gemm_dispatch makes, so results do not depend on the thread count).
   std::atomic<bool> ok{true};
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (std::int64_t i = 0; i < batch; ++i)
-    if (!gemm_serial(t, c + i * sc, ldc, a + i * sa, rsa, csa, b + i * sb, rsb, csb, m, n, k, e))
+  for (std::int64_t i = 0; i < batch; ++i) {
+    T* ci = c + i * sc;
+    const T *ai = a + i * sa, *bi = b + i * sb;
+    if (!gemm_skinny(t, 1, ci, ldc, ai, rsa, csa, bi, rsb, csb, m, n, k, e) &&
+        !gemm_serial(t, ci, ldc, ai, rsa, csa, bi, rsb, csb, m, n, k, e))
       ok.store(false);
+  }
   if (!ok.load()) throw std::bad_alloc();
 }
 

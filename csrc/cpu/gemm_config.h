@@ -48,6 +48,11 @@ constexpr std::int64_t kDirectAMaxPanels = 16;
 // 247 / 199, 1024^3 251 / 191.
 constexpr std::int64_t kDirectBMaxPanels = 32;
 
+// Products with at most this many rows (or columns) of C skip the blocked nest: they are bound by
+// reading the long operand, which gemm_skinny_simd.h reads once, in place. Measured, 2 threads,
+// fp32, see benchmarks/RESULTS.md note 21.
+constexpr std::int64_t kSkinny = 4;
+
 // Rows `stride_bytes` apart fall into at most way / gcd(stride, way) distinct positions of an L2
 // way (way = L2 size / ways), each holding kL2Ways lines; a power-of-two stride of 4 KiB leaves
 // room for only 256 rows of 128 bytes. Keep half of that for A and C.

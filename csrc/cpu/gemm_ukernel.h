@@ -40,7 +40,20 @@ template <typename T>
 using pack_fn = void (*)(T* dst, const T* src, std::int64_t s_mn, std::int64_t s_k,
                          std::int64_t mn, std::int64_t kc);
 
-// One ISA's GEMM: register tile, cache blocks and the three routines the loop nest calls.
+// Skinny products (gemm_skinny_simd.h): C (m <= gemm_config::kSkinny rows, element (i, j) at
+// c[i*rsc + j*csc]) = epilogue(A * B) with B read once in place. dot: A rows and B columns
+// contiguous along k (a[i*rsa + q], b[j*csb + q]); axpy: B rows contiguous (b[q*rsb + j]).
+template <typename T>
+using skinny_dot_fn = void (*)(T* c, std::int64_t rsc, std::int64_t csc, const T* a,
+                               std::int64_t rsa, const T* b, std::int64_t csb, int m,
+                               std::int64_t n, std::int64_t k, const UkEpilogue<T>& e);
+template <typename T>
+using skinny_axpy_fn = void (*)(T* c, std::int64_t rsc, std::int64_t csc, const T* a,
+                                std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t rsb,
+                                int m, std::int64_t n, std::int64_t k, const UkEpilogue<T>& e);
+
+// One ISA's GEMM: register tile, cache blocks, the three routines the loop nest calls and the
+// two skinny-product kernels.
 template <typename T>
 struct GemmTable {
   int mr, nr;
@@ -48,6 +61,8 @@ struct GemmTable {
   ukernel_fn<T> ukernel;
   pack_fn<T> pack_a;
   pack_fn<T> pack_b;
+  skinny_dot_fn<T> skinny_dot;
+  skinny_axpy_fn<T> skinny_axpy;
 };
 
 // The table for an ISA, capped at what the processor supports.

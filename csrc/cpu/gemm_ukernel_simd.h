@@ -13,6 +13,7 @@
 #pragma once
 
 #include "cpu/gemm_config.h"
+#include "cpu/gemm_skinny_simd.h"
 #include "cpu/gemm_ukernel.h"
 
 namespace fastdl {
@@ -161,15 +162,15 @@ void ukernel_simd(std::int64_t kc, const typename V::T* __restrict ap, std::int6
   ukernel_tile<V, MR, NV, MRc, NVc, false>(kc, ap, 0, bp, ldb, c, ldc, m, n, e);
 }
 
-// The table an ISA file exports: its micro-kernel for blocking B, and packing for both operands
+// The table an ISA file exports: its micro-kernel for blocking B, packing for both operands
 // (the portable pack_panels unless the ISA file brings its own vectorised ones).
 template <class V, class B>
 constexpr GemmTable<typename V::T> make_simd_table(
     pack_fn<typename V::T> pack_a = &pack_panels<B::MR, typename V::T>,
     pack_fn<typename V::T> pack_b = &pack_panels<B::NR, typename V::T>) {
   static_assert(B::NR % V::W == 0, "NR must be a whole number of vectors");
-  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>, pack_a,
-          pack_b};
+  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>,
+          pack_a, pack_b, &skinny_dot<V>, &skinny_axpy<V>};
 }
 
 }  // namespace
