@@ -242,23 +242,26 @@ struct Split {
   int threads, tm, tn;
 };
 
-// Each thread should get at least 0.25 MFLOP (~1 us), or the fork/join costs more than it
-// saves: measured, 2 threads vs 1 (us), 64^3 2.2 / 2.6, 80^3 3.3 / 4.8, 100^3 5.9 / 9.6,
-// 64x1000x10 7.2 / 10.5, 50^3 2.0 / 1.9 (libgomp's workers spin between back-to-back calls; the
-// old limit of 2 MFLOP per thread kept all of these on one thread). Among the grids
-// tm x tn = threads, pick the one with the least per-thread cost: the tile area plus ~0.5 cycle
-// per packed element (16 tile elements' worth of FMAs per row of A or column of B packed),
-// counting only the operands that the thread's shape will pack (A once per NC panel; an operand
-// read in place costs nothing). The second term is why a square product splits by columns:
-// each thread then reads its A in place or packs half of B, instead of packing all of B
-// (measured A/B, 2 threads, GFLOP/s row vs column split: 512^3 495 / 510, 1024^3 481 / 494,
+// Each thread should get at least 0.6 MFLOP (~2.5 us), or the fork/join costs more than it
+// saves. Measured, mean per call over back-to-back calls, 1 vs 2 threads (us): 64^3 2.6 / 2.5,
+// 80^3 4.8 / 3.3, 100^3 9.9 / 5.9, 64x1000x10 11.0 / 7.5 (libgomp's workers spin between
+// calls; the old limit of 2 MFLOP per thread kept all of these on one thread). Below ~1 MFLOP
+// the gain is within the noise and a two-thread region stalls whenever the other core is busy
+// (64^3 through ops.matmul: 3.9 us, or 7.8 us in a noisy minute, vs 4.2 on one), so 64^3
+// stays on one thread.
+// Among the grids tm x tn = threads, pick the one with the least per-thread cost: the tile area
+// plus ~0.5 cycle per packed element (16 tile elements' worth of FMAs per row of A or column of
+// B packed), counting only the operands that the thread's shape will pack (A once per NC panel;
+// an operand read in place costs nothing). The second term is why a square product splits by
+// columns: each thread then reads its A in place or packs half of B, instead of packing all of
+// B (measured A/B, 2 threads, GFLOP/s row vs column split: 512^3 495 / 510, 1024^3 481 / 494,
 // 1024^3 with B^T 485 / 500, 2048^3 465 / 475).
 template <typename T>
 Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, std::int64_t rsb,
                    std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
                    int max_threads) {
   const double flops = 2.0 * double(m) * double(n) * double(k);
-  int threads = int(std::min<double>(max_threads, std::max(1.0, flops / 2.5e5)));
+  int threads = int(std::min<double>(max_threads, std::max(1.0, flops / 6e5)));
   const std::int64_t mu = (m + t.mr - 1) / t.mr, nu = (n + t.nr - 1) / t.nr;  // tiles along m, n
   threads = int(std::min<std::int64_t>(threads, mu * nu));
   Split best{1, 1, 1};
