@@ -12,8 +12,8 @@ from fastdl import ops
 from benchutil import record
 
 SQUARE = [128, 256, 512, 1024, 2048]
-NONSQUARE = [(1000, 300, 500), (4096, 64, 4096), (64, 4096, 64)]
-DENSE = [(64, 784, 256), (256, 1024, 1024)]  # (batch, in, out)
+NONSQUARE = [(1000, 300, 500), (4096, 64, 4096), (64, 4096, 64), (1024, 1024, 1)]
+DENSE = [(64, 784, 256), (256, 1024, 1024), (1, 784, 256), (1, 1024, 1024)]  # (batch, in, out)
 BATCHED = [(64, 128, 64, 128)]  # (B, M, K, N): attention-sized
 
 

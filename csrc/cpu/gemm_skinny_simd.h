@@ -31,16 +31,18 @@ void skinny_dot_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc, const
                      std::int64_t k, const UkEpilogue<typename V::T>& e) {
   using T = typename V::T;
   using R = typename V::reg;
-  constexpr int JB = 4;  // columns of B per pass
+  // Columns of B per pass: eight independent streams and accumulator chains when the registers
+  // allow (AVX-512, one row of A), four otherwise.
+  constexpr int JB = MI == 1 && V::W * sizeof(typename V::T) >= 64 ? 8 : 4;
   for (std::int64_t j0 = 0; j0 < n; j0 += JB) {
     const int nj = int(std::min<std::int64_t>(JB, n - j0));
     const T* bj[JB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < JB; ++j) bj[j] = b + (j0 + (j < nj ? j : nj - 1)) * csb;
     R s[MI][JB];
 #pragma GCC unroll 4
     for (int i = 0; i < MI; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < JB; ++j) s[i][j] = V::zero();
     // Chains of at most kChain vector steps, each added to a partial sum in L1 (as the
     // micro-kernels do), so the error bound does not grow with k / W.
@@ -50,30 +52,30 @@ void skinny_dot_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc, const
       std::int64_t q = q0;
       for (; q + V::W <= q1; q += V::W) {
         R bv[JB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < JB; ++j) bv[j] = V::load(bj[j] + q);
 #pragma GCC unroll 4
         for (int i = 0; i < MI; ++i) {
           const R av = V::load(a + i * rsa + q);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int j = 0; j < JB; ++j) s[i][j] = V::fmadd(av, bv[j], s[i][j]);
         }
       }
       if (q < q1) {  // the last k % W elements: masked loads read zeros past k
         const int left = int(q1 - q);
         R bv[JB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < JB; ++j) bv[j] = V::loadn(bj[j] + q, left);
 #pragma GCC unroll 4
         for (int i = 0; i < MI; ++i) {
           const R av = V::loadn(a + i * rsa + q, left);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int j = 0; j < JB; ++j) s[i][j] = V::fmadd(av, bv[j], s[i][j]);
         }
       }
 #pragma GCC unroll 4
       for (int i = 0; i < MI; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < JB; ++j) {
           V::store(partial[i][j], q0 ? V::add(V::load(partial[i][j]), s[i][j]) : s[i][j]);
           s[i][j] = V::zero();
