@@ -19,6 +19,7 @@
 #include "bindings/exceptions.h"
 #include "common/check.h"
 #include "common/cpu.h"
+#include "common/memory.h"
 #include "common/threading.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_config.h"
@@ -139,6 +140,29 @@ void gemm_py(py::array out, py::array a, py::array b, double alpha, double beta,
                            sb[size_t(ob + 1)], batch, m, n, k, p, chosen);
     return 0;
   });
+}
+
+// An uninitialised C-contiguous array whose memory comes from the output cache (common/memory.h)
+// and returns to it when the array (and every view of it) is gone.
+py::array empty_py(const std::vector<py::ssize_t>& shape, const py::object& dtype) {
+  const py::dtype dt = py::dtype::from_args(dtype);
+  std::size_t bytes = std::size_t(dt.itemsize());
+  for (const py::ssize_t d : shape) {
+    FASTDL_CHECK(d >= 0, ValueError, "shape: negative dimension ", d);
+    bytes *= std::size_t(d);
+  }
+  struct Block {
+    void* p;
+    std::size_t bytes;
+  };
+  void* p = fastdl::output_alloc(bytes);
+  if (!p) throw std::bad_alloc();
+  py::capsule owner(new Block{p, bytes}, [](void* b) {
+    auto* block = static_cast<Block*>(b);
+    fastdl::output_free(block->p, block->bytes);
+    delete block;
+  });
+  return py::array(dt, shape, p, owner);
 }
 
 // out (N,) = x (M, N) summed over rows.
@@ -684,6 +708,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         "The ISA the kernels use: generic, avx2 or avx512 (capped by FASTDL_CPU_ISA).");
   m.def("cpu_isa_supported", [] { return fastdl::isa_name(fastdl::cpu_isa_supported()); },
         "The best ISA this processor supports.");
+  m.def("empty", &empty_py, py::arg("shape"), py::arg("dtype"),
+        "An uninitialised array backed by fastdl's output cache (what the CPU ops return): its "
+        "memory is kept for the next array of that size instead of going back to the system.");
+  m.def("empty_cache", &fastdl::output_empty_cache,
+        "Return every block the output cache holds to the system.");
+  m.def("cache_bytes", &fastdl::output_cached_bytes,
+        "Bytes the output cache holds for reuse (at most FASTDL_CACHE_MB MiB, default 256).");
   m.def("get_num_threads", &fastdl::get_num_threads, "Threads used by fastdl's CPU kernels.");
   m.def("set_num_threads", &fastdl::set_num_threads, py::arg("n"),
         "Set the threads used by fastdl's CPU kernels (n >= 1).");

@@ -19,9 +19,6 @@
 #include "cpu/gemm.h"
 
 #include <omp.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -29,6 +26,7 @@
 #include <new>
 
 #include "common/check.h"
+#include "common/memory.h"
 #include "common/threading.h"
 #include "cpu/gemm_config.h"
 #include "cpu/gemm_skinny_simd.h"
@@ -117,9 +115,8 @@ const GemmTable<double>& gemm_table<double>(Isa isa) {
 
 // ---------------------------------------------------------------------------------------------
 // Packing buffers: one pair per thread, grown on demand and kept, so steady-state calls touch no
-// fresh pages (a page fault costs more than packing a small panel). Buffers of 2 MiB and more
-// (the B panel of a large product) are 2 MiB-aligned and offered to the kernel as huge pages:
-// one TLB entry instead of 512.
+// fresh pages (a page fault costs more than packing a small panel); page-backed by alloc_pages
+// (huge pages for the B panel of a large product).
 // ---------------------------------------------------------------------------------------------
 
 namespace {
@@ -130,14 +127,7 @@ struct PackBuffer {
   void* get(std::size_t need) {
     if (need > bytes) {
       std::free(ptr);
-      constexpr std::size_t kHuge = std::size_t(2) << 20;
-      const std::size_t align = need >= kHuge ? kHuge : 4096;
-      need = (need + align - 1) / align * align;
-      ptr = std::aligned_alloc(align, need);
-      bytes = ptr ? need : 0;
-#ifdef MADV_HUGEPAGE
-      if (ptr && align == kHuge) madvise(ptr, need, MADV_HUGEPAGE);  // advice only: ignore errors
-#endif
+      ptr = alloc_pages(need, &bytes);
     }
     return ptr;
   }

@@ -50,13 +50,16 @@ class Backend:
     """An array namespace (``xp``) with the extension whose kernels operate on it.
 
     ``call`` invokes a kernel by name; on the GPU it passes CuPy's current stream so kernels are
-    ordered with the surrounding CuPy work.
+    ordered with the surrounding CuPy work. ``empty(shape, dtype)`` allocates an op's output: on
+    the CPU from fastdl's output cache (no page faults for a size seen before), on the GPU from
+    CuPy's memory pool.
     """
 
     def __init__(self, xp: ModuleType, ext: ModuleType, device: str):
         self.xp = xp
         self.ext = ext
         self.device = device
+        self.empty = ext.empty if device == "cpu" else xp.empty
 
     def call(self, name: str, *args, **kwargs):
         if self.device == "cuda":

@@ -31,7 +31,7 @@ def _contig(be, a):
 def _forward(op: str, x):
     be, dtype, x = prepare(op, x=x)
     x = _contig(be, x)
-    out = be.xp.empty(x.shape, dtype)
+    out = be.empty(x.shape, dtype)
     _kernel(be, op, f"{op}_forward")(out, x)
     return out
 
@@ -40,7 +40,7 @@ def _backward(act: str, dy, y):
     op = f"{act}_backward"
     be, dtype, dy, y = prepare(op, dy=dy, y=y)
     check_shape(op, "dy", dy, y.shape)
-    out = be.xp.empty(y.shape, dtype)
+    out = be.empty(y.shape, dtype)
     _kernel(be, op, op)(out, _contig(be, dy), _contig(be, y))
     return out
 

@@ -55,7 +55,7 @@ def matmul(a, b):
     """a @ b for 2-D or batched 3-D operands (a 2-D operand is shared across the batch)."""
     be, dtype, a, b = prepare("matmul", a=a, b=b)
     shape = _matmul_shapes("matmul", a, b)
-    out = be.xp.empty(shape, dtype)
+    out = be.empty(shape, dtype)
     if a.ndim == 3 and b.ndim == 2:  # one tall product beats B small ones
         _gemm(be, _rows(out, shape[-1]), _rows(a, a.shape[-1]), b)
     else:
@@ -68,9 +68,8 @@ def matmul_backward(dy, a, b):
     be, dtype, dy, a, b = prepare("matmul_backward", dy=dy, a=a, b=b)
     shape = _matmul_shapes("matmul_backward", a, b)
     check_shape("matmul_backward", "dy", dy, shape)
-    xp = be.xp
-    da = xp.empty(a.shape, dtype)
-    db = xp.empty(b.shape, dtype)
+    da = be.empty(a.shape, dtype)
+    db = be.empty(b.shape, dtype)
     if a.ndim == b.ndim:
         _gemm(be, da, dy, _mT(b))
         _gemm(be, db, _mT(a), dy)
@@ -104,7 +103,7 @@ def linear(x, w, b=None):
     """y = x @ w^T + b with x (*, in), w (out, in), b (out,) or None; bias fused in the GEMM."""
     be, dtype, x, w, b = prepare("linear", x=x, w=w, b=b)
     shape = _linear_shapes("linear", x, w, b)
-    out = be.xp.empty(shape, dtype)
+    out = be.empty(shape, dtype)
     bias = None if b is None else contiguous(be, b)
     _gemm(be, _rows(out, w.shape[0]), _rows(x, w.shape[1]), _mT(w), bias=bias)
     return out
@@ -115,13 +114,12 @@ def linear_backward(dy, x, w):
     be, dtype, dy, x, w = prepare("linear_backward", dy=dy, x=x, w=w)
     shape = _linear_shapes("linear_backward", x, w)
     check_shape("linear_backward", "dy", dy, shape)
-    xp = be.xp
     out_f, in_f = w.shape
     dy2 = contiguous(be, _rows(dy, out_f))
     x2 = _rows(x, in_f)
-    dx = xp.empty(x.shape, dtype)
-    dw = xp.empty(w.shape, dtype)
-    db = xp.empty((out_f,), dtype)
+    dx = be.empty(x.shape, dtype)
+    dw = be.empty(w.shape, dtype)
+    db = be.empty((out_f,), dtype)
     _gemm(be, _rows(dx, in_f), dy2, w)
     _gemm(be, dw, _mT(dy2), x2)
     be.call("sum_rows", db, dy2)

@@ -38,8 +38,8 @@ def dropout(x, p, seed):
         raise TypeError(f"{op}: seed must be an int, got {type(seed).__name__}")
     be, dtype, x = prepare(op, x=x)
     x = _contig(be, x)
-    y = be.xp.empty(x.shape, dtype)
-    mask = be.xp.empty(x.shape, np.uint8)
+    y = be.empty(x.shape, dtype)
+    mask = be.empty(x.shape, np.uint8)
     _kernel(be, op, "dropout_forward")(y, mask, x, p, int(seed) % 2**64)
     return y, mask
 
@@ -55,7 +55,7 @@ def dropout_backward(dy, mask, p):
     if mask.dtype != np.uint8:
         raise TypeError(f"{op}: mask must be the uint8 mask dropout returned, got dtype {mask.dtype}")
     check_shape(op, "mask", mask, dy.shape)
-    out = be.xp.empty(dy.shape, dtype)
+    out = be.empty(dy.shape, dtype)
     _kernel(be, op, "dropout_backward")(out, _contig(be, dy), _contig(be, mask), p)
     return out
 

@@ -28,7 +28,7 @@ def bias_add(x, b, axis=1):
     if b.shape != (x.shape[axis],):
         raise ValueError(f"{op}: b must have shape {shape_str((x.shape[axis],))} to match axis "
                          f"{axis} of x {shape_str(x.shape)}, got {shape_str(b.shape)}")
-    out = be.xp.empty(x.shape, dtype)
+    out = be.empty(x.shape, dtype)
     _kernel(be, op, "bias_add")(out, _contig(be, x), _contig(be, b), axis)
     return out
 
@@ -40,6 +40,6 @@ def bias_add_backward(dy, axis=1):
     axis = _axis(op, dy.ndim, axis)
     c = dy.shape[axis]
     outer, inner = math.prod(dy.shape[:axis]), math.prod(dy.shape[axis + 1:])
-    rows = be.xp.empty((c * inner,), dtype)
+    rows = be.empty((c * inner,), dtype)
     _kernel(be, op, "sum_rows")(rows, _contig(be, dy).reshape(outer, c * inner))
     return rows if inner == 1 else rows.reshape(c, inner).sum(axis=1)

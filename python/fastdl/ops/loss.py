@@ -57,7 +57,7 @@ def cross_entropy(logits, target):
     check_ndim(op, "logits", logits, (2,))
     n, c = logits.shape
     t = _targets(op, be, target, n, c)
-    probs = be.xp.empty((n, c), dtype)
+    probs = be.empty((n, c), dtype)
     loss = _kernel(be, op, "cross_entropy_forward")(probs, _contig(be, logits), t)
     return be.xp.asarray(loss, dtype=dtype), probs
 
@@ -69,7 +69,7 @@ def cross_entropy_backward(probs, target):
     check_ndim(op, "probs", probs, (2,))
     n, c = probs.shape
     t = _targets(op, be, target, n, c)
-    out = be.xp.empty((n, c), dtype)
+    out = be.empty((n, c), dtype)
     _kernel(be, op, "cross_entropy_backward")(out, _contig(be, probs), t)
     return out
 
@@ -93,7 +93,7 @@ def mse_loss_backward(pred, target):
     """Gradient of the mean squared error w.r.t. pred: 2 (pred - target) / numel."""
     op = "mse_loss_backward"
     be, dtype, pred, target = _pair(op, "pred", pred, target)
-    out = be.xp.empty(pred.shape, dtype)
+    out = be.empty(pred.shape, dtype)
     _kernel(be, op, "mse_backward")(out, pred, target)
     return out
 
@@ -109,7 +109,7 @@ def binary_cross_entropy_with_logits_backward(logits, target):
     """Gradient of the mean BCE-with-logits w.r.t. the logits: (sigmoid(x) - t) / numel."""
     op = "binary_cross_entropy_with_logits_backward"
     be, dtype, logits, target = _pair(op, "logits", logits, target)
-    out = be.xp.empty(logits.shape, dtype)
+    out = be.empty(logits.shape, dtype)
     _kernel(be, op, "bce_with_logits_backward")(out, logits, target)
     return out
 

@@ -41,7 +41,7 @@ def _forward(op: str, x, axis, log: bool):
     be, dtype, x = prepare(op, x=x)
     axis = _axis(op, x.ndim, axis)
     xl = _last(be, x, axis)
-    out = be.xp.empty(xl.shape, dtype)
+    out = be.empty(xl.shape, dtype)
     _kernel(be, op, "softmax_forward")(out, xl, log=log)
     return _back(be, out, axis)
 
@@ -51,7 +51,7 @@ def _backward(op: str, dy, y, axis, log: bool):
     axis = _axis(op, y.ndim, axis)
     check_shape(op, "dy", dy, y.shape)
     dyl, yl = _last(be, dy, axis), _last(be, y, axis)
-    out = be.xp.empty(yl.shape, dtype)
+    out = be.empty(yl.shape, dtype)
     _kernel(be, op, "softmax_backward")(out, dyl, yl, log=log)
     return _back(be, out, axis)
 
