@@ -86,7 +86,7 @@ static void ukernel_reference(std::int64_t kc, const T* __restrict ap, std::int6
 
 template <typename T, class B>
 static constexpr GemmTable<T> make_generic_table() {
-  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_reference<T, B::MR, B::NR>,
+  return {B::MR, B::NR, B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_reference<T, B::MR, B::NR>,
           &pack_panels<B::MR, T>, &pack_panels<B::NR, T>, &skinny_dot<VecScalar<T>>,
           &skinny_axpy<VecScalar<T>>};
 }
@@ -252,7 +252,8 @@ Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, st
                    int max_threads) {
   const double flops = 2.0 * double(m) * double(n) * double(k);
   int threads = int(std::min<double>(max_threads, std::max(1.0, flops / 6e5)));
-  const std::int64_t mu = (m + t.mr - 1) / t.mr, nu = (n + t.nr - 1) / t.nr;  // tiles along m, n
+  // Units of mstep rows and nstep columns: the grain of the split (a part may end in an edge tile).
+  const std::int64_t mu = (m + t.mstep - 1) / t.mstep, nu = (n + t.nstep - 1) / t.nstep;
   threads = int(std::min<std::int64_t>(threads, mu * nu));
   Split best{1, 1, 1};
   double best_cost = -1;
@@ -261,8 +262,8 @@ Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, st
     const int tn = threads / tm;
     if (tm > mu || tn > nu) continue;
     // The largest part's extent (edge tiles compute no padding, so the last one counts as is).
-    const std::int64_t rows = std::min(m, (mu + tm - 1) / tm * t.mr);
-    const std::int64_t cols = std::min(n, (nu + tn - 1) / tn * t.nr);
+    const std::int64_t rows = std::min(m, (mu + tm - 1) / tm * t.mstep);
+    const std::int64_t cols = std::min(n, (nu + tn - 1) / tn * t.nstep);
     const std::int64_t packed_a =
         read_a_in_place(t, rsa, csa, cols) ? 0 : rows * ((cols + t.nc - 1) / t.nc);
     const std::int64_t packed_b = read_b_in_place(t, rsb, csb, rows, k) ? 0 : cols;
@@ -336,14 +337,14 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
     if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) throw std::bad_alloc();
     return;
   }
-  const std::int64_t mu = (m + t.mr - 1) / t.mr, nu = (n + t.nr - 1) / t.nr;
+  const std::int64_t mu = (m + t.mstep - 1) / t.mstep, nu = (n + t.nstep - 1) / t.nstep;
   std::atomic<bool> ok{true};
 #pragma omp parallel num_threads(s.threads)
   {
     const int id = omp_get_thread_num();
     const int ti = id / s.tn, tj = id % s.tn;
-    const std::int64_t m0 = part_begin(mu, s.tm, ti, t.mr, m), m1 = part_begin(mu, s.tm, ti + 1, t.mr, m);
-    const std::int64_t n0 = part_begin(nu, s.tn, tj, t.nr, n), n1 = part_begin(nu, s.tn, tj + 1, t.nr, n);
+    const std::int64_t m0 = part_begin(mu, s.tm, ti, t.mstep, m), m1 = part_begin(mu, s.tm, ti + 1, t.mstep, m);
+    const std::int64_t n0 = part_begin(nu, s.tn, tj, t.nstep, n), n1 = part_begin(nu, s.tn, tj + 1, t.nstep, n);
     if (m1 > m0 && n1 > n0) {
       UkEpilogue<T> et = e;
       if (et.bias_row) et.bias_row += m0;

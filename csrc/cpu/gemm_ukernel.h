@@ -57,6 +57,10 @@ using skinny_axpy_fn = void (*)(T* c, std::int64_t rsc, std::int64_t csc, const 
 template <typename T>
 struct GemmTable {
   int mr, nr;
+  // The finest steps in which C can be split between threads without computing padding: edge
+  // tiles run rows in steps of mstep and columns in whole vectors of nstep (MR and NR for the
+  // plain-C kernel, which computes whole tiles).
+  int mstep, nstep;
   std::int64_t kc, mc, nc;
   ukernel_fn<T> ukernel;
   pack_fn<T> pack_a;

@@ -169,7 +169,8 @@ constexpr GemmTable<typename V::T> make_simd_table(
     pack_fn<typename V::T> pack_a = &pack_panels<B::MR, typename V::T>,
     pack_fn<typename V::T> pack_b = &pack_panels<B::NR, typename V::T>) {
   static_assert(B::NR % V::W == 0, "NR must be a whole number of vectors");
-  return {B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_simd<V, B::MR, B::NR / V::W>,
+  return {B::MR, B::NR, row_step(B::MR), V::W, B::KC, B::MC, B::NC,
+          &ukernel_simd<V, B::MR, B::NR / V::W>,
           pack_a, pack_b, &skinny_dot<V>, &skinny_axpy<V>};
 }
 
