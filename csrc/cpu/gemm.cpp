@@ -11,11 +11,13 @@
 //      "generic" ISA, for any x86-64).
 //   3. the AVX2 and AVX-512 micro-kernels (gemm_ukernel_avx2.cpp / gemm_ukernel_avx512.cpp).
 // The loop nest is BLIS's: five loops around the micro-kernel, blocked by gemm_config.h; A and B
-// are packed into thread-local buffers, except that a row-major A feeding few B panels is read
-// in place (BLIS's "sup" idea, see read_a_in_place). Threads each own a rectangle of C and run
-// the whole nest on it with their own packing buffers, so no barrier is needed and every element
-// of C is computed by the same sequence of operations at any thread count (bitwise-reproducible
-// results).
+// are packed into thread-local buffers, except that a row-major A feeding few B panels, or a
+// row-major B feeding few A panels, is read in place (BLIS's "sup" idea, see read_a_in_place /
+// read_b_in_place). Products with at most gemm_config::kSkinny rows or columns skip the nest for
+// the bandwidth-bound kernels of gemm_skinny_simd.h (gemm_skinny). Threads each own a rectangle
+// of C and run the whole nest on it with their own packing buffers, so no barrier is needed and
+// every element of C is computed by the same sequence of operations at any thread count
+// (bitwise-reproducible results).
 #include "cpu/gemm.h"
 
 #include <omp.h>

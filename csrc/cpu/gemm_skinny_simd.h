@@ -7,8 +7,8 @@
 // of B, so it is bound by reading B: B is read once, in place, never packed (packing would move
 // it three times), and A (m x k, small) stays in L1. C = epilogue(A * B), per element.
 //   skinny_dot:  rows of A and columns of B contiguous along k (x W^T with W (n, k) row-major):
-//                four columns of B at a time, each against every row of A while it is in L1,
-//                W-lane partial sums (chains of kChain steps) reduced at the end.
+//                four or eight columns of B at a time, each against every row of A while it is
+//                in L1, W-lane partial sums (chains of kChain steps) reduced at the end.
 //   skinny_axpy: rows of B contiguous along n (x W with W (k, n) row-major): blocks of C's
 //                columns live in registers while 32 rows of B stream past, A broadcast, then
 //                join partial sums in L1; B is read once, row after row.
@@ -33,7 +33,7 @@ void skinny_dot_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc, const
   using R = typename V::reg;
   // Columns of B per pass: eight independent streams and accumulator chains when the registers
   // allow (AVX-512, one row of A), four otherwise.
-  constexpr int JB = MI == 1 && V::W * sizeof(typename V::T) >= 64 ? 8 : 4;
+  constexpr int JB = MI == 1 && V::W * sizeof(T) >= 64 ? 8 : 4;
   for (std::int64_t j0 = 0; j0 < n; j0 += JB) {
     const int nj = int(std::min<std::int64_t>(JB, n - j0));
     const T* bj[JB];
