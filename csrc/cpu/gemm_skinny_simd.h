@@ -49,29 +49,24 @@ void skinny_dot_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc, const
     alignas(64) T partial[MI][JB][V::W];
     for (std::int64_t q0 = 0; q0 < k; q0 += gemm_config::kChain * V::W) {
       const std::int64_t q1 = std::min(k, q0 + gemm_config::kChain * V::W);
+      // One vector step at q; `load` is V::load, or a masked load for the last k % W elements
+      // (zeros past k).
+      auto step = [&](std::int64_t q, auto load) __attribute__((always_inline)) {
+        R bv[JB];
+#pragma GCC unroll 8
+        for (int j = 0; j < JB; ++j) bv[j] = load(bj[j] + q);
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; ++i) {
+          const R av = load(a + i * rsa + q);
+#pragma GCC unroll 8
+          for (int j = 0; j < JB; ++j) s[i][j] = V::fmadd(av, bv[j], s[i][j]);
+        }
+      };
       std::int64_t q = q0;
-      for (; q + V::W <= q1; q += V::W) {
-        R bv[JB];
-#pragma GCC unroll 8
-        for (int j = 0; j < JB; ++j) bv[j] = V::load(bj[j] + q);
-#pragma GCC unroll 4
-        for (int i = 0; i < MI; ++i) {
-          const R av = V::load(a + i * rsa + q);
-#pragma GCC unroll 8
-          for (int j = 0; j < JB; ++j) s[i][j] = V::fmadd(av, bv[j], s[i][j]);
-        }
-      }
-      if (q < q1) {  // the last k % W elements: masked loads read zeros past k
+      for (; q + V::W <= q1; q += V::W) step(q, [](const T* p) { return V::load(p); });
+      if (q < q1) {
         const int left = int(q1 - q);
-        R bv[JB];
-#pragma GCC unroll 8
-        for (int j = 0; j < JB; ++j) bv[j] = V::loadn(bj[j] + q, left);
-#pragma GCC unroll 4
-        for (int i = 0; i < MI; ++i) {
-          const R av = V::loadn(a + i * rsa + q, left);
-#pragma GCC unroll 8
-          for (int j = 0; j < JB; ++j) s[i][j] = V::fmadd(av, bv[j], s[i][j]);
-        }
+        step(q, [left](const T* p) { return V::loadn(p, left); });
       }
 #pragma GCC unroll 4
       for (int i = 0; i < MI; ++i)
@@ -116,12 +111,14 @@ void skinny_axpy_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc,
         for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 8
           for (int v = 0; v < JV; ++v) s[i][v] = V::zero();
-        const T* bq = b + q0 * rsb + js + jb;
-        if (cols == kBlock) {
+        // The rows q0 .. q1 of B's block; `load(p, v)` reads its vector v (masked past column n
+        // in the narrow last block).
+        auto rows = [&](auto load) __attribute__((always_inline)) {
+          const T* bq = b + q0 * rsb + js + jb;
           for (std::int64_t q = q0; q < q1; ++q, bq += rsb) {
             R bv[JV];
 #pragma GCC unroll 8
-            for (int v = 0; v < JV; ++v) bv[v] = V::load(bq + v * V::W);
+            for (int v = 0; v < JV; ++v) bv[v] = load(bq + v * V::W, v);
 #pragma GCC unroll 4
             for (int i = 0; i < MI; ++i) {
               const R ai = V::set1(a[i * rsa + q * csa]);
@@ -129,20 +126,13 @@ void skinny_axpy_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc,
               for (int v = 0; v < JV; ++v) s[i][v] = V::fmadd(ai, bv[v], s[i][v]);
             }
           }
-        } else {  // the narrow last block: masked loads, never past column n
-          for (std::int64_t q = q0; q < q1; ++q, bq += rsb) {
-            R bv[JV];
-#pragma GCC unroll 8
-            for (int v = 0; v < JV; ++v)
-              bv[v] = V::loadn(bq + v * V::W, std::clamp(cols - v * V::W, 0, V::W));
-#pragma GCC unroll 4
-            for (int i = 0; i < MI; ++i) {
-              const R ai = V::set1(a[i * rsa + q * csa]);
-#pragma GCC unroll 8
-              for (int v = 0; v < JV; ++v) s[i][v] = V::fmadd(ai, bv[v], s[i][v]);
-            }
-          }
-        }
+        };
+        if (cols == kBlock)
+          rows([](const T* p, int) { return V::load(p); });
+        else
+          rows([cols](const T* p, int v) {
+            return V::loadn(p, std::clamp(cols - v * V::W, 0, V::W));
+          });
 #pragma GCC unroll 4
         for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 8
