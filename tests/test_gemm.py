@@ -134,6 +134,27 @@ def test_skinny_products(rng, isa, dtype):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rank_k_products(rng, isa, dtype):
+    # k <= 4 with B's rows contiguous and at least 64 KiB of C: the rank-k kernel (row by row,
+    # full vectors, a masked tail at n % W); B transposed falls back to the blocked nest.
+    m, n = 130, 131
+    c0 = ints(rng, (m, n), dtype)
+    for k in (1, 2, 3, 4):
+        a = ints(rng, (m, k), dtype)
+        b = ints(rng, (k, n), dtype)
+        for av in (a, np.ascontiguousarray(a.T).T):
+            for bv in (b, np.ascontiguousarray(b.T).T):
+                got, want = run_both(av, bv, isa)
+                np.testing.assert_array_equal(got, want, err_msg=f"k={k}")
+        for bias_axis in (0, 1):
+            bias = ints(rng, (m if bias_axis == 0 else n,), dtype)
+            got, want = run_both(a, b, isa, c0=c0, alpha=2.0, beta=-1.0, bias=bias,
+                                 bias_axis=bias_axis, relu=True)
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k} bias_axis={bias_axis}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_strided_operands(rng, isa, dtype):
     m, k, n = 29, 300, 45
     a_t = ints(rng, (k, m), dtype).T              # unit stride along M
@@ -204,7 +225,7 @@ def test_bitwise_same_at_any_thread_count(rng, isa):
     cases = [((300, 700), (700, 200), False), ((64, 4096), (4096, 64), False),
              ((1000, 60), (60, 530), False), ((200, 300), (200, 300), True),
              ((3, 1000), (1000, 2000), False), ((2, 1000), (2000, 1000), True),  # skinny
-             ((2000, 1000), (1000, 1), False)]
+             ((2000, 1000), (1000, 1), False), ((700, 3), (3, 900), False)]
     for sa, sb, trans_b in cases:
         a = rng.standard_normal(sa).astype(np.float32)
         b = rng.standard_normal(sb).astype(np.float32)

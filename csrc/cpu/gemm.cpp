@@ -90,7 +90,7 @@ template <typename T, class B>
 static constexpr GemmTable<T> make_generic_table() {
   return {B::MR, B::NR, B::MR, B::NR, B::KC, B::MC, B::NC, &ukernel_reference<T, B::MR, B::NR>,
           &pack_panels<B::MR, T>, &pack_panels<B::NR, T>, &skinny_dot<VecScalar<T>>,
-          &skinny_axpy<VecScalar<T>>};
+          &skinny_axpy<VecScalar<T>>, &rank_k<VecScalar<T>>};
 }
 
 const GemmTable<float> gemm_table_generic_f32 = make_generic_table<float, gemm_config::GenericF32>();
@@ -282,18 +282,36 @@ std::int64_t part_begin(std::int64_t units, int parts, int i, int size, std::int
 }
 }  // namespace
 
-// Products with at most kSkinny rows or columns of C (gemm_skinny_simd.h). One with few columns
-// is turned into one with few rows by transposing it (C^T = B^T A^T: swapped strides and bias
-// axes, nothing moves). Returns false, leaving the product to the blocked nest, when neither
-// skinny kernel suits the operands' layout. Threads split the long dimension: one per 256 KiB
-// of B read, at least 64 columns each.
+// Products with at most kSkinny rows or columns of C, or a k of at most kSkinny with B's rows
+// contiguous (gemm_skinny_simd.h). One with few columns is turned into one with few rows by
+// transposing it (C^T = B^T A^T: swapped strides and bias axes, nothing moves). Returns false,
+// leaving the product to the blocked nest, when no skinny kernel suits the operands' layout.
+// Threads split the long dimension: one per 256 KiB of B read (of C written, for rank_k), at
+// least 64 columns (4 rows) each.
 template <typename T>
 static bool gemm_skinny(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
                         const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
                         std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n,
                         std::int64_t k, const UkEpilogue<T>& e) {
+  constexpr std::int64_t kBytesPerThread = 256 * 1024, kMinCols = 64;
   const bool few_rows = m <= gemm_config::kSkinny;
-  if (!few_rows && n > gemm_config::kSkinny) return false;
+  if (!few_rows && n > gemm_config::kSkinny) {
+    // rank_k: C written once at store speed, where the nest pays a tile's fill and drain every
+    // k steps; below 64 KiB of C the nest's few tiles are cheaper (32x2x64: 0.5 vs 0.8 us).
+    const std::int64_t bytes = m * n * std::int64_t(sizeof(T));
+    if (k > gemm_config::kSkinny || csb != 1 || bytes < 64 * 1024) return false;
+    const int threads = int(std::clamp<std::int64_t>(std::min(bytes / kBytesPerThread, m / 4), 1,
+                                                     std::max(1, max_threads)));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      const int id = omp_get_thread_num();
+      const std::int64_t i0 = m * id / threads, i1 = m * (id + 1) / threads;
+      UkEpilogue<T> ep = e;
+      if (ep.bias_row) ep.bias_row += i0;
+      if (i1 > i0) t.rank_k(c + i0 * ldc, ldc, a + i0 * rsa, rsa, csa, b, rsb, int(k), i1 - i0, n, ep);
+    }
+    return true;
+  }
   UkEpilogue<T> et = e;
   std::int64_t rsc = ldc, csc = 1;
   if (!few_rows) {
@@ -304,7 +322,6 @@ static bool gemm_skinny(const GemmTable<T>& t, int max_threads, T* c, std::int64
   const bool dot = csa == 1 && rsb == 1;
   if (!dot && csb != 1) return false;
 
-  constexpr std::int64_t kBytesPerThread = 256 * 1024, kMinCols = 64;
   const std::int64_t bytes = k * n * std::int64_t(sizeof(T));
   const int threads = int(std::clamp<std::int64_t>(
       std::min(bytes / kBytesPerThread, n / kMinCols), 1, std::max(1, max_threads)));

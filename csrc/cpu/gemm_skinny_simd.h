@@ -1,6 +1,6 @@
 // gemm_skinny_simd.h: products with at most gemm_config::kSkinny rows of C (a batch-1 dense
-// layer, a matrix-vector product after transposition), written once over vector traits V
-// (vec_generic.h's contract) like the micro-kernels.
+// layer, a matrix-vector product after transposition) or a k of at most kSkinny (rank_k),
+// written once over vector traits V (vec_generic.h's contract) like the micro-kernels.
 //
 // Shapes: C m x n (m <= kSkinny; element (i, j) at c[i*rsc + j*csc], any strides, so the caller
 // can hand over a transposed problem), A m x k, B k x n. Such a product does 2 FLOPs per element
@@ -150,6 +150,40 @@ void skinny_axpy_rows(typename V::T* c, std::int64_t rsc, std::int64_t csc,
   }
 }
 
+// Rank-k products, k <= kSkinny (the weight gradient of a batch of at most kSkinny samples, an
+// outer product): C (m x n, row stride ldc) with B's rows contiguous, written row after row in
+// full vectors at the speed of writing C. Every element is the sequence the micro-kernels use (K
+// fused multiply-adds from zero, then the epilogue), so results equal the blocked nest's; the
+// nest would pay its ~80-cycle tile fill and drain for every K steps of work.
+template <class V, int K>
+void rank_k_rows(typename V::T* c, std::int64_t ldc, const typename V::T* a, std::int64_t rsa,
+                 std::int64_t csa, const typename V::T* b, std::int64_t rsb, std::int64_t m,
+                 std::int64_t n, const UkEpilogue<typename V::T>& e) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const VecEpilogue<V> ve(e);
+  for (std::int64_t i = 0; i < m; ++i) {
+    R ai[K];
+#pragma GCC unroll 4
+    for (int q = 0; q < K; ++q) ai[q] = V::set1(a[i * rsa + q * csa]);
+    const R brow = ve.row_bias(i);
+    T* ci = c + i * ldc;
+    auto at = [&](std::int64_t j, auto load) __attribute__((always_inline)) {
+      R sum = V::zero();
+#pragma GCC unroll 4
+      for (int q = 0; q < K; ++q) sum = V::fmadd(ai[q], load(b + q * rsb + j), sum);
+      return sum;
+    };
+    std::int64_t j = 0;
+    for (; j + V::W <= n; j += V::W)
+      ve.store(ci + j, at(j, [](const T* p) { return V::load(p); }), brow, j, V::W);
+    if (j < n) {
+      const int left = int(n - j);
+      ve.store(ci + j, at(j, [left](const T* p) { return V::loadn(p, left); }), brow, j, left);
+    }
+  }
+}
+
 // The entry points a GemmTable exports: m (1 .. kSkinny) picks the compile-time row count.
 template <class V>
 void skinny_dot(typename V::T* c, std::int64_t rsc, std::int64_t csc, const typename V::T* a,
@@ -161,6 +195,18 @@ void skinny_dot(typename V::T* c, std::int64_t rsc, std::int64_t csc, const type
     case 2: return skinny_dot_rows<V, 2>(c, rsc, csc, a, rsa, b, csb, n, k, e);
     case 3: return skinny_dot_rows<V, 3>(c, rsc, csc, a, rsa, b, csb, n, k, e);
     default: return skinny_dot_rows<V, 4>(c, rsc, csc, a, rsa, b, csb, n, k, e);
+  }
+}
+
+template <class V>
+void rank_k(typename V::T* c, std::int64_t ldc, const typename V::T* a, std::int64_t rsa,
+            std::int64_t csa, const typename V::T* b, std::int64_t rsb, int k, std::int64_t m,
+            std::int64_t n, const UkEpilogue<typename V::T>& e) {
+  switch (k) {
+    case 1: return rank_k_rows<V, 1>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
+    case 2: return rank_k_rows<V, 2>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
+    case 3: return rank_k_rows<V, 3>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
+    default: return rank_k_rows<V, 4>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
   }
 }
 

@@ -101,42 +101,27 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
       for (int v = 0; v < NVc; ++v) acc[i][v] = V::add(V::load(partial[i][v]), acc[i][v]);
   }
 
-  // Write-back. The epilogue is copied into locals first: e is a reference, and without the copy
-  // every store to C could alias it, so the compiler re-read and re-tested each field for every
-  // vector (~20 instructions per vector, 15-20% of a k = 64 tile).
-  const T alpha_s = e.alpha, beta_s = e.beta;
-  const T* const bias_row = e.bias_row;
-  const T* const bias_col = e.bias_col;
-  const bool relu = e.relu;
-  if (m == MRc && n == NVc * V::W && alpha_s == T(1) && beta_s == T(0) && !bias_row &&
-      !bias_col && !relu) {  // the plain product over a full tile: just the stores
+  // Write-back: the plain product over a full tile is just the stores; anything else goes
+  // through the epilogue, full-width in the interior, masked lanes on the right edge, rows >= m
+  // skipped (never a scalar loop).
+  const VecEpilogue<V> ve(e);
+  if (m == MRc && n == NVc * V::W && ve.plain()) {
 #pragma GCC unroll 16
     for (int i = 0; i < MRc; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NVc; ++v) V::store(c + i * ldc + v * V::W, acc[i][v]);
     return;
   }
-  // General case: full-width stores in the interior, masked lanes on the right edge, rows >= m
-  // skipped. Never a scalar loop.
-  const R alpha = V::set1(alpha_s);
-  const R beta = V::set1(beta_s);
-  const bool read_c = beta_s != T(0);
 #pragma GCC unroll 16
   for (int i = 0; i < MRc; ++i) {
     if (i >= m) break;
     T* ci = c + i * ldc;
-    const R brow = bias_row ? V::set1(bias_row[i]) : V::zero();
+    const R brow = ve.row_bias(i);
 #pragma GCC unroll 4
     for (int v = 0; v < NVc; ++v) {
       const int left = n - v * V::W;
       if (left <= 0) break;
-      const int cnt = left < V::W ? left : V::W;
-      R r = V::mul(alpha, acc[i][v]);
-      if (read_c) r = V::fmadd(beta, V::loadn(ci + v * V::W, cnt), r);
-      if (bias_row) r = V::add(r, brow);
-      if (bias_col) r = V::add(r, V::loadn(bias_col + v * V::W, cnt));
-      if (relu) r = V::max(V::zero(), r);  // max(0, NaN) is NaN, as in PyTorch
-      V::storen(ci + v * V::W, r, cnt);
+      ve.store(ci + v * V::W, acc[i][v], brow, v * V::W, left < V::W ? left : V::W);
     }
   }
 }
@@ -171,7 +156,7 @@ constexpr GemmTable<typename V::T> make_simd_table(
   static_assert(B::NR % V::W == 0, "NR must be a whole number of vectors");
   return {B::MR, B::NR, row_step(B::MR), V::W, B::KC, B::MC, B::NC,
           &ukernel_simd<V, B::MR, B::NR / V::W>,
-          pack_a, pack_b, &skinny_dot<V>, &skinny_axpy<V>};
+          pack_a, pack_b, &skinny_dot<V>, &skinny_axpy<V>, &rank_k<V>};
 }
 
 }  // namespace
