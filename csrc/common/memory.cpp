@@ -60,7 +60,8 @@ OutputCache& cache() {
 }  // namespace
 
 void* output_alloc(std::size_t bytes) {
-  if (bytes < kSmall) return std::aligned_alloc(64, std::max<std::size_t>(64, (bytes + 63) / 64 * 64));
+  if (bytes < kSmall)
+    return std::aligned_alloc(64, std::max<std::size_t>(64, (bytes + 63) / 64 * 64));
   const std::size_t size = round_pages(bytes);
   {
     OutputCache& c = cache();

@@ -173,7 +173,8 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
   const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
-  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * (direct_b ? t.nr : nc_max))));
+  const std::int64_t pb_cols = direct_b ? t.nr : nc_max;  // in place: only a narrow last panel
+  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * pb_cols)));
   if ((!direct_a && !pa) || !pb) return false;
 
   for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
@@ -308,7 +309,8 @@ static bool gemm_skinny(const GemmTable<T>& t, int max_threads, T* c, std::int64
       const std::int64_t i0 = m * id / threads, i1 = m * (id + 1) / threads;
       UkEpilogue<T> ep = e;
       if (ep.bias_row) ep.bias_row += i0;
-      if (i1 > i0) t.rank_k(c + i0 * ldc, ldc, a + i0 * rsa, rsa, csa, b, rsb, int(k), i1 - i0, n, ep);
+      if (i1 > i0)
+        t.rank_k(c + i0 * ldc, ldc, a + i0 * rsa, rsa, csa, b, rsb, int(k), i1 - i0, n, ep);
     }
     return true;
   }
@@ -362,8 +364,10 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
   {
     const int id = omp_get_thread_num();
     const int ti = id / s.tn, tj = id % s.tn;
-    const std::int64_t m0 = part_begin(mu, s.tm, ti, t.mstep, m), m1 = part_begin(mu, s.tm, ti + 1, t.mstep, m);
-    const std::int64_t n0 = part_begin(nu, s.tn, tj, t.nstep, n), n1 = part_begin(nu, s.tn, tj + 1, t.nstep, n);
+    const std::int64_t m0 = part_begin(mu, s.tm, ti, t.mstep, m);
+    const std::int64_t m1 = part_begin(mu, s.tm, ti + 1, t.mstep, m);
+    const std::int64_t n0 = part_begin(nu, s.tn, tj, t.nstep, n);
+    const std::int64_t n1 = part_begin(nu, s.tn, tj + 1, t.nstep, n);
     if (m1 > m0 && n1 > n0) {
       UkEpilogue<T> et = e;
       if (et.bias_row) et.bias_row += m0;

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/gemm_config.h"
 #include "cpu/gemm_ukernel.h"
@@ -184,42 +185,44 @@ void rank_k_rows(typename V::T* c, std::int64_t ldc, const typename V::T* a, std
   }
 }
 
-// The entry points a GemmTable exports: m (1 .. kSkinny) picks the compile-time row count.
-template <class V>
-void skinny_dot(typename V::T* c, std::int64_t rsc, std::int64_t csc, const typename V::T* a,
-                std::int64_t rsa, const typename V::T* b, std::int64_t csb, int m, std::int64_t n,
-                std::int64_t k, const UkEpilogue<typename V::T>& e) {
-  static_assert(gemm_config::kSkinny == 4, "one instantiation per row count below");
-  switch (m) {
-    case 1: return skinny_dot_rows<V, 1>(c, rsc, csc, a, rsa, b, csb, n, k, e);
-    case 2: return skinny_dot_rows<V, 2>(c, rsc, csc, a, rsa, b, csb, n, k, e);
-    case 3: return skinny_dot_rows<V, 3>(c, rsc, csc, a, rsa, b, csb, n, k, e);
-    default: return skinny_dot_rows<V, 4>(c, rsc, csc, a, rsa, b, csb, n, k, e);
+// The entry points a GemmTable exports: the row count m (or k, for rank_k), 1 .. kSkinny, picks
+// the compile-time instantiation.
+template <class F>
+void with_count(int r, F&& f) {
+  static_assert(gemm_config::kSkinny == 4, "one instantiation per count below");
+  switch (r) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return f(std::integral_constant<int, 4>{});
   }
 }
 
 template <class V>
-void rank_k(typename V::T* c, std::int64_t ldc, const typename V::T* a, std::int64_t rsa,
-            std::int64_t csa, const typename V::T* b, std::int64_t rsb, int k, std::int64_t m,
-            std::int64_t n, const UkEpilogue<typename V::T>& e) {
-  switch (k) {
-    case 1: return rank_k_rows<V, 1>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
-    case 2: return rank_k_rows<V, 2>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
-    case 3: return rank_k_rows<V, 3>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
-    default: return rank_k_rows<V, 4>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
-  }
+void skinny_dot(typename V::T* c, std::int64_t rsc, std::int64_t csc, const typename V::T* a,
+                std::int64_t rsa, const typename V::T* b, std::int64_t csb, int m, std::int64_t n,
+                std::int64_t k, const UkEpilogue<typename V::T>& e) {
+  with_count(m, [&](auto mi) {
+    skinny_dot_rows<V, decltype(mi)::value>(c, rsc, csc, a, rsa, b, csb, n, k, e);
+  });
 }
 
 template <class V>
 void skinny_axpy(typename V::T* c, std::int64_t rsc, std::int64_t csc, const typename V::T* a,
                  std::int64_t rsa, std::int64_t csa, const typename V::T* b, std::int64_t rsb,
                  int m, std::int64_t n, std::int64_t k, const UkEpilogue<typename V::T>& e) {
-  switch (m) {
-    case 1: return skinny_axpy_rows<V, 1>(c, rsc, csc, a, rsa, csa, b, rsb, n, k, e);
-    case 2: return skinny_axpy_rows<V, 2>(c, rsc, csc, a, rsa, csa, b, rsb, n, k, e);
-    case 3: return skinny_axpy_rows<V, 3>(c, rsc, csc, a, rsa, csa, b, rsb, n, k, e);
-    default: return skinny_axpy_rows<V, 4>(c, rsc, csc, a, rsa, csa, b, rsb, n, k, e);
-  }
+  with_count(m, [&](auto mi) {
+    skinny_axpy_rows<V, decltype(mi)::value>(c, rsc, csc, a, rsa, csa, b, rsb, n, k, e);
+  });
+}
+
+template <class V>
+void rank_k(typename V::T* c, std::int64_t ldc, const typename V::T* a, std::int64_t rsa,
+            std::int64_t csa, const typename V::T* b, std::int64_t rsb, int k, std::int64_t m,
+            std::int64_t n, const UkEpilogue<typename V::T>& e) {
+  with_count(k, [&](auto kk) {
+    rank_k_rows<V, decltype(kk)::value>(c, ldc, a, rsa, csa, b, rsb, m, n, e);
+  });
 }
 
 }  // namespace

@@ -98,10 +98,10 @@ inline T apply_epilogue(T acc, const T* c, int i, int j, const UkEpilogue<T>& e)
   return r;
 }
 
-// apply_epilogue for a vector of sums V (vector traits, vec_generic.h), for the SIMD write-backs. The fields
-// are copied into locals: e is a reference, and without the copy every store to C could alias
-// it, so the compiler re-read and re-tested each field for every vector (~20 instructions per
-// vector, 15-20% of a k = 64 tile).
+// apply_epilogue for a vector of sums V (vector traits, vec_generic.h), for the SIMD
+// write-backs. The fields are copied into locals: e is a reference, and without the copy every
+// store to C could alias it, so the compiler re-read and re-tested each field for every vector
+// (~20 instructions per vector, 15-20% of a k = 64 tile).
 template <class V>
 struct VecEpilogue {
   using T = typename V::T;
