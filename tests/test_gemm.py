@@ -31,6 +31,16 @@ def run_both(a, b, isa, c0=None, **kw):
     return got, want
 
 
+def assert_every_layout(a, b, isa, msg, both_ways=False):
+    """a @ b equals the reference with a and b each row-major and as a transposed view (unit
+    stride along the rows), and with both_ways b^T @ a^T too (rows and columns exchanged)."""
+    for av in (a, np.ascontiguousarray(a.T).T):
+        for bv in (b, np.ascontiguousarray(b.T).T):
+            for x, y in ((av, bv), (bv.T, av.T)) if both_ways else ((av, bv),):
+                got, want = run_both(x, y, isa)
+                np.testing.assert_array_equal(got, want, err_msg=f"{msg}: {x.shape} @ {y.shape}")
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_every_tile_residue(rng, isa, dtype):
@@ -64,10 +74,7 @@ def test_packing_layouts_and_edges(rng, isa, dtype):
             for n in ns:
                 a = ints(rng, (m, k), dtype)
                 b = ints(rng, (k, n), dtype)
-                for av in (a, np.ascontiguousarray(a.T).T):
-                    for bv in (b, np.ascontiguousarray(b.T).T):
-                        got, want = run_both(av, bv, isa)
-                        np.testing.assert_array_equal(got, want, err_msg=f"m={m} n={n} k={k}")
+                assert_every_layout(a, b, isa, f"m={m} n={n} k={k}")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -117,11 +124,8 @@ def test_skinny_products(rng, isa, dtype):
         for k, n in [(1, 1), (5, 3), (17, 50), (300, 129), (4099, 7), (33, span + 37)]:
             a = ints(rng, (m, k), dtype, -2, 3)
             b = ints(rng, (k, n), dtype, -2, 3)
-            for av in (a, np.ascontiguousarray(a.T).T):
-                for bv in (b, np.ascontiguousarray(b.T).T):
-                    for x, y in ((av, bv), (bv.T, av.T)):  # few rows, then few columns
-                        got, want = run_both(x, y, isa)
-                        np.testing.assert_array_equal(got, want, err_msg=f"{x.shape} @ {y.shape}")
+            # Few rows, then (b^T @ a^T) few columns.
+            assert_every_layout(a, b, isa, f"m={m} k={k} n={n}", both_ways=True)
     a, b = ints(rng, (3, 40), dtype), ints(rng, (40, 70), dtype)
     c0 = ints(rng, (3, 70), dtype)
     for bias_axis in (0, 1):
@@ -142,10 +146,7 @@ def test_rank_k_products(rng, isa, dtype):
     for k in (1, 2, 3, 4):
         a = ints(rng, (m, k), dtype)
         b = ints(rng, (k, n), dtype)
-        for av in (a, np.ascontiguousarray(a.T).T):
-            for bv in (b, np.ascontiguousarray(b.T).T):
-                got, want = run_both(av, bv, isa)
-                np.testing.assert_array_equal(got, want, err_msg=f"k={k}")
+        assert_every_layout(a, b, isa, f"k={k}")
         for bias_axis in (0, 1):
             bias = ints(rng, (m if bias_axis == 0 else n,), dtype)
             got, want = run_both(a, b, isa, c0=c0, alpha=2.0, beta=-1.0, bias=bias,
