@@ -1,6 +1,7 @@
 """The package surface: version, info, threads, ISA selection, the CLI."""
 
 import json
+import pickle
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastdl
+from fastdl import ops
 
 
 def run_cli(*args, env=None):
@@ -89,3 +91,30 @@ def test_stub_lists_every_function(name):
     declared = set(re.findall(r"^def (\w+)", stub, re.M))
     compiled = {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))}
     assert compiled == declared, f"missing: {sorted(compiled - declared)}, stale: {sorted(declared - compiled)}"
+
+
+def _equal_dtype_copy(a):
+    """a with an equal but distinct dtype object, as unpickling produces."""
+    b = pickle.loads(pickle.dumps(a))
+    assert b.dtype == a.dtype and b.dtype is not a.dtype
+    return b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpickled_arrays_run_every_op_family(dtype):
+    rng = np.random.default_rng(7)
+    x, w, dy = (rng.standard_normal(s).astype(dtype) for s in ((5, 3), (4, 3), (5, 4)))
+    b = rng.standard_normal(4).astype(dtype)
+    target = np.array([0, 3, 1, 2, 3])
+    px, pw, pdy, pb = map(_equal_dtype_copy, (x, w, dy, b))
+    np.testing.assert_array_equal(ops.linear(px, pw, pb), ops.linear(x, w, b))
+    for got, want in zip(ops.linear_backward(pdy, px, pw), ops.linear_backward(dy, x, w)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ops.matmul(px, pw.T), ops.matmul(x, w.T))
+    np.testing.assert_array_equal(ops.relu(px), ops.relu(x))
+    np.testing.assert_array_equal(ops.softmax(pdy), ops.softmax(dy))
+    assert ops.cross_entropy(pdy, target)[0] == ops.cross_entropy(dy, target)[0]
+    p, g = _equal_dtype_copy(w), _equal_dtype_copy(w * 0.5)
+    ops.sgd_step_(p, g, None, lr=0.1)
+    np.testing.assert_array_equal(p, w - dtype(0.1) * (w * dtype(0.5)))
+    assert ops.clip_grad_norm_([g], 1e9) > 0

@@ -57,8 +57,11 @@ std::vector<int64_t> elem_strides(const py::array& a, const char* name) {
   return s;
 }
 
+// dtype equality, not identity: an unpickled array carries its own, equal descriptor object.
+bool same_dtype(const py::dtype& a, const py::dtype& b) { return a.is(b) || a.equal(b); }
+
 #define CHECK_DTYPE(arr, dt, name)                                                          \
-  FASTDL_CHECK((arr).dtype().is(dt), TypeError, name, ": expected dtype ",                 \
+  FASTDL_CHECK(same_dtype((arr).dtype(), dt), TypeError, name, ": expected dtype ",                 \
                std::string(py::str(dt)), ", got ", std::string(py::str((arr).dtype())))
 #define CHECK_NDIM(arr, lo, hi, name)                                                       \
   FASTDL_CHECK((arr).ndim() >= (lo) && (arr).ndim() <= (hi), ValueError, name,             \
@@ -76,8 +79,8 @@ void check_output(const py::array& out, const char* name) {
 
 template <typename F>
 auto dispatch_float(const py::dtype& dt, const char* name, F&& f) {
-  if (dt.is(py::dtype::of<float>())) return f(float{});
-  if (dt.is(py::dtype::of<double>())) return f(double{});
+  if (same_dtype(dt, py::dtype::of<float>())) return f(float{});
+  if (same_dtype(dt, py::dtype::of<double>())) return f(double{});
   throw fastdl::TypeError(std::string(name) + ": expected dtype float32 or float64, got " +
                           std::string(py::str(dt)));
 }
@@ -475,7 +478,8 @@ py::array inplace_arg(const py::object& o, const std::string& op, const char* na
   FASTDL_CHECK(py::isinstance<py::array>(o), TypeError, op, ": ", name,
                ": expected a numpy.ndarray (updated in place), got ", type_name(o));
   py::array a = py::reinterpret_borrow<py::array>(o);
-  FASTDL_CHECK(a.dtype().is(py::dtype::of<float>()) || a.dtype().is(py::dtype::of<double>()),
+  FASTDL_CHECK(same_dtype(a.dtype(), py::dtype::of<float>()) ||
+                   same_dtype(a.dtype(), py::dtype::of<double>()),
                TypeError, op, ": ", name, ": expected dtype float32 or float64, got ",
                std::string(py::str(a.dtype())));
   FASTDL_CHECK(a.flags() & py::array::c_style, TypeError, op, ": ", name,
@@ -490,7 +494,7 @@ py::array state_arg(const py::object& o, const py::array& p, const std::string& 
   FASTDL_CHECK(!o.is_none(), ValueError, op, ": ", name,
                ": expected an array of p's shape and dtype, got None");
   py::array a = inplace_arg(o, op, name);
-  FASTDL_CHECK(a.dtype().is(p.dtype()), TypeError, op, ": ", name, ": expected dtype ",
+  FASTDL_CHECK(same_dtype(a.dtype(), p.dtype()), TypeError, op, ": ", name, ": expected dtype ",
                std::string(py::str(p.dtype())), " (that of p), got ", std::string(py::str(a.dtype())));
   FASTDL_CHECK(a.ndim() == p.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), p.shape()),
                ValueError, op, ": ", name, ": expected shape ", shape_str(p), " (that of p), got ",
@@ -653,7 +657,7 @@ std::vector<fastdl::GradView> grad_views(const py::iterable& grads, const std::s
     const std::string name = "grads[" + std::to_string(i++) + "]";
     if (h.is_none()) continue;
     py::array a = inplace_arg(py::reinterpret_borrow<py::object>(h), op, name.c_str());
-    views.push_back({a.mutable_data(), int64_t(a.size()), a.dtype().is(py::dtype::of<double>())});
+    views.push_back({a.mutable_data(), int64_t(a.size()), same_dtype(a.dtype(), py::dtype::of<double>())});
     keep.push_back(std::move(a));
   }
   return views;
