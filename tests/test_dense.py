@@ -191,6 +191,67 @@ def test_deterministic_across_runs_and_threads(rng, op):
         np.testing.assert_array_equal(f(), first)
 
 
+# ---- the one-call fast path (fastdl._core.matmul / linear / *_backward) ----------------------
+
+class _Sub(np.ndarray):
+    """An ndarray subclass: the fast path declines it, so the op runs its Python path."""
+
+
+def _slow(*arrays):
+    return [None if a is None else a.view(_Sub) for a in arrays]
+
+
+def _fast_cases(rng):
+    """(op, args, fast) over the layouts the fast path takes or must decline (fast=False)."""
+    def r(*s):
+        return rng.standard_normal(s).astype(np.float32)
+    a, b, dy = r(37, 45), r(45, 29), r(37, 29)
+    yield "matmul", (a, b), True
+    yield "matmul", (r(45, 37).T, r(29, 45).T[::-1]), True  # transposed, reversed views
+    yield "matmul", (a.astype(np.float64), b.astype(np.float64)), True
+    yield "matmul", (r(4, 7, 5), r(4, 5, 3)), True
+    yield "matmul", (r(4, 7, 5), r(5, 3)), True  # batch folded into rows
+    yield "matmul", (r(7, 4, 5).transpose(1, 0, 2), r(5, 3)), False  # rows not foldable
+    yield "matmul", (r(9, 11), r(5, 11, 6)), True
+    yield "matmul", (a, b.astype(np.float64)), False  # mixed dtypes convert in Python
+    yield "matmul", (a.astype(np.float16), b), False
+    yield "matmul", (a, r(44, 29)), False  # shapes do not chain: Python raises
+    yield "matmul", (r(0, 45), b), False
+    yield "matmul_backward", (dy, a, b), True
+    yield "matmul_backward", (dy.T.copy().T, r(45, 37).T, b[::-1]), True
+    yield "matmul_backward", (r(4, 7, 3), r(4, 7, 5), r(4, 5, 3)), True
+    yield "matmul_backward", (r(4, 7, 3), r(4, 7, 5), r(5, 3)), True
+    yield "matmul_backward", (r(4, 7, 3)[:, ::-1], r(4, 7, 5), r(5, 3)), False  # dy not foldable
+    yield "matmul_backward", (r(5, 9, 6), r(9, 11), r(5, 11, 6)), False  # batch concatenated
+    yield "matmul_backward", (r(37, 28), a, b), False
+    x, w, bias, dyl = r(13, 45), r(29, 45), r(29), r(13, 29)
+    yield "linear", (x, w, bias), True
+    yield "linear", (x, w, None), True
+    yield "linear", (r(45, 13).T, r(45, 29).T, bias), True
+    yield "linear", (r(2, 3, 45), w, bias), True
+    yield "linear", (r(45), w, bias), True
+    yield "linear", (r(3, 2, 45).transpose(1, 0, 2), w, bias), False  # leading axes not foldable
+    yield "linear", (x, w, r(58)[::2]), False  # strided bias: copied in Python
+    yield "linear", (x, w, r(28)), False
+    yield "linear_backward", (dyl, x, w), True
+    yield "linear_backward", (r(2, 3, 29), r(2, 3, 45), w), True
+    yield "linear_backward", (r(29), r(45), w), True
+    yield "linear_backward", (r(29, 13).T, x, w), False  # dy not C-contiguous: copied in Python
+    yield "linear_backward", (dyl, x[:, :44], w), False
+
+
+def test_fast_path_matches_python_path_bitwise(rng):
+    for i, (op, args, fast) in enumerate(_fast_cases(rng)):
+        got = getattr(fastdl._core, op)(*args)
+        assert (got is not None) == fast, f"case {i}: {op}"
+        if got is None:
+            continue
+        want = getattr(ops, op)(*_slow(*args))
+        for g, w in zip(got if isinstance(got, tuple) else [got], want if isinstance(want, tuple) else [want]):
+            assert type(g) is np.ndarray and g.dtype == args[1].dtype and g.flags.c_contiguous
+            np.testing.assert_array_equal(g, w, err_msg=f"case {i}: {op}")
+
+
 # ---- bad input ---------------------------------------------------------------------------------
 
 BAD = [

@@ -147,8 +147,7 @@ void gemm_py(py::array out, py::array a, py::array b, double alpha, double beta,
 
 // An uninitialised C-contiguous array whose memory comes from the output cache (common/memory.h)
 // and returns to it when the array (and every view of it) is gone.
-py::array empty_py(const std::vector<py::ssize_t>& shape, const py::object& dtype) {
-  const py::dtype dt = py::dtype::from_args(dtype);
+py::array cache_empty(const py::dtype& dt, const std::vector<py::ssize_t>& shape) {
   std::size_t bytes = std::size_t(dt.itemsize());
   for (const py::ssize_t d : shape) {
     FASTDL_CHECK(d >= 0, ValueError, "shape: negative dimension ", d);
@@ -166,6 +165,10 @@ py::array empty_py(const std::vector<py::ssize_t>& shape, const py::object& dtyp
     delete block;
   });
   return py::array(dt, shape, p, owner);
+}
+
+py::array empty_py(const std::vector<py::ssize_t>& shape, const py::object& dtype) {
+  return cache_empty(py::dtype::from_args(dtype), shape);
 }
 
 // out (N,) = x (M, N) summed over rows.
@@ -188,6 +191,190 @@ void sum_rows_py(py::array out, py::array x, bool reference) {
       fastdl::sum_rows(o, px, m, n);
     return 0;
   });
+}
+
+// ---- dense fast paths ------------------------------------------------------------------------
+//
+// fastdl.ops.matmul / linear and their backward passes spend ~2 us per call converting and
+// checking arguments in Python, as long as a whole 64^3 product takes. These entry points do the
+// whole op in one call for the common case -- exactly numpy.ndarray operands of one float dtype,
+// whole-element strides, shapes that chain, nothing empty -- with the same kernel calls the Python
+// path makes, so results are bitwise the same. Anything else returns None and the Python layer
+// converts, validates and reports errors as before; nothing here raises for bad input.
+
+// `h` if it is exactly a numpy.ndarray (subclasses go through numpy.asarray in Python) of float32
+// or float64 in native byte order with whole-element strides and no empty axis.
+std::optional<py::array> plain(py::handle h) {
+  static PyObject* const ndarray =
+      py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
+  if (reinterpret_cast<PyObject*>(Py_TYPE(h.ptr())) != ndarray) return std::nullopt;
+  auto a = py::reinterpret_borrow<py::array>(h);
+  const py::dtype dt = a.dtype();
+  if (!same_dtype(dt, py::dtype::of<float>()) && !same_dtype(dt, py::dtype::of<double>()))
+    return std::nullopt;
+  if (a.size() == 0) return std::nullopt;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.strides(i) % a.itemsize()) return std::nullopt;
+  return a;
+}
+
+// `batch` matrices of rows x cols at element strides sb (0: one matrix shared by the batch),
+// rs and cs.
+struct Mat {
+  const void* data;
+  int64_t batch, rows, cols, sb, rs, cs;
+  Mat t() const { return {data, batch, cols, rows, sb, cs, rs}; }
+};
+
+// The last two axes of a 2-D or 3-D array; a 3-D array's first axis is the batch.
+Mat mat(const py::array& a) {
+  const py::ssize_t d = a.ndim(), item = a.itemsize();
+  const bool b = d == 3;
+  return {a.data(), b ? a.shape(0) : 1, a.shape(d - 2), a.shape(d - 1),
+          b ? a.strides(0) / item : 0, a.strides(d - 2) / item, a.strides(d - 1) / item};
+}
+
+// Every axis but the last folded into rows (a 1-D array is one row), when strides allow it
+// without a copy -- where numpy's reshape would return a view.
+std::optional<Mat> rows_of(const py::array& a) {
+  const py::ssize_t d = a.ndim(), item = a.itemsize();
+  const int64_t cs = a.strides(d - 1) / item;
+  int64_t rows = 1, rs = a.shape(d - 1) * cs;  // a lone row: the stride a reshape gives it
+  for (py::ssize_t i = d - 2; i >= 0; --i) {
+    const int64_t n = a.shape(i), st = a.strides(i) / item;
+    if (n == 1) continue;
+    if (rows == 1) rows = n, rs = st;
+    else if (st == rows * rs) rows *= n;
+    else return std::nullopt;
+  }
+  return Mat{a.data(), 1, rows, a.shape(d - 1), 0, rs, cs};
+}
+
+bool same_shape(const py::array& a, const std::vector<py::ssize_t>& shape) {
+  return size_t(a.ndim()) == shape.size() && std::equal(shape.begin(), shape.end(), a.shape());
+}
+
+// c (batch x a.rows x b.cols, C-contiguous) = a @ b, with p's bias and activation.
+template <typename T>
+void product(void* c, const Mat& a, const Mat& b, int64_t batch, const fastdl::GemmParams<T>& p = {}) {
+  fastdl::gemm_batched(static_cast<T*>(c), a.rows * b.cols, b.cols, static_cast<const T*>(a.data),
+                       a.sb, a.rs, a.cs, static_cast<const T*>(b.data), b.sb, b.rs, b.cs, batch,
+                       a.rows, b.cols, a.cols, p);
+}
+
+// Runs f(T{}) for the dtype of `like` with the GIL released.
+template <typename F>
+void nogil_float(const py::array& like, F&& f) {
+  dispatch_float(like.dtype(), "dtype", [&](auto zero) {
+    py::gil_scoped_release nogil;
+    f(zero);
+    return 0;
+  });
+}
+
+py::object matmul_fast(py::handle ha, py::handle hb) {
+  const auto a = plain(ha), b = plain(hb);
+  if (!a || !b || !same_dtype(a->dtype(), b->dtype())) return py::none();
+  const py::ssize_t na = a->ndim(), nb = b->ndim();
+  if (na < 2 || na > 3 || nb < 2 || nb > 3) return py::none();
+  Mat A = mat(*a);
+  const Mat B = mat(*b);
+  if (A.cols != B.rows || (na == 3 && nb == 3 && A.batch != B.batch)) return py::none();
+  const int64_t batch = na == 3 ? A.batch : B.batch;
+  std::vector<py::ssize_t> shape{A.rows, B.cols};
+  if (na == 3 || nb == 3) shape.insert(shape.begin(), batch);
+  int64_t products = batch;
+  if (na == 3 && nb == 2) {  // one tall product beats B small ones, as in fastdl.ops.matmul
+    const auto rows = rows_of(*a);
+    if (!rows) return py::none();
+    A = *rows, products = 1;
+  }
+  py::array out = cache_empty(a->dtype(), shape);
+  nogil_float(out, [&](auto zero) {
+    product<decltype(zero)>(out.mutable_data(), A, B, products);
+  });
+  return std::move(out);
+}
+
+py::object matmul_backward_fast(py::handle hdy, py::handle ha, py::handle hb) {
+  const auto dy = plain(hdy), a = plain(ha), b = plain(hb);
+  if (!dy || !a || !b || !same_dtype(a->dtype(), b->dtype()) ||
+      !same_dtype(a->dtype(), dy->dtype()))
+    return py::none();
+  const py::ssize_t na = a->ndim(), nb = b->ndim();
+  // A 2-D a with a 3-D b concatenates the batch (copies), left to Python.
+  if (na < 2 || na > 3 || nb < 2 || nb > na) return py::none();
+  Mat A = mat(*a);
+  const Mat B = mat(*b);
+  if (A.cols != B.rows || (nb == 3 && A.batch != B.batch)) return py::none();
+  std::vector<py::ssize_t> shape{A.rows, B.cols};
+  if (na == 3) shape.insert(shape.begin(), A.batch);
+  if (!same_shape(*dy, shape)) return py::none();
+  Mat DY = mat(*dy);
+  int64_t products = A.batch;
+  if (na == 3 && nb == 2) {  // b shared: fold the batch into the rows of one product
+    const auto ar = rows_of(*a), dyr = rows_of(*dy);
+    if (!ar || !dyr) return py::none();
+    A = *ar, DY = *dyr, products = 1;
+  }
+  py::array da = cache_empty(a->dtype(), {a->shape(), a->shape() + na});
+  py::array db = cache_empty(a->dtype(), {b->shape(), b->shape() + nb});
+  nogil_float(da, [&](auto zero) {
+    using T = decltype(zero);
+    product<T>(da.mutable_data(), DY, B.t(), products);
+    product<T>(db.mutable_data(), A.t(), DY, products);
+  });
+  return py::make_tuple(da, db);
+}
+
+py::object linear_fast(py::handle hx, py::handle hw, py::handle hb) {
+  const auto x = plain(hx), w = plain(hw);
+  if (!x || !w || w->ndim() != 2 || !same_dtype(x->dtype(), w->dtype())) return py::none();
+  std::optional<py::array> b;
+  if (!hb.is_none()) {
+    b = plain(hb);
+    if (!b || b->ndim() != 1 || b->shape(0) != w->shape(0) || b->strides(0) != b->itemsize() ||
+        !same_dtype(b->dtype(), w->dtype()))
+      return py::none();
+  }
+  const auto X = rows_of(*x);
+  const Mat W = mat(*w);
+  if (!X || X->cols != W.cols) return py::none();
+  std::vector<py::ssize_t> shape(x->shape(), x->shape() + x->ndim());
+  shape.back() = W.rows;
+  py::array out = cache_empty(x->dtype(), shape);
+  nogil_float(out, [&](auto zero) {
+    using T = decltype(zero);
+    fastdl::GemmParams<T> p;
+    p.bias = b ? static_cast<const T*>(b->data()) : nullptr;
+    product<T>(out.mutable_data(), *X, W.t(), 1, p);
+  });
+  return std::move(out);
+}
+
+py::object linear_backward_fast(py::handle hdy, py::handle hx, py::handle hw) {
+  const auto dy = plain(hdy), x = plain(hx), w = plain(hw);
+  if (!dy || !x || !w || w->ndim() != 2 || !same_dtype(x->dtype(), w->dtype()) ||
+      !same_dtype(x->dtype(), dy->dtype()) || !(dy->flags() & py::array::c_style))
+    return py::none();
+  const auto X = rows_of(*x);
+  const Mat W = mat(*w);
+  if (!X || X->cols != W.cols) return py::none();
+  std::vector<py::ssize_t> shape(x->shape(), x->shape() + x->ndim());
+  shape.back() = W.rows;
+  if (!same_shape(*dy, shape)) return py::none();
+  const Mat DY = *rows_of(*dy);  // C-contiguous: always foldable
+  py::array dx = cache_empty(x->dtype(), {x->shape(), x->shape() + x->ndim()});
+  py::array dw = cache_empty(x->dtype(), {W.rows, W.cols});
+  py::array db = cache_empty(x->dtype(), {W.rows});
+  nogil_float(dx, [&](auto zero) {
+    using T = decltype(zero);
+    product<T>(dx.mutable_data(), DY, W, 1);
+    product<T>(dw.mutable_data(), DY.t(), *X, 1);
+    fastdl::sum_rows(static_cast<T*>(db.mutable_data()), static_cast<const T*>(DY.data), DY.rows,
+                     DY.cols);
+  });
+  return py::make_tuple(dx, dw, db);
 }
 
 // ---- activations, softmax, losses, dropout, element-wise ------------------------------------
@@ -756,6 +943,14 @@ a (B?, M, K) and b (B?, K, N) may be strided views (transposes are free); a 2-D 
 shared across the batch. out (M, N) or (B, M, N) is C-contiguous of the same dtype (float32 or
 float64). bias has length N (bias_axis=1) or M (bias_axis=0). relu applies max(0, .) last.
 isa forces 'generic', 'avx2' or 'avx512' (capped at what the CPU supports).)pbdoc");
+  m.def("matmul", &matmul_fast, py::arg("a"), py::arg("b"),
+        "fastdl.ops.matmul in one call for plain float ndarrays; None for anything else.");
+  m.def("matmul_backward", &matmul_backward_fast, py::arg("dy"), py::arg("a"), py::arg("b"),
+        "fastdl.ops.matmul_backward in one call for plain float ndarrays; None for anything else.");
+  m.def("linear", &linear_fast, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        "fastdl.ops.linear in one call for plain float ndarrays; None for anything else.");
+  m.def("linear_backward", &linear_backward_fast, py::arg("dy"), py::arg("x"), py::arg("w"),
+        "fastdl.ops.linear_backward in one call for plain float ndarrays; None for anything else.");
   m.def(
       "gemm_reference",
       [](py::array out, py::array a, py::array b, double alpha, double beta,

@@ -4,6 +4,11 @@ Shapes: matmul a (M, K) @ b (K, N) -> (M, N), or batched (B, M, K) @ (B, K, N) -
 a 2-D operand broadcasts against a 3-D one. linear x (*, in), w (out, in), b (out,) ->
 y (*, out) = x w^T + b. Backward passes return gradients in argument order; every product is
 one call to the packed GEMM with swapped strides (no transposed copies).
+
+Plain NumPy operands (float32/float64 ndarrays whose shapes chain) take a fast path first: the
+extension's matmul / linear entry points run the whole op in one call, the same kernel calls as
+below, and return None for anything else (conversion, CuPy arrays, bad shapes), which then goes
+through the Python path here, where every error is reported.
 """
 
 from __future__ import annotations
@@ -11,9 +16,16 @@ from __future__ import annotations
 import math
 
 from .. import backends
+from .._backend import CPU
 from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
 
 __all__ = ["matmul", "matmul_backward", "linear", "linear_backward"]
+
+
+_fast_matmul = CPU.ext.matmul
+_fast_matmul_backward = CPU.ext.matmul_backward
+_fast_linear = CPU.ext.linear
+_fast_linear_backward = CPU.ext.linear_backward
 
 
 def _mT(x):
@@ -53,6 +65,9 @@ def _gemm(be, out, a, b, **kw):
 
 def matmul(a, b):
     """a @ b for 2-D or batched 3-D operands (a 2-D operand is shared across the batch)."""
+    out = _fast_matmul(a, b)
+    if out is not None:
+        return out
     be, dtype, a, b = prepare("matmul", a=a, b=b)
     shape = _matmul_shapes("matmul", a, b)
     out = be.empty(shape, dtype)
@@ -65,6 +80,9 @@ def matmul(a, b):
 
 def matmul_backward(dy, a, b):
     """Gradients of matmul: (da, db) = (dy @ b^T, a^T @ dy), reduced over a broadcast batch."""
+    grads = _fast_matmul_backward(dy, a, b)
+    if grads is not None:
+        return grads
     be, dtype, dy, a, b = prepare("matmul_backward", dy=dy, a=a, b=b)
     shape = _matmul_shapes("matmul_backward", a, b)
     check_shape("matmul_backward", "dy", dy, shape)
@@ -101,6 +119,9 @@ def _linear_shapes(op: str, x, w, b=None):
 
 def linear(x, w, b=None):
     """y = x @ w^T + b with x (*, in), w (out, in), b (out,) or None; bias fused in the GEMM."""
+    out = _fast_linear(x, w, b)
+    if out is not None:
+        return out
     be, dtype, x, w, b = prepare("linear", x=x, w=w, b=b)
     shape = _linear_shapes("linear", x, w, b)
     out = be.empty(shape, dtype)
@@ -111,6 +132,9 @@ def linear(x, w, b=None):
 
 def linear_backward(dy, x, w):
     """Gradients of linear: (dx, dw, db) = (dy @ w, dy^T @ x, dy summed over all but the last axis)."""
+    grads = _fast_linear_backward(dy, x, w)
+    if grads is not None:
+        return grads
     be, dtype, dy, x, w = prepare("linear_backward", dy=dy, x=x, w=w)
     shape = _linear_shapes("linear_backward", x, w)
     check_shape("linear_backward", "dy", dy, shape)
