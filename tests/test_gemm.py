@@ -82,10 +82,11 @@ def test_packing_layouts_and_edges(rng, isa, dtype):
 def test_cache_block_boundaries(rng, isa, dtype):
     t = _core.gemm_blocking(dtype, isa)
     cases = [
-        (t["mr"] + 1, 2 * t["kc"] + 3, t["nr"] + 2),  # several KC slices
+        (t["mr"] + 1, 2 * t["kc_max"] + 3, t["nr"] + 2),  # three slices of k
         (t["mc"] + t["mr"] + 1, 7, 5),                # past one MC block
         (3, 4, t["nc"] + t["nr"] + 3),                # past one NC panel
-        (t["mc"] + 1, t["kc"] + 1, 2 * t["nr"] + 1),
+        (t["mc"] + 1, t["kc_max"] + 1, 2 * t["nr"] + 1),  # two slices of k
+        (t["mr"] - 1, t["kc"] + 1, t["nr"] - 1),  # one slice just past KC
     ]
     for m, k, n in cases:
         a, b = ints(rng, (m, k), dtype, -2, 3), ints(rng, (k, n), dtype, -2, 3)
@@ -176,7 +177,7 @@ def test_strided_operands(rng, isa, dtype):
 @pytest.mark.parametrize("relu", [False, True])
 def test_epilogues(rng, isa, dtype, alpha, beta, bias_axis, relu):
     t = _core.gemm_blocking(dtype, isa)
-    m, k, n = t["mr"] + 5, t["kc"] + 9, t["nr"] + 7  # edge tiles and two KC slices
+    m, k, n = t["mr"] + 5, t["kc_max"] + 9, t["nr"] + 7  # edge tiles and two slices of k
     a, b = ints(rng, (m, k), dtype), ints(rng, (k, n), dtype)
     c0 = ints(rng, (m, n), dtype, -9, 10)
     kw = dict(alpha=alpha, beta=beta, relu=relu)

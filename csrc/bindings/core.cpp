@@ -917,6 +917,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           const auto& t = fastdl::gemm_table<decltype(zero)>(isa_arg(isa));
           py::dict d;
           d["mr"] = t.mr, d["nr"] = t.nr, d["kc"] = t.kc, d["mc"] = t.mc, d["nc"] = t.nc;
+          d["kc_max"] = fastdl::gemm_config::kc_cap(t.kc);  // the longest slice of k
           // The widest / tallest part of C for which A / B may be read in place, unpacked.
           d["direct_a_max_n"] = fastdl::gemm_config::kDirectAMaxPanels * t.nr;
           d["direct_b_max_m"] = fastdl::gemm_config::kDirectBMaxPanels * t.mr;
@@ -924,7 +925,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         });
       },
       py::arg("dtype"), py::arg("isa") = py::none(),
-      "The GEMM register tile (mr x nr), cache blocks (kc, mc, nc) and in-place limits for a dtype and ISA.");
+      "The GEMM register tile (mr x nr), cache blocks (kc, mc, nc; k is cut into equal slices of at most kc_max) and in-place limits for a dtype and ISA.");
   m.def(
       "gemm",
       [](py::array out, py::array a, py::array b, double alpha, double beta,

@@ -158,7 +158,7 @@ template <typename T>
 static bool read_b_in_place(const GemmTable<T>& t, std::int64_t rsb, std::int64_t csb,
                             std::int64_t m_rows, std::int64_t k) {
   return csb == 1 && rsb != 0 && m_rows <= gemm_config::kDirectBMaxPanels * t.mr &&
-         gemm_config::b_rows_fit_l2(rsb * std::int64_t(sizeof(T)), std::min(k, t.kc));
+         gemm_config::b_rows_fit_l2(rsb * std::int64_t(sizeof(T)), gemm_config::kc_slice(k, t.kc));
 }
 
 // Returns false only if the packing buffers could not be allocated.
@@ -169,7 +169,7 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
                         const UkEpilogue<T>& e) {
   const bool direct_a = read_a_in_place(t, rsa, csa, n);
   const bool direct_b = read_b_in_place(t, rsb, csb, m, k);
-  const std::int64_t kc_max = std::min(t.kc, k);
+  const std::int64_t kc_max = gemm_config::kc_slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
   const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
@@ -180,8 +180,8 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
   for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
     const std::int64_t nc = std::min(t.nc, n - jc);
     const std::int64_t nc_full = nc / t.nr * t.nr;  // in-place B: panels before this are full
-    for (std::int64_t pc = 0; pc < k; pc += t.kc) {  // 4th loop: a KC slice of the k dimension
-      const std::int64_t kc = std::min(t.kc, k - pc);
+    for (std::int64_t pc = 0; pc < k; pc += kc_max) {  // 4th loop: a slice of k, <= KC + KC/8
+      const std::int64_t kc = std::min(kc_max, k - pc);
       // beta applies on the first slice only; bias and activation once the sum is complete.
       const bool last = pc + kc == k;
       UkEpilogue<T> ep = e;

@@ -3,9 +3,10 @@
 // Register tile MR x NR (rows of C x columns of C, row-major C) is fixed by the micro-kernel's
 // register budget; the cache blocks follow BLIS's analytical model (Low et al., "Analytical
 // modeling is enough for high-performance BLIS", TOMS 2016), with one measured departure:
-//   KC: 4 KiB of k per packed row (1024 fp32, 512 fp64). Every micro-kernel call reads and
-//       writes its C tile once (MR x NR values, often an L3 or DRAM round trip at large n), so a
-//       longer k run amortises that better: one thread at 2048^3 ran 199 / 221 / 237-246 GFLOP/s
+//   KC: 4 KiB of k per packed row (1024 fp32, 512 fp64; k is cut into equal slices of at most
+//       KC + KC/8, see kc_slice). Every micro-kernel call reads and writes its C tile once
+//       (MR x NR values, often an L3 or DRAM round trip at large n), so a longer k run
+//       amortises that better: one thread at 2048^3 ran 199 / 221 / 237-246 GFLOP/s
 //       with KC = 256 / 512 / 1024 (benchmarks/RESULTS.md). The B micro-panel (KC x NR, 128 KiB
 //       for 12x32 fp32) then streams from L2 at NR * 4 bytes per k step, ~11 B/cycle, far under
 //       L2 bandwidth;
@@ -65,6 +66,15 @@ constexpr bool b_rows_fit_l2(std::int64_t stride_bytes, std::int64_t rows) {
     s = r;
   }
   return rows <= way / g * kL2Ways / 2;
+}
+
+// The k dimension is cut into equal slices of at most KC + KC/8: never a sliver (k = 1025 as
+// 1024 + 1 cost a whole extra pass over C, and a packing of A and B, for one step of work;
+// 1025^3 on 2 threads 425 -> 454 GFLOP/s, 2049 x 2049 x 2048 one thread 231 -> 238).
+constexpr std::int64_t kc_cap(std::int64_t kc) { return kc + kc / 8; }
+constexpr std::int64_t kc_slice(std::int64_t k, std::int64_t kc) {
+  const std::int64_t slices = (k + kc_cap(kc) - 1) / kc_cap(kc);
+  return (k + slices - 1) / slices;
 }
 
 constexpr std::int64_t round_down(std::int64_t x, std::int64_t unit) {
