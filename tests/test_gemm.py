@@ -84,7 +84,9 @@ def test_cache_block_boundaries(rng, isa, dtype):
     cases = [
         (t["mr"] + 1, 2 * t["kc_max"] + 3, t["nr"] + 2),  # three slices of k
         (t["mc"] + t["mr"] + 1, 7, 5),                # past one MC block
-        (3, 4, t["nc"] + t["nr"] + 3),                # past one NC panel
+        (3, 4, t["nc"] + t["nr"] + 3),                # few rows: the skinny kernels
+        (t["mr"] + 1, 7, t["nc"] + t["nr"] + 3),      # one panel just past NC
+        (t["mr"] + 1, 7, t["nc_max"] + t["nr"] + 3),  # two NC panels
         (t["mc"] + 1, t["kc_max"] + 1, 2 * t["nr"] + 1),  # two slices of k
         (t["mr"] - 1, t["kc"] + 1, t["nr"] - 1),  # one slice just past KC
     ]
@@ -111,6 +113,22 @@ def test_in_place_and_packed_operands(rng, isa, dtype):
         for b in (ints(rng, (k, n), dtype), ints(rng, (k, aliasing_cols), dtype)[:, :n]):
             got, want = run_both(a, b, isa)
             np.testing.assert_array_equal(got, want, err_msg=f"m={m} k={k} n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_b_too_large_to_read_in_place(rng, isa):
+    # Past direct_b_max_bytes of B for one thread, B is packed again (with edge tiles).
+    t = _core.gemm_blocking(np.dtype(np.float32), isa)
+    k = 2 * t["kc"] + 5
+    n = t["direct_b_max_bytes"] // 4 // k + t["nr"] + 3
+    a, b = ints(rng, (t["mr"] + 5, k), np.float32, -2, 3), ints(rng, (k, n), np.float32, -2, 3)
+    threads = fastdl.get_num_threads()
+    try:
+        fastdl.set_num_threads(1)
+        got, want = run_both(a, b, isa)
+    finally:
+        fastdl.set_num_threads(threads)
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -917,15 +917,18 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           const auto& t = fastdl::gemm_table<decltype(zero)>(isa_arg(isa));
           py::dict d;
           d["mr"] = t.mr, d["nr"] = t.nr, d["kc"] = t.kc, d["mc"] = t.mc, d["nc"] = t.nc;
-          d["kc_max"] = fastdl::gemm_config::kc_cap(t.kc);  // the longest slice of k
+          // The loops over k and n cut them into equal slices of at most these.
+          d["kc_max"] = fastdl::gemm_config::slice_cap(t.kc);
+          d["nc_max"] = fastdl::gemm_config::slice_cap(t.nc);
           // The widest / tallest part of C for which A / B may be read in place, unpacked.
           d["direct_a_max_n"] = fastdl::gemm_config::kDirectAMaxPanels * t.nr;
           d["direct_b_max_m"] = fastdl::gemm_config::kDirectBMaxPanels * t.mr;
+          d["direct_b_max_bytes"] = fastdl::gemm_config::kDirectBMaxBytes;  // of B per thread
           return d;
         });
       },
       py::arg("dtype"), py::arg("isa") = py::none(),
-      "The GEMM register tile (mr x nr), cache blocks (kc, mc, nc; k is cut into equal slices of at most kc_max) and in-place limits for a dtype and ISA.");
+      "The GEMM register tile (mr x nr), cache blocks (kc, mc, nc; k and n are cut into equal slices of at most kc_max, nc_max) and in-place limits for a dtype and ISA.");
   m.def(
       "gemm",
       [](py::array out, py::array a, py::array b, double alpha, double beta,

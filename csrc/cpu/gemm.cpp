@@ -152,13 +152,15 @@ static bool read_a_in_place(const GemmTable<T>& t, std::int64_t rsa, std::int64_
 }
 
 // The same for B: a k-major B (n-contiguous rows) is read in place, full NR-wide panels only,
-// when each B micro-panel is reused by at most gemm_config::kDirectBMaxPanels A micro-panels and
-// its rows do not evict each other from L2.
+// when each B micro-panel is reused by at most gemm_config::kDirectBMaxPanels A micro-panels, its
+// rows do not evict each other from L2, and the thread's part of B is small enough to be found in
+// L3 (gemm_config::kDirectBMaxBytes).
 template <typename T>
 static bool read_b_in_place(const GemmTable<T>& t, std::int64_t rsb, std::int64_t csb,
-                            std::int64_t m_rows, std::int64_t k) {
+                            std::int64_t m_rows, std::int64_t k, std::int64_t n_cols) {
   return csb == 1 && rsb != 0 && m_rows <= gemm_config::kDirectBMaxPanels * t.mr &&
-         gemm_config::b_rows_fit_l2(rsb * std::int64_t(sizeof(T)), gemm_config::kc_slice(k, t.kc));
+         gemm_config::b_rows_fit_l2(rsb * std::int64_t(sizeof(T)), gemm_config::slice(k, t.kc)) &&
+         k * n_cols * std::int64_t(sizeof(T)) <= gemm_config::kDirectBMaxBytes;
 }
 
 // Returns false only if the packing buffers could not be allocated.
@@ -168,17 +170,17 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
                         std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
                         const UkEpilogue<T>& e) {
   const bool direct_a = read_a_in_place(t, rsa, csa, n);
-  const bool direct_b = read_b_in_place(t, rsb, csb, m, k);
-  const std::int64_t kc_max = gemm_config::kc_slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
+  const bool direct_b = read_b_in_place(t, rsb, csb, m, k, n);
+  const std::int64_t kc_max = gemm_config::slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
-  const std::int64_t nc_max = std::min(t.nc, (n + t.nr - 1) / t.nr * t.nr);
+  const std::int64_t nc_max = gemm_config::slice(n, t.nc, t.nr);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
   const std::int64_t pb_cols = direct_b ? t.nr : nc_max;  // in place: only a narrow last panel
   T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * pb_cols)));
   if ((!direct_a && !pa) || !pb) return false;
 
-  for (std::int64_t jc = 0; jc < n; jc += t.nc) {  // 5th loop around the micro-kernel: NC columns
-    const std::int64_t nc = std::min(t.nc, n - jc);
+  for (std::int64_t jc = 0; jc < n; jc += nc_max) {  // 5th loop around the micro-kernel: NC columns
+    const std::int64_t nc = std::min(nc_max, n - jc);
     const std::int64_t nc_full = nc / t.nr * t.nr;  // in-place B: panels before this are full
     for (std::int64_t pc = 0; pc < k; pc += kc_max) {  // 4th loop: a slice of k, <= KC + KC/8
       const std::int64_t kc = std::min(kc_max, k - pc);
@@ -267,9 +269,10 @@ Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, st
     // The largest part's extent (edge tiles compute no padding, so the last one counts as is).
     const std::int64_t rows = std::min(m, (mu + tm - 1) / tm * t.mstep);
     const std::int64_t cols = std::min(n, (nu + tn - 1) / tn * t.nstep);
+    const std::int64_t panel = gemm_config::slice(cols, t.nc, t.nr);
     const std::int64_t packed_a =
-        read_a_in_place(t, rsa, csa, cols) ? 0 : rows * ((cols + t.nc - 1) / t.nc);
-    const std::int64_t packed_b = read_b_in_place(t, rsb, csb, rows, k) ? 0 : cols;
+        read_a_in_place(t, rsa, csa, cols) ? 0 : rows * ((cols + panel - 1) / panel);
+    const std::int64_t packed_b = read_b_in_place(t, rsb, csb, rows, k, cols) ? 0 : cols;
     const double cost = double(rows) * double(cols) + 16.0 * double(packed_a + packed_b);
     if (best_cost < 0 || cost < best_cost) best = {threads, tm, tn}, best_cost = cost;
   }

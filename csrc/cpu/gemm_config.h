@@ -4,7 +4,7 @@
 // register budget; the cache blocks follow BLIS's analytical model (Low et al., "Analytical
 // modeling is enough for high-performance BLIS", TOMS 2016), with one measured departure:
 //   KC: 4 KiB of k per packed row (1024 fp32, 512 fp64; k is cut into equal slices of at most
-//       KC + KC/8, see kc_slice). Every micro-kernel call reads and writes its C tile once
+//       KC + KC/8, see slice). Every micro-kernel call reads and writes its C tile once
 //       (MR x NR values, often an L3 or DRAM round trip at large n), so a longer k run
 //       amortises that better: one thread at 2048^3 ran 199 / 221 / 237-246 GFLOP/s
 //       with KC = 256 / 512 / 1024 (benchmarks/RESULTS.md). The B micro-panel (KC x NR, 128 KiB
@@ -49,6 +49,13 @@ constexpr std::int64_t kDirectAMaxPanels = 16;
 // 247 / 199, 1024^3 251 / 191.
 constexpr std::int64_t kDirectBMaxPanels = 32;
 
+// ... and only while the thread's part of B (k x its columns) fits in half of L3: a B read from
+// DRAM in place touches two lines of a row per micro-panel, a new page every row, which no
+// prefetcher follows; packing streams whole rows. Measured A/B, 2 threads, A^T as in a weight
+// gradient, GFLOP/s packed vs in place: 64x4095x4097 (64 MiB of B) 246 / 222, 64x2048x4097
+// 287 / 229; unchanged below the limit (64x1024x2049, 256x1024x1024).
+constexpr std::int64_t kDirectBMaxBytes = kL3Bytes / 2;
+
 // Products with at most this many rows (or columns) of C skip the blocked nest: they are bound by
 // reading the long operand, which gemm_skinny_simd.h reads once, in place. Measured, 2 threads,
 // fp32, see benchmarks/RESULTS.md note 21.
@@ -68,13 +75,16 @@ constexpr bool b_rows_fit_l2(std::int64_t stride_bytes, std::int64_t rows) {
   return rows <= way / g * kL2Ways / 2;
 }
 
-// The k dimension is cut into equal slices of at most KC + KC/8: never a sliver (k = 1025 as
-// 1024 + 1 cost a whole extra pass over C, and a packing of A and B, for one step of work;
-// 1025^3 on 2 threads 425 -> 454 GFLOP/s, 2049 x 2049 x 2048 one thread 231 -> 238).
-constexpr std::int64_t kc_cap(std::int64_t kc) { return kc + kc / 8; }
-constexpr std::int64_t kc_slice(std::int64_t k, std::int64_t kc) {
-  const std::int64_t slices = (k + kc_cap(kc) - 1) / kc_cap(kc);
-  return (k + slices - 1) / slices;
+// The k and n loops cut their extent into equal slices of at most block + block/8 (n's a
+// multiple of NR), never leaving a sliver: k = 1025 as KC slices 1024 + 1 cost a whole extra
+// pass over C, and a packing of A and B, for one step of work (1025^3 on 2 threads 425 -> 454
+// GFLOP/s); n = 2049 as NC panels 2048 + 1 re-packed all of A for one column (2048x2048x2049 on
+// 2 threads 436 -> 461 GFLOP/s; 2049^3 vs NumPy 0.91 -> 1.03).
+constexpr std::int64_t slice_cap(std::int64_t block) { return block + block / 8; }
+constexpr std::int64_t slice(std::int64_t extent, std::int64_t block, std::int64_t unit = 1) {
+  const std::int64_t slices = (extent + slice_cap(block) - 1) / slice_cap(block);
+  const std::int64_t size = (extent + slices - 1) / slices;
+  return (size + unit - 1) / unit * unit;
 }
 
 constexpr std::int64_t round_down(std::int64_t x, std::int64_t unit) {
