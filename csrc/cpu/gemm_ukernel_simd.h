@@ -72,10 +72,42 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
     }
     for (; p < to; ++p) step();
   };
-  // Accumulation chains are at most gemm_config::kChain steps long: each run of kChain steps
-  // starts from zero registers and is added to a partial sum kept in L1, so the rounding error
-  // of a KC block grows like kChain + KC / kChain, not KC (the spill is 2 * MRc * NVc memory
-  // operations per kChain * MRc * NVc FMAs).
+  // Write-back: the plain product over a full tile is just the stores; anything else goes
+  // through the epilogue, full-width in the interior, masked lanes on the right edge, rows >= m
+  // skipped (never a scalar loop).
+  auto write_back = [&]() __attribute__((always_inline)) {
+    const VecEpilogue<V> ve(e);
+    if (m == MRc && n == NVc * V::W && ve.plain()) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MRc; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVc; ++v) V::store(c + i * ldc + v * V::W, acc[i][v]);
+      return;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MRc; ++i) {
+      if (i >= m) break;
+      T* ci = c + i * ldc;
+      const R brow = ve.row_bias(i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NVc; ++v) {
+        const int left = n - v * V::W;
+        if (left <= 0) break;
+        ve.store(ci + v * V::W, acc[i][v], brow, v * V::W, left < V::W ? left : V::W);
+      }
+    }
+  };
+  constexpr std::int64_t kChain = gemm_config::kChain;
+  if (kc <= kChain) {  // one chain: a code path of its own, so the tile stays in registers
+    run(0, kc);
+    write_back();
+    return;
+  }
+
+  // Longer k: accumulation chains of at most gemm_config::kChain steps, each starting from zero
+  // registers and added to a partial sum kept in L1, so the rounding error of a KC block grows
+  // like kChain + KC / kChain, not KC (the spill is 2 * MRc * NVc memory operations per
+  // kChain * MRc * NVc FMAs).
   alignas(64) T partial[MRc][NVc][V::W];
   auto fold = [&](bool first) __attribute__((always_inline)) {  // partial (+)= acc; acc = 0
 #pragma GCC unroll 16
@@ -86,44 +118,18 @@ void ukernel_tile(std::int64_t kc, const typename V::T* __restrict ap, std::int6
         acc[i][v] = V::zero();
       }
   };
-  constexpr std::int64_t kChain = gemm_config::kChain;
-  run(0, kc < kChain ? kc : kChain);
-  if (kc > kChain) {
-    fold(true);
-    for (std::int64_t k0 = kChain;; k0 += kChain) {
-      run(k0, kc - k0 < kChain ? kc : k0 + kChain);
-      if (k0 + kChain >= kc) break;
-      fold(false);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MRc; ++i)
-#pragma GCC unroll 4
-      for (int v = 0; v < NVc; ++v) acc[i][v] = V::add(V::load(partial[i][v]), acc[i][v]);
-  }
-
-  // Write-back: the plain product over a full tile is just the stores; anything else goes
-  // through the epilogue, full-width in the interior, masked lanes on the right edge, rows >= m
-  // skipped (never a scalar loop).
-  const VecEpilogue<V> ve(e);
-  if (m == MRc && n == NVc * V::W && ve.plain()) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MRc; ++i)
-#pragma GCC unroll 4
-      for (int v = 0; v < NVc; ++v) V::store(c + i * ldc + v * V::W, acc[i][v]);
-    return;
+  run(0, kChain);
+  fold(true);
+  for (std::int64_t k0 = kChain;; k0 += kChain) {
+    run(k0, kc - k0 < kChain ? kc : k0 + kChain);
+    if (k0 + kChain >= kc) break;
+    fold(false);
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < MRc; ++i) {
-    if (i >= m) break;
-    T* ci = c + i * ldc;
-    const R brow = ve.row_bias(i);
+  for (int i = 0; i < MRc; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < NVc; ++v) {
-      const int left = n - v * V::W;
-      if (left <= 0) break;
-      ve.store(ci + v * V::W, acc[i][v], brow, v * V::W, left < V::W ? left : V::W);
-    }
-  }
+    for (int v = 0; v < NVc; ++v) acc[i][v] = V::add(V::load(partial[i][v]), acc[i][v]);
+  write_back();
 }
 
 constexpr int row_step(int mr) { return mr % 4 == 0 ? 4 : 2; }
