@@ -327,50 +327,57 @@ py::object matmul_backward_fast(py::handle hdy, py::handle ha, py::handle hb) {
   return py::make_tuple(da, db);
 }
 
+// linear's x (*, in) folded into rows and w (out, in), with y's shape (*, out); nullopt unless
+// they fit together.
+struct LinearArgs {
+  Mat x, w;
+  std::vector<py::ssize_t> y_shape;
+};
+std::optional<LinearArgs> linear_args(const py::array& x, const py::array& w) {
+  if (w.ndim() != 2 || !same_dtype(x.dtype(), w.dtype())) return std::nullopt;
+  const auto X = rows_of(x);
+  const Mat W = mat(w);
+  if (!X || X->cols != W.cols) return std::nullopt;
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  shape.back() = W.rows;
+  return LinearArgs{*X, W, std::move(shape)};
+}
+
 py::object linear_fast(py::handle hx, py::handle hw, py::handle hb) {
   const auto x = plain(hx), w = plain(hw);
-  if (!x || !w || w->ndim() != 2 || !same_dtype(x->dtype(), w->dtype())) return py::none();
+  const auto args = x && w ? linear_args(*x, *w) : std::nullopt;
+  if (!args) return py::none();
   std::optional<py::array> b;
   if (!hb.is_none()) {
     b = plain(hb);
-    if (!b || b->ndim() != 1 || b->shape(0) != w->shape(0) || b->strides(0) != b->itemsize() ||
+    if (!b || b->ndim() != 1 || b->shape(0) != args->w.rows || b->strides(0) != b->itemsize() ||
         !same_dtype(b->dtype(), w->dtype()))
       return py::none();
   }
-  const auto X = rows_of(*x);
-  const Mat W = mat(*w);
-  if (!X || X->cols != W.cols) return py::none();
-  std::vector<py::ssize_t> shape(x->shape(), x->shape() + x->ndim());
-  shape.back() = W.rows;
-  py::array out = cache_empty(x->dtype(), shape);
+  py::array out = cache_empty(x->dtype(), args->y_shape);
   nogil_float(out, [&](auto zero) {
     using T = decltype(zero);
     fastdl::GemmParams<T> p;
     p.bias = b ? static_cast<const T*>(b->data()) : nullptr;
-    product<T>(out.mutable_data(), *X, W.t(), 1, p);
+    product<T>(out.mutable_data(), args->x, args->w.t(), 1, p);
   });
   return std::move(out);
 }
 
 py::object linear_backward_fast(py::handle hdy, py::handle hx, py::handle hw) {
   const auto dy = plain(hdy), x = plain(hx), w = plain(hw);
-  if (!dy || !x || !w || w->ndim() != 2 || !same_dtype(x->dtype(), w->dtype()) ||
-      !same_dtype(x->dtype(), dy->dtype()) || !(dy->flags() & py::array::c_style))
+  const auto args = x && w ? linear_args(*x, *w) : std::nullopt;
+  if (!args || !dy || !same_dtype(x->dtype(), dy->dtype()) ||
+      !(dy->flags() & py::array::c_style) || !same_shape(*dy, args->y_shape))
     return py::none();
-  const auto X = rows_of(*x);
-  const Mat W = mat(*w);
-  if (!X || X->cols != W.cols) return py::none();
-  std::vector<py::ssize_t> shape(x->shape(), x->shape() + x->ndim());
-  shape.back() = W.rows;
-  if (!same_shape(*dy, shape)) return py::none();
-  const Mat DY = *rows_of(*dy);  // C-contiguous: always foldable
+  const Mat DY = *rows_of(*dy), &X = args->x, &W = args->w;  // C-contiguous dy: always foldable
   py::array dx = cache_empty(x->dtype(), {x->shape(), x->shape() + x->ndim()});
   py::array dw = cache_empty(x->dtype(), {W.rows, W.cols});
   py::array db = cache_empty(x->dtype(), {W.rows});
   nogil_float(dx, [&](auto zero) {
     using T = decltype(zero);
     product<T>(dx.mutable_data(), DY, W, 1);
-    product<T>(dw.mutable_data(), DY.t(), *X, 1);
+    product<T>(dw.mutable_data(), DY.t(), X, 1);
     fastdl::sum_rows(static_cast<T*>(db.mutable_data()), static_cast<const T*>(DY.data), DY.rows,
                      DY.cols);
   });
