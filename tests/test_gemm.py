@@ -258,16 +258,19 @@ def test_bitwise_same_at_any_thread_count(rng, isa):
             results.append(c)
         for c in results[1:]:
             np.testing.assert_array_equal(c, results[0])
-    a = rng.standard_normal((9, 40, 30)).astype(np.float32)
-    b = rng.standard_normal((9, 30, 50)).astype(np.float32)
-    batched = []
-    for threads in (1, 2, 4):
-        fastdl.set_num_threads(threads)
-        c = np.empty((9, 40, 50), np.float32)
-        _core.gemm(c, a, b, isa=isa)
-        batched.append(c)
-    for c in batched[1:]:
-        np.testing.assert_array_equal(c, batched[0])
+    # Batches: whole rounds of one product per thread, then the remainder split across threads
+    # (3 products of 30 MFLOP on 2 threads: one round, then one product on both).
+    for batch, m, k, n in [(9, 40, 30, 50), (3, 200, 300, 250)]:
+        a = rng.standard_normal((batch, m, k)).astype(np.float32)
+        b = rng.standard_normal((batch, k, n)).astype(np.float32)
+        batched = []
+        for threads in (1, 2, 4):
+            fastdl.set_num_threads(threads)
+            c = np.empty((batch, m, n), np.float32)
+            _core.gemm(c, a, b, isa=isa)
+            batched.append(c)
+        for c in batched[1:]:
+            np.testing.assert_array_equal(c, batched[0])
 
 
 def test_sum_rows(rng):
