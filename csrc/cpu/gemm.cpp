@@ -245,12 +245,15 @@ struct Split {
 // (64^3 through ops.matmul: 3.9 us, or 7.8 us in a noisy minute, vs 4.2 on one), so 64^3
 // stays on one thread.
 // Among the grids tm x tn = threads, pick the one with the least per-thread cost: the tile area
-// plus ~0.5 cycle per packed element (16 tile elements' worth of FMAs per row of A or column of
-// B packed), counting only the operands that the thread's shape will pack (A once per NC panel;
-// an operand read in place costs nothing). The second term is why a square product splits by
-// columns: each thread then reads its A in place or packs half of B, instead of packing all of
-// B (measured A/B, 2 threads, GFLOP/s row vs column split: 512^3 495 / 510, 1024^3 481 / 494,
-// 1024^3 with B^T 485 / 500, 2048^3 465 / 475).
+// plus ~0.5 cycle per packed element of A (16 tile elements' worth of FMAs per row of A packed)
+// and three times that per packed element of B, counting only the operands that the thread's
+// shape will pack (A once per NC panel; an operand read in place costs nothing). Packed A lands
+// in the thread's own L2 block; packed B fills a KC x NC panel in the shared L3, which every A
+// block then reads back. The packing terms are why a square product splits by columns: each
+// thread then reads its A in place or packs it, and packs half of B, instead of packing all of B
+// (measured A/B, 2 threads, GFLOP/s row vs column split: 512^3 495 / 510, 1024^3 481 / 494,
+// 1024^3 with B^T 485 / 500, 2048^3 465 / 475; with B weighted like A, 2000^3 went by rows:
+// 431-448 vs 463-472 by columns, 1000x300x500 485-493 vs 495-508; other shapes unchanged).
 template <typename T>
 Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, std::int64_t rsb,
                    std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -273,7 +276,7 @@ Split choose_split(const GemmTable<T>& t, std::int64_t rsa, std::int64_t csa, st
     const std::int64_t packed_a =
         read_a_in_place(t, rsa, csa, cols) ? 0 : rows * ((cols + panel - 1) / panel);
     const std::int64_t packed_b = read_b_in_place(t, rsb, csb, rows, k, cols) ? 0 : cols;
-    const double cost = double(rows) * double(cols) + 16.0 * double(packed_a + packed_b);
+    const double cost = double(rows) * double(cols) + 16.0 * double(packed_a) + 48.0 * double(packed_b);
     if (best_cost < 0 || cost < best_cost) best = {threads, tm, tn}, best_cost = cost;
   }
   if (best_cost < 0) best = {1, 1, 1};  // a prime thread count that fits neither way
