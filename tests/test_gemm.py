@@ -60,6 +60,19 @@ def test_every_tile_residue(rng, isa, dtype):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_accumulation_chain_boundaries(rng, isa, dtype):
+    # The micro-kernels sum k in chains of 256 steps: one chain (kept in registers), a partial
+    # last chain, whole chains, in full and edge tiles, A and B packed and in place. Small
+    # integers make every sum exact, so a chain dropped or counted twice cannot hide.
+    t = _core.gemm_blocking(dtype, isa)
+    for k in (255, 256, 257, 300, 511, 512, 513, 769):
+        for m, n in ((t["mr"], t["nr"]), (t["mr"] + 5, t["nr"] + 7)):
+            a, b = ints(rng, (m, k), dtype), ints(rng, (k, n), dtype)
+            assert_every_layout(a, b, isa, f"m={m} k={k} n={n}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_packing_layouts_and_edges(rng, isa, dtype):
     # Each operand row-major or a transposed view (the two layouts the vectorised packing
     # handles: k-contiguous panels are transposed in registers, m/n-contiguous ones copied),
