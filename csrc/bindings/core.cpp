@@ -234,8 +234,8 @@ Mat mat(const py::array& a) {
           b ? a.strides(0) / item : 0, a.strides(d - 2) / item, a.strides(d - 1) / item};
 }
 
-// Every axis but the last folded into rows (a 1-D array is one row), when strides allow it
-// without a copy -- where numpy's reshape would return a view.
+// Every axis but the last folded into rows (a 1-D array is one row; a has at least one axis),
+// when strides allow it without a copy -- where numpy's reshape would return a view.
 std::optional<Mat> rows_of(const py::array& a) {
   const py::ssize_t d = a.ndim(), item = a.itemsize();
   const int64_t cs = a.strides(d - 1) / item;
@@ -334,7 +334,7 @@ struct LinearArgs {
   std::vector<py::ssize_t> y_shape;
 };
 std::optional<LinearArgs> linear_args(const py::array& x, const py::array& w) {
-  if (w.ndim() != 2 || !same_dtype(x.dtype(), w.dtype())) return std::nullopt;
+  if (x.ndim() < 1 || w.ndim() != 2 || !same_dtype(x.dtype(), w.dtype())) return std::nullopt;
   const auto X = rows_of(x);
   const Mat W = mat(w);
   if (!X || X->cols != W.cols) return std::nullopt;
