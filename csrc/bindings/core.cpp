@@ -5,6 +5,8 @@
 // of defence for direct callers: wrong dtype -> TypeError, wrong shape -> ValueError, never a
 // crash. Inputs may be strided views (element strides are passed to the kernels); outputs must
 // be C-contiguous, writable and of the exact dtype. The GIL is released around every kernel.
+// The exception: the dense fast paths (matmul, linear and their backward passes, see "dense fast
+// paths" below) allocate their outputs themselves and return None for what they do not take.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
