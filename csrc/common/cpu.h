@@ -16,4 +16,13 @@ Isa cpu_isa_supported();             // the best the processor (and OS) can run
 const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);  // throws ValueError for an unknown name
 
+// Every family's kernel table is chosen here: the table for `isa`, capped at what the processor
+// supports, so no caller can be handed kernels the CPU cannot run whatever it asked for.
+template <class Table>
+const Table& pick_isa(Isa isa, const Table& generic, const Table& avx2, const Table& avx512) {
+  const int want = static_cast<int>(isa), best = static_cast<int>(cpu_isa_supported());
+  const int use = want < best ? want : best;
+  return use == int(Isa::avx512) ? avx512 : use == int(Isa::avx2) ? avx2 : generic;
+}
+
 }  // namespace fastdl

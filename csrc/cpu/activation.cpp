@@ -72,21 +72,15 @@ const ActivationTable<double> activation_table_generic_f64 = make_activation_tab
 constexpr std::int64_t kGrainStream = 1 << 16;
 constexpr std::int64_t kGrainExp = 1 << 13;
 
-template <typename T>
-const ActivationTable<T>& pick(Isa isa, const ActivationTable<T>& generic,
-                               const ActivationTable<T>& avx2, const ActivationTable<T>& avx512) {
-  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
-  return best == int(Isa::avx512) ? avx512 : best == int(Isa::avx2) ? avx2 : generic;
-}
 }  // namespace
 
 template <>
 const ActivationTable<float>& activation_table<float>(Isa isa) {
-  return pick(isa, activation_table_generic_f32, activation_table_avx2_f32, activation_table_avx512_f32);
+  return pick_isa(isa, activation_table_generic_f32, activation_table_avx2_f32, activation_table_avx512_f32);
 }
 template <>
 const ActivationTable<double>& activation_table<double>(Isa isa) {
-  return pick(isa, activation_table_generic_f64, activation_table_avx2_f64, activation_table_avx512_f64);
+  return pick_isa(isa, activation_table_generic_f64, activation_table_avx2_f64, activation_table_avx512_f64);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,11 +26,10 @@ constexpr std::int64_t kGrain = 1 << 16;
 
 template <typename T>
 const DropoutTable<T>& dropout_table(Isa isa) {
-  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
   if constexpr (sizeof(T) == 4)
-    return best == 2 ? dropout_table_avx512_f32 : best == 1 ? dropout_table_avx2_f32 : dropout_table_generic_f32;
+    return pick_isa(isa, dropout_table_generic_f32, dropout_table_avx2_f32, dropout_table_avx512_f32);
   else
-    return best == 2 ? dropout_table_avx512_f64 : best == 1 ? dropout_table_avx2_f64 : dropout_table_generic_f64;
+    return pick_isa(isa, dropout_table_generic_f64, dropout_table_avx2_f64, dropout_table_avx512_f64);
 }
 
 struct DropoutParams {

@@ -97,22 +97,14 @@ const GemmTable<float> gemm_table_generic_f32 = make_generic_table<float, gemm_c
 const GemmTable<double> gemm_table_generic_f64 =
     make_generic_table<double, gemm_config::GenericF64>();
 
-// Never hand out kernels the processor cannot run, whatever was asked for.
-template <typename T>
-static const GemmTable<T>& pick_table(Isa isa, const GemmTable<T>& generic,
-                                      const GemmTable<T>& avx2, const GemmTable<T>& avx512) {
-  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
-  return best == int(Isa::avx512) ? avx512 : best == int(Isa::avx2) ? avx2 : generic;
-}
-
 template <>
 const GemmTable<float>& gemm_table<float>(Isa isa) {
-  return pick_table(isa, gemm_table_generic_f32, gemm_table_avx2_f32, gemm_table_avx512_f32);
+  return pick_isa(isa, gemm_table_generic_f32, gemm_table_avx2_f32, gemm_table_avx512_f32);
 }
 
 template <>
 const GemmTable<double>& gemm_table<double>(Isa isa) {
-  return pick_table(isa, gemm_table_generic_f64, gemm_table_avx2_f64, gemm_table_avx512_f64);
+  return pick_isa(isa, gemm_table_generic_f64, gemm_table_avx2_f64, gemm_table_avx512_f64);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,21 +165,14 @@ const OptimTable<double> optim_table_generic_f64 = make_optim_table<Scalar<doubl
 namespace {
 
 template <typename T>
-const OptimTable<T>& pick(Isa isa, const OptimTable<T>& generic, const OptimTable<T>& avx2,
-                          const OptimTable<T>& avx512) {
-  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
-  return best == int(Isa::avx512) ? avx512 : best == int(Isa::avx2) ? avx2 : generic;
-}
-
-template <typename T>
 const OptimTable<T>& optim_table(Isa isa);
 template <>
 const OptimTable<float>& optim_table<float>(Isa isa) {
-  return pick(isa, optim_table_generic_f32, optim_table_avx2_f32, optim_table_avx512_f32);
+  return pick_isa(isa, optim_table_generic_f32, optim_table_avx2_f32, optim_table_avx512_f32);
 }
 template <>
 const OptimTable<double>& optim_table<double>(Isa isa) {
-  return pick(isa, optim_table_generic_f64, optim_table_avx2_f64, optim_table_avx512_f64);
+  return pick_isa(isa, optim_table_generic_f64, optim_table_avx2_f64, optim_table_avx512_f64);
 }
 
 // A thread is worth its start-up (~1 us for an OpenMP team) from about this many bytes of traffic

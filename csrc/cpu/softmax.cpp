@@ -87,13 +87,6 @@ const SoftmaxTable<double> softmax_table_generic_f64 = make_softmax_table<VecSca
 // Elements per thread below which rows stay on one thread (see benchmarks/RESULTS.md).
 constexpr std::int64_t kGrain = 1 << 14;
 
-template <typename T>
-const SoftmaxTable<T>& pick(Isa isa, const SoftmaxTable<T>& generic, const SoftmaxTable<T>& avx2,
-                            const SoftmaxTable<T>& avx512) {
-  const int best = std::min(static_cast<int>(isa), static_cast<int>(cpu_isa_supported()));
-  return best == int(Isa::avx512) ? avx512 : best == int(Isa::avx2) ? avx2 : generic;
-}
-
 int row_threads(std::int64_t rows, std::int64_t n) {
   return int(std::min<std::int64_t>({get_num_threads(), rows, std::max<std::int64_t>(1, rows * n / kGrain)}));
 }
@@ -101,11 +94,11 @@ int row_threads(std::int64_t rows, std::int64_t n) {
 
 template <>
 const SoftmaxTable<float>& softmax_table<float>(Isa isa) {
-  return pick(isa, softmax_table_generic_f32, softmax_table_avx2_f32, softmax_table_avx512_f32);
+  return pick_isa(isa, softmax_table_generic_f32, softmax_table_avx2_f32, softmax_table_avx512_f32);
 }
 template <>
 const SoftmaxTable<double>& softmax_table<double>(Isa isa) {
-  return pick(isa, softmax_table_generic_f64, softmax_table_avx2_f64, softmax_table_avx512_f64);
+  return pick_isa(isa, softmax_table_generic_f64, softmax_table_avx2_f64, softmax_table_avx512_f64);
 }
 
 // ---------------------------------------------------------------------------------------------
