@@ -196,8 +196,7 @@ void check_like(const ArrayView& a, const ArrayView& like) {
 
 // ---- dense: gemm and sum_rows ----------------------------------------------------------------
 
-GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b,
-                    const ArrayView* bias, int bias_axis) {
+GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b, int bias_axis) {
   check_output(out);
   check_ndim(out, 2, 3);
   check_ndim(a, 2, 3);
@@ -217,13 +216,15 @@ GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b
   if (b.ndim == 3) check_dim(b, 0, d.batch);
   FASTDL_CHECK(bias_axis == 0 || bias_axis == 1, ValueError, "bias_axis: expected 0 or 1, got ",
                bias_axis);
-  if (bias) {
-    check_dtype(*bias, out);
-    check_ndim(*bias, 1, 1);
-    check_dim(*bias, 0, bias_axis == 0 ? d.m : d.n);
-    FASTDL_CHECK(bias->c_contiguous(), TypeError, bias->name, ": must be contiguous");
-  }
   return d;
+}
+
+void check_gemm_bias(const ArrayView& bias, const ArrayView& out, const GemmDims& d,
+                     int bias_axis) {
+  check_dtype(bias, out);
+  check_ndim(bias, 1, 1);
+  check_dim(bias, 0, bias_axis == 0 ? d.m : d.n);
+  FASTDL_CHECK(bias.c_contiguous(), TypeError, bias.name, ": must be contiguous");
 }
 
 void check_sum_rows(const ArrayView& out, const ArrayView& x) {

@@ -128,9 +128,11 @@ auto dispatch_float(const ArrayView& a, F&& f) {
 struct GemmDims {
   int64_t batch, m, n, k;
 };
-// Checks out, a, b and bias (nullable; length M for bias_axis 0, N for 1) of one gemm call.
-GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b,
-                    const ArrayView* bias, int bias_axis);
+// Checks out, a, b and bias_axis (0 or 1) of one gemm call.
+GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b, int bias_axis);
+// Then the bias, when there is one: out's dtype, length M for bias_axis 0, N for 1, contiguous.
+void check_gemm_bias(const ArrayView& bias, const ArrayView& out, const GemmDims& d,
+                     int bias_axis);
 // out (N,) = x (M, N) summed over rows; x C-contiguous.
 void check_sum_rows(const ArrayView& out, const ArrayView& x);
 

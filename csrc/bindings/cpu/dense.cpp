@@ -30,7 +30,8 @@ void gemm_py(const py::array& out_arr, const py::array& a_arr, const py::array& 
   const ArrayView out = view_of(out_arr, "out"), a = view_of(a_arr, "a"), b = view_of(b_arr, "b");
   std::optional<ArrayView> bias;
   if (bias_arr) bias = view_of(*bias_arr, "bias");
-  const GemmDims d = check_gemm(out, a, b, bias ? &*bias : nullptr, bias_axis);
+  const GemmDims d = check_gemm(out, a, b, bias_axis);
+  if (bias) check_gemm_bias(*bias, out, d, bias_axis);
   FASTDL_CHECK(!reference || out.ndim == 2, ValueError, "gemm_reference: 2-D operands only");
   check_whole_strides(a);
   check_whole_strides(b);
