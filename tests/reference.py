@@ -10,8 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
+# The dtype the references compute in. float64 by default; tests/helpers.check_op raises it to
+# long double (64-bit mantissa on x86-64) while checking a float64 kernel, so that the oracle is
+# more precise than the float64 result it judges (a float64 oracle differs from a float64 kernel
+# by their two rounding errors, and a sum of 1000 terms summed in another order exceeds a few
+# ulps on some machines).
+REF_DTYPE = np.float64
+
+
 def f64(*xs):
-    out = tuple(None if x is None else np.asarray(x, dtype=np.float64) for x in xs)
+    out = tuple(None if x is None else np.asarray(x, dtype=REF_DTYPE) for x in xs)
     return out if len(out) > 1 else out[0]
 
 
