@@ -1,6 +1,7 @@
 """The autograd Functions, one module per op family (named as fastdl.ops' modules where the
-family has one), each with ``forward`` and ``backward`` side by side. The engine that runs them (Function, Tensor,
-backward) is fastdl.tensor; a family module does ``from ..tensor import Function``.
+family has one), each with ``forward`` and ``backward`` side by side. The engine that runs them
+(Function, Tensor, backward) is fastdl.tensor; a family module does
+``from ..tensor import Function, Tensor``.
 
     elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
     shape         Sum, Reshape, Transpose, GetItem, ToDevice (reduce, rearrange, move)
