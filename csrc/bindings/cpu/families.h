@@ -23,6 +23,9 @@ void bind_loss(py::module_& m);        // cross_entropy, mse, bce_with_logits
 void bind_dropout(py::module_& m);
 void bind_elementwise(py::module_& m);  // bias_add
 void bind_optim(py::module_& m);       // optimizer steps, gradient norms and clipping
+void bind_conv(py::module_& m);        // conv2d forward, backward data / weight
+void bind_pool(py::module_& m);        // max, avg and adaptive-avg pool2d
+void bind_norm(py::module_& m);        // batch_norm
 
 // The `isa=` argument of the kernels: a name forces that ISA (capped at what the CPU supports),
 // None the one chosen at import.
