@@ -226,8 +226,6 @@ std::string conv2d_variant_py(const std::string& pass, std::vector<int64_t> xs,
 
 }  // namespace
 
-namespace fastdl::bindings {
-
 void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("y").noconvert(), py::arg("x").noconvert(),
         py::arg("w").noconvert(), py::arg("b").noconvert(), py::arg("stride_h"),
@@ -262,5 +260,3 @@ db may be None (not computed). Both written (=).)pbdoc");
         "The algorithm variant='auto' runs for this pass ('forward', 'backward_data', "
         "'backward_weight') and geometry: reference, gemm1x1, implicit_gemm or direct.");
 }
-
-}  // namespace fastdl::bindings
