@@ -116,51 +116,77 @@ void batch_norm_backward_py(py::array dx, py::array dweight, py::array dbias, py
 }  // namespace
 
 void bind_norm(py::module_& m) {
-  for (const bool ref : {false, true}) {
-    const std::string sfx = ref ? "_reference" : "";
-    const char* oracle = "The plain-loop oracle (double) of the kernel without the suffix (isa is ignored).";
-    m.def(("batch_norm_forward" + sfx).c_str(),
-          [ref](py::array y, py::array save_mean, py::array save_invstd, py::array x,
-                std::optional<py::array> weight, std::optional<py::array> bias,
-                std::optional<py::array> running_mean, std::optional<py::array> running_var,
-                bool training, double momentum, double eps, std::optional<std::string> isa) {
-            batch_norm_forward_py(std::move(y), std::move(save_mean), std::move(save_invstd),
-                                  std::move(x), std::move(weight), std::move(bias),
-                                  std::move(running_mean), std::move(running_var), training,
-                                  momentum, eps, std::move(isa), ref);
-          },
-          py::arg("y").noconvert(), py::arg("save_mean").noconvert(),
-          py::arg("save_invstd").noconvert(), py::arg("x").noconvert(),
-          py::arg("weight").noconvert().none(true), py::arg("bias").noconvert().none(true),
-          py::arg("running_mean").noconvert().none(true),
-          py::arg("running_var").noconvert().none(true), py::arg("training"),
-          py::arg("momentum"), py::arg("eps"), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle
-              : R"pbdoc(Batch norm of x (N, C, L) over N and L, per channel, into y (N, C, L).
+  m.def(
+      "batch_norm_forward",
+      [](py::array y, py::array save_mean, py::array save_invstd, py::array x,
+         std::optional<py::array> weight, std::optional<py::array> bias,
+         std::optional<py::array> running_mean, std::optional<py::array> running_var,
+         bool training, double momentum, double eps, std::optional<std::string> isa) {
+        batch_norm_forward_py(std::move(y), std::move(save_mean), std::move(save_invstd),
+                              std::move(x), std::move(weight), std::move(bias),
+                              std::move(running_mean), std::move(running_var), training, momentum,
+                              eps, std::move(isa), false);
+      },
+      py::arg("y").noconvert(), py::arg("save_mean").noconvert(),
+      py::arg("save_invstd").noconvert(), py::arg("x").noconvert(),
+      py::arg("weight").noconvert().none(true), py::arg("bias").noconvert().none(true),
+      py::arg("running_mean").noconvert().none(true),
+      py::arg("running_var").noconvert().none(true), py::arg("training"), py::arg("momentum"),
+      py::arg("eps"), py::kw_only(), py::arg("isa") = py::none(),
+      R"pbdoc(Batch norm of x (N, C, L) over N and L, per channel, into y (N, C, L).
 
 training: the batch's mean and biased variance; running_mean / running_var (None or C-contiguous
 (C,) arrays of x's dtype) become (1 - momentum) old + momentum batch, the variance unbiased.
 eval: normalises with running_mean / running_var (required). save_mean / save_invstd (C,)
 receive the mean and 1 / sqrt(var + eps) used. weight / bias None stand for 1 and 0.)pbdoc");
-    m.def(("batch_norm_backward" + sfx).c_str(),
-          [ref](py::array dx, py::array dweight, py::array dbias, py::array dy, py::array x,
-                std::optional<py::array> weight, py::array save_mean, py::array save_invstd,
-                bool training, std::optional<std::string> isa) {
-            batch_norm_backward_py(std::move(dx), std::move(dweight), std::move(dbias),
-                                   std::move(dy), std::move(x), std::move(weight),
-                                   std::move(save_mean), std::move(save_invstd), training,
-                                   std::move(isa), ref);
-          },
-          py::arg("dx").noconvert(), py::arg("dweight").noconvert(), py::arg("dbias").noconvert(),
-          py::arg("dy").noconvert(), py::arg("x").noconvert(),
-          py::arg("weight").noconvert().none(true), py::arg("save_mean").noconvert(),
-          py::arg("save_invstd").noconvert(), py::arg("training"), py::kw_only(),
-          py::arg("isa") = py::none(),
-          ref ? oracle
-              : R"pbdoc(Gradients of batch_norm_forward: dx (N, C, L), dweight = sum dy xhat and
+  m.def(
+      "batch_norm_forward_reference",
+      [](py::array y, py::array save_mean, py::array save_invstd, py::array x,
+         std::optional<py::array> weight, std::optional<py::array> bias,
+         std::optional<py::array> running_mean, std::optional<py::array> running_var,
+         bool training, double momentum, double eps) {
+        batch_norm_forward_py(std::move(y), std::move(save_mean), std::move(save_invstd),
+                              std::move(x), std::move(weight), std::move(bias),
+                              std::move(running_mean), std::move(running_var), training, momentum,
+                              eps, std::nullopt, true);
+      },
+      py::arg("y").noconvert(), py::arg("save_mean").noconvert(),
+      py::arg("save_invstd").noconvert(), py::arg("x").noconvert(),
+      py::arg("weight").noconvert().none(true), py::arg("bias").noconvert().none(true),
+      py::arg("running_mean").noconvert().none(true),
+      py::arg("running_var").noconvert().none(true), py::arg("training"), py::arg("momentum"),
+      py::arg("eps"), "Plain-loop oracle (double) for batch_norm_forward.");
+  m.def(
+      "batch_norm_backward",
+      [](py::array dx, py::array dweight, py::array dbias, py::array dy, py::array x,
+         std::optional<py::array> weight, py::array save_mean, py::array save_invstd,
+         bool training, std::optional<std::string> isa) {
+        batch_norm_backward_py(std::move(dx), std::move(dweight), std::move(dbias), std::move(dy),
+                               std::move(x), std::move(weight), std::move(save_mean),
+                               std::move(save_invstd), training, std::move(isa), false);
+      },
+      py::arg("dx").noconvert(), py::arg("dweight").noconvert(), py::arg("dbias").noconvert(),
+      py::arg("dy").noconvert(), py::arg("x").noconvert(),
+      py::arg("weight").noconvert().none(true), py::arg("save_mean").noconvert(),
+      py::arg("save_invstd").noconvert(), py::arg("training"), py::kw_only(),
+      py::arg("isa") = py::none(),
+      R"pbdoc(Gradients of batch_norm_forward: dx (N, C, L), dweight = sum dy xhat and
 dbias = sum dy (C,), always written. training: dx = weight invstd (dy - mean(dy) - xhat
 mean(dy xhat)); eval: dx = weight invstd dy.)pbdoc");
-  }
+  m.def(
+      "batch_norm_backward_reference",
+      [](py::array dx, py::array dweight, py::array dbias, py::array dy, py::array x,
+         std::optional<py::array> weight, py::array save_mean, py::array save_invstd,
+         bool training) {
+        batch_norm_backward_py(std::move(dx), std::move(dweight), std::move(dbias), std::move(dy),
+                               std::move(x), std::move(weight), std::move(save_mean),
+                               std::move(save_invstd), training, std::nullopt, true);
+      },
+      py::arg("dx").noconvert(), py::arg("dweight").noconvert(), py::arg("dbias").noconvert(),
+      py::arg("dy").noconvert(), py::arg("x").noconvert(),
+      py::arg("weight").noconvert().none(true), py::arg("save_mean").noconvert(),
+      py::arg("save_invstd").noconvert(), py::arg("training"),
+      "Plain-loop oracle (double) for batch_norm_backward.");
 }
 
 }  // namespace fastdl::bindings

@@ -201,72 +201,109 @@ void adaptive_avg_pool2d_backward_py(py::array dx, py::array dy, std::optional<s
 }  // namespace
 
 void bind_pool(py::module_& m) {
-  // Both variants of each function: the kernel (isa= keyword) and its plain-loop oracle.
-  for (const bool ref : {false, true}) {
-    const std::string sfx = ref ? "_reference" : "";
-    const char* oracle = "The plain-loop oracle of the kernel without the suffix (isa is ignored).";
-    m.def(("max_pool2d_forward" + sfx).c_str(),
-          [ref](py::array y, py::array argmax, py::array x, int64_t kh, int64_t kw, int64_t sh,
-                int64_t sw, int64_t ph, int64_t pw, std::optional<std::string> isa) {
-            max_pool2d_forward_py(std::move(y), std::move(argmax), std::move(x), kh, kw, sh, sw,
-                                  ph, pw, std::move(isa), ref);
-          },
-          py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
-          py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
-          py::arg("pad_h"), py::arg("pad_w"), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle
-              : R"pbdoc(y, argmax (N, C, OH, OW) = max over each kh x kw window of x (N, C, H, W).
+  m.def(
+      "max_pool2d_forward",
+      [](py::array y, py::array argmax, py::array x, int64_t kh, int64_t kw, int64_t sh,
+         int64_t sw, int64_t ph, int64_t pw, std::optional<std::string> isa) {
+        max_pool2d_forward_py(std::move(y), std::move(argmax), std::move(x), kh, kw, sh, sw, ph, pw,
+                              std::move(isa), false);
+      },
+      py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
+      py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
+      py::arg("pad_h"), py::arg("pad_w"), py::kw_only(), py::arg("isa") = py::none(),
+      R"pbdoc(y, argmax (N, C, OH, OW) = max over each kernel_h x kernel_w window of x (N, C, H, W).
 
 OH = (H + 2 pad_h - kernel_h) // stride_h + 1 (floor mode), likewise OW; 0 <= pad <= kernel / 2;
 padding is -inf. argmax (int64) is the flat index ih * W + iw of the first maximum in row-major
 window order (the last NaN when the window holds NaN, as PyTorch).)pbdoc");
-    m.def(("max_pool2d_backward" + sfx).c_str(),
+  m.def(
+      "max_pool2d_forward_reference",
+      [](py::array y, py::array argmax, py::array x, int64_t kh, int64_t kw, int64_t sh,
+         int64_t sw, int64_t ph, int64_t pw) {
+        max_pool2d_forward_py(std::move(y), std::move(argmax), std::move(x), kh, kw, sh, sw, ph, pw,
+                              std::nullopt, true);
+      },
+      py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
+      py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
+      py::arg("pad_h"), py::arg("pad_w"), "Plain-loop oracle for max_pool2d_forward.");
+  for (const bool ref : {false, true})
+    m.def(ref ? "max_pool2d_backward_reference" : "max_pool2d_backward",
           [ref](py::array dx, py::array dy, py::array argmax) {
             max_pool2d_backward_py(std::move(dx), std::move(dy), std::move(argmax), ref);
           },
           py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("argmax").noconvert(),
-          ref ? oracle
+          ref ? "Plain-loop oracle for max_pool2d_backward."
               : "dx (N, C, H, W) = 0, then dx[plane][argmax] += dy; ValueError for an index "
                 "outside the H x W plane.");
-    m.def(("avg_pool2d_forward" + sfx).c_str(),
-          [ref](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                int64_t ph, int64_t pw, std::optional<std::string> isa) {
-            avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw,
-                                  std::move(isa), ref);
-          },
-          py::arg("y").noconvert(), py::arg("x").noconvert(), py::arg("kernel_h"),
-          py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"),
-          py::arg("pad_w"), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle
-              : "y (N, C, OH, OW) = mean over each window of x, padding counted as zeros "
-                "(count_include_pad=True), floor mode.");
-    m.def(("avg_pool2d_backward" + sfx).c_str(),
-          [ref](py::array dx, py::array dy, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                int64_t ph, int64_t pw, std::optional<std::string> isa) {
-            avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw,
-                                   std::move(isa), ref);
-          },
-          py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("kernel_h"),
-          py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"),
-          py::arg("pad_w"), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle
-              : "dx (N, C, H, W) = the sum over the windows holding each cell of dy / (kh * kw) "
-                "(written, not accumulated).");
-    m.def(("adaptive_avg_pool2d_forward" + sfx).c_str(),
-          [ref](py::array y, py::array x, std::optional<std::string> isa) {
-            adaptive_avg_pool2d_forward_py(std::move(y), std::move(x), std::move(isa), ref);
-          },
-          py::arg("y").noconvert(), py::arg("x").noconvert(), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle
-              : "y (N, C, OH, OW) = mean of x (N, C, H, W) over the windows "
-                "[floor(i H / OH), ceil((i + 1) H / OH)) (likewise along W); OH, OW from y.");
-    m.def(("adaptive_avg_pool2d_backward" + sfx).c_str(),
-          [ref](py::array dx, py::array dy, std::optional<std::string> isa) {
-            adaptive_avg_pool2d_backward_py(std::move(dx), std::move(dy), std::move(isa), ref);
-          },
-          py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::kw_only(), py::arg("isa") = py::none(),
-          ref ? oracle : "dx (N, C, H, W) of adaptive_avg_pool2d_forward; H, W from dx.");
-  }
+  m.def(
+      "avg_pool2d_forward",
+      [](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, std::optional<std::string> isa) {
+        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw, std::move(isa), false);
+      },
+      py::arg("y").noconvert(), py::arg("x").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
+      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::kw_only(),
+      py::arg("isa") = py::none(),
+      "y (N, C, OH, OW) = mean over each window of x, padding counted as zeros "
+      "(count_include_pad=True), floor mode.");
+  m.def(
+      "avg_pool2d_forward_reference",
+      [](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw) {
+        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw, std::nullopt, true);
+      },
+      py::arg("y").noconvert(), py::arg("x").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
+      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      "Plain-loop oracle (double sums) for avg_pool2d_forward.");
+  m.def(
+      "avg_pool2d_backward",
+      [](py::array dx, py::array dy, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, std::optional<std::string> isa) {
+        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw, std::move(isa), false);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
+      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::kw_only(),
+      py::arg("isa") = py::none(),
+      "dx (N, C, H, W) = the sum over the windows holding each cell of dy / (kh * kw) "
+      "(written, not accumulated).");
+  m.def(
+      "avg_pool2d_backward_reference",
+      [](py::array dx, py::array dy, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw) {
+        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw, std::nullopt, true);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
+      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      "Plain-loop oracle for avg_pool2d_backward.");
+  m.def(
+      "adaptive_avg_pool2d_forward",
+      [](py::array y, py::array x, std::optional<std::string> isa) {
+        adaptive_avg_pool2d_forward_py(std::move(y), std::move(x), std::move(isa), false);
+      },
+      py::arg("y").noconvert(), py::arg("x").noconvert(), py::kw_only(), py::arg("isa") = py::none(),
+      "y (N, C, OH, OW) = mean of x (N, C, H, W) over the windows "
+      "[floor(i H / OH), ceil((i + 1) H / OH)) (likewise along W); OH, OW from y.");
+  m.def(
+      "adaptive_avg_pool2d_forward_reference",
+      [](py::array y, py::array x) {
+        adaptive_avg_pool2d_forward_py(std::move(y), std::move(x), std::nullopt, true);
+      },
+      py::arg("y").noconvert(), py::arg("x").noconvert(),
+      "Plain-loop oracle (double sums) for adaptive_avg_pool2d_forward.");
+  m.def(
+      "adaptive_avg_pool2d_backward",
+      [](py::array dx, py::array dy, std::optional<std::string> isa) {
+        adaptive_avg_pool2d_backward_py(std::move(dx), std::move(dy), std::move(isa), false);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::kw_only(), py::arg("isa") = py::none(),
+      "dx (N, C, H, W) of adaptive_avg_pool2d_forward (written); H, W from dx.");
+  m.def(
+      "adaptive_avg_pool2d_backward_reference",
+      [](py::array dx, py::array dy) {
+        adaptive_avg_pool2d_backward_py(std::move(dx), std::move(dy), std::nullopt, true);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(),
+      "Plain-loop oracle for adaptive_avg_pool2d_backward.");
 }
 
 }  // namespace fastdl::bindings
