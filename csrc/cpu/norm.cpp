@@ -122,6 +122,9 @@ constexpr std::int64_t kRun = 2048;     // elements of a run: 8 KiB of floats, r
 constexpr std::int64_t kMinRow = 32;    // shorter rows go by blocks of rows
 constexpr std::int64_t kBlock = 8192;   // elements of such a block (about)
 constexpr std::int64_t kGrain = 1 << 15;  // elements per thread worth waking a thread for
+// Outputs of at least this many bytes are written with non-temporal stores (vec_stream.h): far
+// beyond the L2s, they would only be read back from memory anyway.
+constexpr std::int64_t kStreamBytes = std::int64_t(16) << 20;
 
 int norm_threads(std::int64_t elems, std::int64_t items) {
   return int(std::min<std::int64_t>(
@@ -361,9 +364,10 @@ void batch_norm_forward(T* y, T* save_mean, T* save_invstd, const T* x, const T*
     scale[k] = T(sc);
     shift[k] = T((bias ? double(bias[ch]) : 0.0) - (mean - double(a[k])) * sc);
   };
+  const bool stream = n * c * l * std::int64_t(sizeof(T)) >= kStreamBytes;
   auto normalize = [&](std::int64_t row, std::int64_t ch) {
     const std::size_t k = std::size_t(ch);
-    t.affine(y + row * l, x + row * l, l, a[k], scale[k], shift[k]);
+    t.affine(y + row * l, x + row * l, l, a[k], scale[k], shift[k], stream);
   };
   const int threads = norm_threads(3 * n * c * l, n * c);
   if (training && by_channel(c, l, threads)) {
@@ -407,12 +411,14 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     b[k] = training && m > 0 ? T(g * invstd * invstd * sdyx / m) : T(0);
     off[k] = training && m > 0 ? T(-g * sdy / m) : T(0);
   };
+  const bool stream = n * c * l * std::int64_t(sizeof(T)) >= kStreamBytes;
   auto grad_input = [&](std::int64_t row, std::int64_t ch) {
     const std::size_t k = std::size_t(ch);
     if (training)
-      t.grad_input(dx + row * l, dy + row * l, x + row * l, l, save_mean[ch], k1[k], b[k], off[k]);
+      t.grad_input(dx + row * l, dy + row * l, x + row * l, l, save_mean[ch], k1[k], b[k], off[k],
+                   stream);
     else
-      t.affine(dx + row * l, dy + row * l, l, T(0), k1[k], T(0));
+      t.affine(dx + row * l, dy + row * l, l, T(0), k1[k], T(0), stream);
   };
   const int threads = norm_threads(5 * n * c * l, n * c);
   if (by_channel(c, l, threads)) {

@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "cpu/pool.h"
+#include "cpu/vec_stream.h"
 
 namespace fastdl {
 namespace {
@@ -274,9 +275,14 @@ void pool_avg_plane_backward(typename V::T* dx, const typename V::T* dy, const P
 }
 
 template <class V>
+void pool_row_stream(typename V::T* dst, const typename V::T* src, std::int64_t n) {
+  stream_row<V>(dst, src, n);
+}
+
+template <class V>
 constexpr PoolTable<typename V::T> make_pool_table() {
   return {&pool_max_rows<V>, &pool_avg_rows<V>, &pool_avg_plane_backward<V>, &pool_row_put<V>,
-          &pool_row_acc<V>};
+          &pool_row_acc<V>, &pool_row_stream<V>};
 }
 
 }  // namespace

@@ -89,7 +89,8 @@ void max_pool2d_forward_py(py::array y, py::array argmax, py::array x, int64_t k
   });
 }
 
-void max_pool2d_backward_py(py::array dx, py::array dy, py::array argmax, bool reference) {
+void max_pool2d_backward_py(py::array dx, py::array dy, py::array argmax,
+                            std::optional<std::string> isa, bool reference) {
   check_output(dx, "dx");
   check_image(dx, "dx");
   check_ndim(dy, 4, "dy");
@@ -97,6 +98,7 @@ void max_pool2d_backward_py(py::array dx, py::array dy, py::array argmax, bool r
   check_argmax(argmax, dy, false);
   const Pool2dShape s{dx.shape(0) * dx.shape(1), dx.shape(2), dx.shape(3), dy.shape(2), dy.shape(3),
                       1, 1, 1, 1, 0, 0};
+  const Isa chosen = isa_arg(isa);
   const int64_t bad = dispatch_float(dx.dtype(), "dx", [&](auto zero) {
     using T = decltype(zero);
     T* pdx = static_cast<T*>(dx.mutable_data());
@@ -104,7 +106,7 @@ void max_pool2d_backward_py(py::array dx, py::array dy, py::array argmax, bool r
     const int64_t* pa = static_cast<const int64_t*>(argmax.data());
     py::gil_scoped_release nogil;
     return reference ? max_pool2d_backward_reference(pdx, pdy, pa, s)
-                     : max_pool2d_backward(pdx, pdy, pa, s);
+                     : max_pool2d_backward(pdx, pdy, pa, s, chosen);
   });
   if (bad >= 0) {
     const int64_t v = static_cast<const int64_t*>(argmax.data())[bad];
@@ -226,15 +228,22 @@ window order (the last NaN when the window holds NaN, as PyTorch).)pbdoc");
       py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
       py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
       py::arg("pad_h"), py::arg("pad_w"), "Plain-loop oracle for max_pool2d_forward.");
-  for (const bool ref : {false, true})
-    m.def(ref ? "max_pool2d_backward_reference" : "max_pool2d_backward",
-          [ref](py::array dx, py::array dy, py::array argmax) {
-            max_pool2d_backward_py(std::move(dx), std::move(dy), std::move(argmax), ref);
-          },
-          py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("argmax").noconvert(),
-          ref ? "Plain-loop oracle for max_pool2d_backward."
-              : "dx (N, C, H, W) = 0, then dx[plane][argmax] += dy; ValueError for an index "
-                "outside the H x W plane.");
+  m.def(
+      "max_pool2d_backward",
+      [](py::array dx, py::array dy, py::array argmax, std::optional<std::string> isa) {
+        max_pool2d_backward_py(std::move(dx), std::move(dy), std::move(argmax), std::move(isa), false);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("argmax").noconvert(),
+      py::kw_only(), py::arg("isa") = py::none(),
+      "dx (N, C, H, W) = 0, then dx[plane][argmax] += dy; ValueError for an index outside the "
+      "H x W plane.");
+  m.def(
+      "max_pool2d_backward_reference",
+      [](py::array dx, py::array dy, py::array argmax) {
+        max_pool2d_backward_py(std::move(dx), std::move(dy), std::move(argmax), std::nullopt, true);
+      },
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("argmax").noconvert(),
+      "Plain-loop oracle for max_pool2d_backward.");
   m.def(
       "avg_pool2d_forward",
       [](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
