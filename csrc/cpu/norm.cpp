@@ -22,8 +22,12 @@
 // channel in double with Chan's formula, in a fixed order. Rows shorter than kMinRow (the (N, C)
 // case) go by blocks of rows with double accumulators instead. The split into runs and blocks
 // never depends on the thread count, so results are bitwise the same for every thread count.
+// When the channels share evenly among the threads, each thread takes whole channels and runs
+// the statistics pass and the element-wise pass over a channel back to back, the second reading
+// it from L2 (same runs, same merge order); otherwise the passes split rows.
 // The normalised output is (x - a) * scale + shift with a = mean rounded to T and the rounding
 // folded into shift: x - a is exact for x near the mean, so a large mean costs no digits.
+// Outputs of kStreamBytes and more leave through non-temporal stores (vec_stream.h).
 #include "cpu/norm.h"
 
 #include <algorithm>

@@ -20,8 +20,10 @@
 //   2. the per-plane kernels of pool_simd.h over a one-lane vector (generic ISA),
 //   3. ... over AVX2 and AVX-512 vectors (pool_avx2.cpp, pool_avx512.cpp): forward vectorised
 //      over ow (stride 1 loads, stride 2 loads + deinterleave, gathers otherwise), the border
-//      windows that padding clips done one at a time; backward as row scatters within a
-//      cache-resident plane.
+//      windows that padding clips done one at a time (the row's last vector block moved back
+//      to end at its last output rather than leaving a scalar tail); backward as row scatters
+//      within a cache-resident plane, which large gradients (kStreamBytes) build in a buffer
+//      and write out with non-temporal stores (vec_stream.h).
 // OpenMP splits planes (and output rows of the forward passes when there are fewer planes than
 // threads); every output is computed by the same code whatever the split, so results do not
 // depend on the thread count.
