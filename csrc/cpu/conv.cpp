@@ -13,10 +13,18 @@
 //   (the fast variants follow below)
 #include "cpu/conv.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "common/check.h"
+#include "common/memory.h"
+#include "common/threading.h"
+#include "cpu/gemm.h"
+#include "cpu/gemm_config.h"
+#include "cpu/gemm_ukernel.h"
 
 namespace fastdl {
 
@@ -132,26 +140,346 @@ static void conv2d_backward_weight_reference(T* dw, T* db, const T* dy, const T*
 }
 
 // ---------------------------------------------------------------------------------------------
+// Implicit GEMM on the packed GEMM (gemm.h: gemm_packed_b)
+// ---------------------------------------------------------------------------------------------
+//
+// Per image n and group g, with P = OH*OW pixels and CRS = C/G*R*S:
+//   forward          Y_g (K/G x P)   = W_g (K/G x CRS) * im2col(x_g) (CRS x P)     + b (fused)
+//   backward-weight  dW_g (K/G x CRS) += dY_g (K/G x P) * im2col(x_g)^T (P x CRS)  (images in order)
+// The im2col matrix is never formed: its KC x NC blocks are gathered straight into the GEMM's
+// packed-B panels where the loop nest packs B (pack_im2col, pack_im2col_t), so the blocking,
+// threading and micro-kernels are the GEMM's own.
+
+// One output row's run of pixels within a packed panel: columns [off, off + len) of the panel are
+// output pixels (oh, ow .. ow + len), whose windows start at input row ih0 = oh*sh - ph and
+// column iw0 = ow*sw - pw.
+struct PixelRun {
+  std::int64_t off, len, ih0, iw0;
+};
+
+// The runs covering pixels p0 .. p0 + count; returns how many (at most count / OW + 2).
+static int pixel_runs(PixelRun* runs, std::int64_t p0, std::int64_t count, const ConvShape& s) {
+  std::int64_t oh = p0 / s.ow, ow = p0 % s.ow, off = 0;
+  int n = 0;
+  while (off < count) {
+    const std::int64_t len = std::min(count - off, s.ow - ow);
+    runs[n++] = {off, len, oh * s.stride_h - s.pad_h, ow * s.stride_w - s.pad_w};
+    off += len, ow = 0, ++oh;
+  }
+  return n;
+}
+
+// dst[run] = x_c[ih0 + r*dh][iw0 + q*dw + j*sw] for j in [0, len), zero outside the input (the
+// padding): the im2col row (c, r, q) over one run of pixels. Division-free: it runs once per
+// packed row and run.
+template <typename T>
+static inline void im2col_run(T* __restrict dst, const T* __restrict xc, const PixelRun& u,
+                              std::int64_t r, std::int64_t q, const ConvShape& s) {
+  T* d = dst + u.off;
+  const std::int64_t ih = u.ih0 + r * s.dil_h;
+  if (ih < 0 || ih >= s.h) {
+    std::fill(d, d + u.len, T(0));
+    return;
+  }
+  const T* xr = xc + ih * s.w;
+  const std::int64_t iw0 = u.iw0 + q * s.dil_w;
+  if (s.stride_w == 1) {
+    const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, u.len);
+    const std::int64_t hi = std::clamp<std::int64_t>(s.w - iw0, lo, u.len);
+    std::fill(d, d + lo, T(0));
+    const T* src = xr + iw0;
+    for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j];
+    std::fill(d + hi, d + u.len, T(0));
+  } else {
+    for (std::int64_t j = 0, iw = iw0; j < u.len; ++j, iw += s.stride_w)
+      d[j] = iw >= 0 && iw < s.w ? xr[iw] : T(0);
+  }
+}
+
+constexpr int kMaxPanel = 64;  // the widest packed panel (NR) of any GEMM table
+
+template <typename T>
+struct Im2col {
+  const T* x;  // the group's first input plane of one image
+  const ConvShape* s;
+  pack_fn<T> pack_b;  // the GEMM's own packer (pack_im2col_t transposes through it)
+};
+
+// Forward B (CRS x P): row p = (c, r, q), column j = pixel.
+template <typename T>
+static void pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
+                        std::int64_t j0, std::int64_t nc, int nr) {
+  const Im2col<T>& g = *static_cast<const Im2col<T>*>(ctx);
+  const ConvShape& s = *g.s;
+  const std::int64_t rs = s.r * s.s, hw = s.h * s.w;
+  PixelRun runs[kMaxPanel + 2];
+  FASTDL_CHECK(nr <= kMaxPanel, RuntimeError, "pack_im2col: panel width ", nr, " > ", kMaxPanel);
+  for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+    const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp);
+    const int nruns = pixel_runs(runs, j0 + jp, cols, s);
+    std::int64_t c = k0 / rs, r = k0 % rs / s.s, q = k0 % s.s;
+    for (std::int64_t p = 0; p < kc; ++p) {
+      T* row = dst + p * nr;
+      const T* xc = g.x + c * hw;
+      for (int i = 0; i < nruns; ++i) im2col_run(row, xc, runs[i], r, q, s);
+      std::fill(row + cols, row + nr, T(0));
+      if (++q == s.s) q = 0, r = r + 1 == s.r ? (++c, 0) : r + 1;
+    }
+  }
+}
+
+// Backward-weight B = im2col^T (P x CRS): row p = pixel, column j = (c, r, q). Each panel's
+// im2col rows are gathered contiguously into a scratch block, then transposed into the packed
+// format by the GEMM's own (vectorised) packer.
+thread_local ScratchBuffer tls_im2col_t, tls_runs;
+
+template <typename T>
+static void pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
+                          std::int64_t j0, std::int64_t nc, int nr) {
+  const Im2col<T>& g = *static_cast<const Im2col<T>*>(ctx);
+  const ConvShape& s = *g.s;
+  const std::int64_t rs = s.r * s.s, hw = s.h * s.w;
+  T* rows = static_cast<T*>(tls_im2col_t.get(sizeof(T) * std::size_t(nr * kc)));
+  PixelRun* runs = static_cast<PixelRun*>(
+      tls_runs.get(sizeof(PixelRun) * std::size_t(kc / std::max<std::int64_t>(s.ow, 1) + 2)));
+  if (!rows || !runs) throw std::bad_alloc();
+  const int nruns = pixel_runs(runs, k0, kc, s);  // the same k block for every panel
+  for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+    const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp);
+    for (std::int64_t jj = 0; jj < cols; ++jj) {
+      const std::int64_t crs = j0 + jp + jj, r = crs % rs / s.s, q = crs % s.s;
+      const T* xc = g.x + crs / rs * hw;
+      for (int i = 0; i < nruns; ++i) im2col_run(rows + jj * kc, xc, runs[i], r, q, s);
+    }
+    g.pack_b(dst, rows, kc, 1, cols, kc);
+  }
+}
+
+template <typename T>
+static void forward_implicit(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                             Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
+  const std::int64_t p = s.oh * s.ow;
+  const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g) {
+      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
+      GemmParams<T> gp;
+      gp.bias = b ? b + g * kg : nullptr;
+      gp.bias_axis = BiasAxis::row;
+      gemm_packed_b(y + (n * s.k + g * kg) * p, p, w + g * kg * crs, crs, std::int64_t(1),
+                    GemmPackB<T>{&pack_im2col<T>, &ctx}, kg, p, crs, gp, isa);
+    }
+}
+
+template <typename T>
+static void backward_weight_implicit(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
+  const std::int64_t p = s.oh * s.ow;
+  const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
+  if (s.n == 0) std::fill(dw, dw + s.k * crs, T(0));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g) {
+      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
+      GemmParams<T> gp;
+      gp.beta = n ? T(1) : T(0);
+      gemm_packed_b(dw + g * kg * crs, crs, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
+                    GemmPackB<T>{&pack_im2col_t<T>, &ctx}, kg, crs, p, gp, isa);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1x1, stride 1, no padding: each image is a plain GEMM on x as it lies
+// ---------------------------------------------------------------------------------------------
+//   forward          Y_g (K/G x HW) = W_g (K/G x C/G) * X_g (C/G x HW) + b
+//   backward-data    dX_g = W_g^T * dY_g
+//   backward-weight  dW_g += dY_g * X_g^T (images in order)
+
+static bool is_1x1(const ConvShape& s) {
+  return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+         s.pad_w == 0 && s.oh == s.h && s.ow == s.w;
+}
+
+template <typename T>
+static void forward_1x1(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g) {
+      GemmParams<T> gp;
+      gp.bias = b ? b + g * kg : nullptr;
+      gp.bias_axis = BiasAxis::row;
+      gemm(y + (n * s.k + g * kg) * p, p, w + g * kg * cg, cg, std::int64_t(1),
+           x + (n * s.c + g * cg) * p, p, std::int64_t(1), kg, p, cg, gp, isa);
+    }
+}
+
+template <typename T>
+static void backward_data_1x1(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g)
+      gemm(dx + (n * s.c + g * cg) * p, p, w + g * kg * cg, std::int64_t(1), cg,
+           dy + (n * s.k + g * kg) * p, p, std::int64_t(1), cg, p, kg, GemmParams<T>{}, isa);
+}
+
+template <typename T>
+static void backward_weight_1x1(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
+  if (s.n == 0) std::fill(dw, dw + s.k * cg, T(0));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g) {
+      GemmParams<T> gp;
+      gp.beta = n ? T(1) : T(0);
+      gemm(dw + g * kg * cg, cg, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
+           x + (n * s.c + g * cg) * p, std::int64_t(1), p, kg, cg, p, gp, isa);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward-data through the GEMM
+// ---------------------------------------------------------------------------------------------
+//
+// Stride 1: dx is the forward convolution of dy with the flipped filters, channels swapped within
+// each group (w'[c, k, r, q] = w[k, c, R-1-r, S-1-q]) and padding (R-1)*dil - pad (negative when
+// the padding exceeds the dilated kernel: the window then starts inside dy): the implicit GEMM
+// above with K*C/G*R*S of reordered weights as its only workspace.
+// Stride > 1 (where that form would multiply by the inserted zeros): per image and group,
+// cols (CRS x P) = W_g^T * dY_g, in chunks of pixels bounded by kCol2imElems, then col2im adds
+// each column back into its window of dx.
+
+thread_local ScratchBuffer tls_flipped, tls_cols;
+
+constexpr std::int64_t kCol2imElems = std::int64_t(1) << 18;  // 1 MiB of fp32 columns
+
+template <typename T>
+static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
+  T* wf = static_cast<T*>(tls_flipped.get(sizeof(T) * std::size_t(s.k * cg * rs)));
+  if (!wf) throw std::bad_alloc();
+  for (std::int64_t g = 0; g < s.groups; ++g)
+    for (std::int64_t c = 0; c < cg; ++c)
+      for (std::int64_t k = 0; k < kg; ++k)
+        for (std::int64_t i = 0; i < rs; ++i)
+          wf[((g * cg + c) * kg + k) * rs + i] = w[((g * kg + k) * cg + c) * rs + (rs - 1 - i)];
+  ConvShape t = s;
+  t.c = s.k, t.h = s.oh, t.w = s.ow, t.k = s.c, t.oh = s.h, t.ow = s.w;
+  t.pad_h = (s.r - 1) * s.dil_h - s.pad_h;
+  t.pad_w = (s.s - 1) * s.dil_w - s.pad_w;
+  forward_implicit(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
+}
+
+template <typename T>
+static void col2im(T* dxg, const T* cols, std::int64_t ldc, std::int64_t p0, std::int64_t pc,
+                   const ConvShape& s, std::int64_t cg) {
+  const std::int64_t rs = s.r * s.s, hw = s.h * s.w;
+  const int threads = int(std::min<std::int64_t>(get_num_threads(), cg));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && cg * rs * pc > 32768)
+  for (std::int64_t c = 0; c < cg; ++c)
+    for (std::int64_t r = 0; r < s.r; ++r)
+      for (std::int64_t q = 0; q < s.s; ++q) {
+        const T* src = cols + ((c * s.r + r) * s.s + q) * ldc;
+        T* xc = dxg + c * hw;
+        std::int64_t oh = p0 / s.ow, ow = p0 % s.ow;
+        for (std::int64_t j = 0; j < pc;) {
+          const std::int64_t len = std::min(pc - j, s.ow - ow);
+          const std::int64_t ih = oh * s.stride_h - s.pad_h + r * s.dil_h;
+          if (ih >= 0 && ih < s.h) {
+            const std::int64_t iw0 = ow * s.stride_w - s.pad_w + q * s.dil_w, sw = s.stride_w;
+            const std::int64_t lo =
+                std::clamp<std::int64_t>(iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw, 0, len);
+            const std::int64_t hi =
+                std::clamp<std::int64_t>(s.w - iw0 <= 0 ? 0 : (s.w - iw0 + sw - 1) / sw, lo, len);
+            T* xr = xc + ih * s.w + iw0;
+            for (std::int64_t i = lo; i < hi; ++i) xr[i * sw] += src[j + i];
+          }
+          j += len, ow = 0, ++oh;
+        }
+      }
+}
+
+template <typename T>
+static void backward_data_col2im(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
+  const std::int64_t p = s.oh * s.ow;
+  const std::int64_t chunk = std::clamp<std::int64_t>(kCol2imElems / crs / 64 * 64, 64, p);
+  T* cols = static_cast<T*>(tls_cols.get(sizeof(T) * std::size_t(crs * chunk)));
+  if (!cols) throw std::bad_alloc();
+  std::fill(dx, dx + s.n * s.c * s.h * s.w, T(0));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t g = 0; g < s.groups; ++g) {
+      const T* dyg = dy + (n * s.k + g * kg) * p;
+      for (std::int64_t p0 = 0; p0 < p; p0 += chunk) {
+        const std::int64_t pc = std::min(chunk, p - p0);
+        gemm(cols, pc, w + g * kg * crs, std::int64_t(1), crs, dyg + p0, p, std::int64_t(1), crs,
+             pc, kg, GemmParams<T>{}, isa);
+        col2im(dx + (n * s.c + g * cg) * s.h * s.w, cols, pc, p0, pc, s, cg);
+      }
+    }
+}
+
+// db[k] = dy summed over N, OH, OW (accumulated in double: up to N*OH*OW terms).
+template <typename T>
+static void bias_grad(T* db, const T* dy, const ConvShape& s) {
+  const std::int64_t p = s.oh * s.ow;
+  for (std::int64_t k = 0; k < s.k; ++k) {
+    double acc = 0;
+    for (std::int64_t n = 0; n < s.n; ++n) {
+      const T* d = dy + (n * s.k + k) * p;
+      for (std::int64_t i = 0; i < p; ++i) acc += double(d[i]);
+    }
+    db[k] = T(acc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch
 // ---------------------------------------------------------------------------------------------
 
-ConvAlgo conv_choose(ConvPass, const ConvShape&, int, Isa) { return ConvAlgo::reference; }
+ConvAlgo conv_choose(ConvPass, const ConvShape& s, int, Isa) {
+  if (is_1x1(s)) return ConvAlgo::gemm1x1;
+  return ConvAlgo::implicit_gemm;
+}
 
-template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, ConvAlgo,
-                    Isa) {
-  conv2d_forward_reference(y, x, w, b, s);
+// The algorithm to run: `algo`, or the dispatch's choice; ValueError if a forced one cannot take
+// the shape.
+static ConvAlgo resolve(ConvAlgo algo, ConvPass pass, const ConvShape& s, int bytes, Isa isa) {
+  if (algo == ConvAlgo::automatic) return conv_choose(pass, s, bytes, isa);
+  FASTDL_CHECK(algo != ConvAlgo::gemm1x1 || is_1x1(s), ValueError,
+               "variant 'gemm1x1' needs a 1x1 kernel with stride 1 and no padding");
+  return algo;
 }
 
 template <typename T>
-void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, ConvAlgo, Isa) {
-  conv2d_backward_data_reference(dx, dy, w, s);
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, ConvAlgo algo,
+                    Isa isa) {
+  switch (resolve(algo, ConvPass::forward, s, int(sizeof(T)), isa)) {
+    case ConvAlgo::gemm1x1: return forward_1x1(y, x, w, b, s, isa);
+    case ConvAlgo::implicit_gemm: return forward_implicit(y, x, w, b, s, isa);
+    default: return conv2d_forward_reference(y, x, w, b, s);
+  }
 }
 
 template <typename T>
-void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s, ConvAlgo,
-                            Isa) {
-  conv2d_backward_weight_reference(dw, db, dy, x, s);
+void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, ConvAlgo algo,
+                          Isa isa) {
+  switch (resolve(algo, ConvPass::backward_data, s, int(sizeof(T)), isa)) {
+    case ConvAlgo::gemm1x1: return backward_data_1x1(dx, dy, w, s, isa);
+    case ConvAlgo::implicit_gemm:
+      if (s.stride_h == 1 && s.stride_w == 1) return backward_data_flipped(dx, dy, w, s, isa);
+      return backward_data_col2im(dx, dy, w, s, isa);
+    default: return conv2d_backward_data_reference(dx, dy, w, s);
+  }
+}
+
+template <typename T>
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s,
+                            ConvAlgo algo, Isa isa) {
+  switch (resolve(algo, ConvPass::backward_weight, s, int(sizeof(T)), isa)) {
+    case ConvAlgo::gemm1x1: backward_weight_1x1(dw, dy, x, s, isa); break;
+    case ConvAlgo::implicit_gemm: backward_weight_implicit(dw, dy, x, s, isa); break;
+    default: return conv2d_backward_weight_reference(dw, db, dy, x, s);
+  }
+  if (db) bias_grad(db, dy, s);
 }
 
 #define FASTDL_INSTANTIATE(T)                                                                   \
