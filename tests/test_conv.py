@@ -173,7 +173,7 @@ def _accepts(variant, cfg):
     return True
 
 
-VARIANTS = ["reference", "gemm1x1", "implicit_gemm"]
+VARIANTS = ["reference", "gemm1x1", "implicit_gemm", "direct"]
 KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)]
 
 
@@ -215,8 +215,10 @@ def test_dispatch_reaches_every_algorithm():
     for pass_ in PASSES:
         assert pick(pass_, (4, 64, 14, 14), (128, 64, 1, 1)) == "gemm1x1"
         assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == "implicit_gemm"
-        # DIRECT1
-        # DIRECT2
+        assert pick(pass_, (4, 64, 14, 14), (64, 1, 3, 3), padding=1, groups=64) == "direct"
+    # LeNet's C1: the GEMM forms have 32 filter rows, except backward-data's one channel
+    lenet = [pick(p, (4, 1, 28, 28), (32, 1, 5, 5)) for p in PASSES]
+    assert lenet == ["implicit_gemm", "direct", "implicit_gemm"]
 
 
 # ---- layouts, batches, repeatability ------------------------------------------------------------

@@ -16,8 +16,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "common/check.h"
 #include "common/memory.h"
@@ -25,6 +27,8 @@
 #include "cpu/gemm.h"
 #include "cpu/gemm_config.h"
 #include "cpu/gemm_ukernel.h"
+#include "cpu/conv_simd.h"
+#include "cpu/vec_generic.h"
 
 namespace fastdl {
 
@@ -207,13 +211,13 @@ struct Im2col {
 
 // Forward B (CRS x P): row p = (c, r, q), column j = pixel.
 template <typename T>
-static void pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
+static bool pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
                         std::int64_t j0, std::int64_t nc, int nr) {
   const Im2col<T>& g = *static_cast<const Im2col<T>*>(ctx);
   const ConvShape& s = *g.s;
   const std::int64_t rs = s.r * s.s, hw = s.h * s.w;
   PixelRun runs[kMaxPanel + 2];
-  FASTDL_CHECK(nr <= kMaxPanel, RuntimeError, "pack_im2col: panel width ", nr, " > ", kMaxPanel);
+  static_assert(gemm_config::Avx512F32::NR <= kMaxPanel, "a panel's runs must fit in runs[]");
   for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
     const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp);
     const int nruns = pixel_runs(runs, j0 + jp, cols, s);
@@ -226,6 +230,7 @@ static void pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t k
       if (++q == s.s) q = 0, r = r + 1 == s.r ? (++c, 0) : r + 1;
     }
   }
+  return true;
 }
 
 // Backward-weight B = im2col^T (P x CRS): row p = pixel, column j = (c, r, q). Each panel's
@@ -234,7 +239,7 @@ static void pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t k
 thread_local ScratchBuffer tls_im2col_t, tls_runs;
 
 template <typename T>
-static void pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
+static bool pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc,
                           std::int64_t j0, std::int64_t nc, int nr) {
   const Im2col<T>& g = *static_cast<const Im2col<T>*>(ctx);
   const ConvShape& s = *g.s;
@@ -242,7 +247,7 @@ static void pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t
   T* rows = static_cast<T*>(tls_im2col_t.get(sizeof(T) * std::size_t(nr * kc)));
   PixelRun* runs = static_cast<PixelRun*>(
       tls_runs.get(sizeof(PixelRun) * std::size_t(kc / std::max<std::int64_t>(s.ow, 1) + 2)));
-  if (!rows || !runs) throw std::bad_alloc();
+  if (!rows || !runs) return false;
   const int nruns = pixel_runs(runs, k0, kc, s);  // the same k block for every panel
   for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
     const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp);
@@ -253,6 +258,7 @@ static void pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t
     }
     g.pack_b(dst, rows, kc, 1, cols, kc);
   }
+  return true;
 }
 
 template <typename T>
@@ -417,6 +423,216 @@ static void backward_data_col2im(T* dx, const T* dy, const T* w, const ConvShape
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Direct convolution (depthwise and few-channel layers)
+// ---------------------------------------------------------------------------------------------
+//
+// When each filter sees few input values per output (C/G*R*S small: depthwise, or LeNet's one
+// input channel), a GEMM has too short a k to amortise its tiles, and the work is better done
+// plane by plane: each input plane is laid out once (zero-padded, split into stride_w phases,
+// conv_simd.h's ConvPlane) in a thread-local buffer, and every filter tap of an output row is a
+// contiguous run of it, vectorised along ow (conv_simd.h).
+//   forward          tasks (n, g): y[n, k] = b[k] + sum_c taps(w[k, c]) * plane(x[n, c])
+//   backward-data    the same kernel on dy: zeros inserted stride - 1 apart, padded by
+//                    dil*(R-1) - pad, with the flipped filters, channels swapped in the group
+//   backward-weight  tasks (k range of a group): dw[k, c, r, q] += dot(dy[n, k], tap (r, q) of
+//                    plane(x[n, c])), images in order.
+
+template <>
+const ConvDirectTable<float>& conv_direct_table<float>(Isa isa) {
+  static const ConvDirectTable<float> generic = make_conv_direct_table<VecScalar<float>>();
+  return pick_isa(isa, generic, conv_direct_avx2_f32, conv_direct_avx512_f32);
+}
+template <>
+const ConvDirectTable<double>& conv_direct_table<double>(Isa isa) {
+  static const ConvDirectTable<double> generic = make_conv_direct_table<VecScalar<double>>();
+  return pick_isa(isa, generic, conv_direct_avx2_f64, conv_direct_avx512_f64);
+}
+
+// Where a plane's virtual values come from: virtual (i, j) is src[(i - pad_h) / up_h]
+// [(j - pad_w) / up_w] when both are whole and in range, else 0 (up > 1: zeros inserted).
+struct PlaneSource {
+  std::int64_t h, w, up_h, up_w, pad_h, pad_w;
+};
+
+// The plane layout for an out_h x out_w output; tap (R*S entries) receives the tap offsets.
+static ConvPlaneGeom plane_geom(std::int64_t out_h, std::int64_t out_w, std::int64_t stride_h,
+                                std::int64_t stride_w, const ConvShape& s, int lanes,
+                                std::vector<std::int64_t>& tap) {
+  // direct_rows computes min(kConvBlock, vectors per row) vectors at a time and may read a whole
+  // block past the row; the rest of the tail holds the taps' reach.
+  const std::int64_t vecs = std::clamp<std::int64_t>((out_w + lanes - 1) / lanes, 1, kConvBlock);
+  const std::int64_t block = vecs * lanes;
+  const std::int64_t wq = (out_w + block - 1) / block * block + (s.s - 1) * s.dil_w / stride_w;
+  tap.resize(std::size_t(s.r * s.s));
+  for (std::int64_t r = 0; r < s.r; ++r)
+    for (std::int64_t q = 0; q < s.s; ++q) {
+      const std::int64_t col = q * s.dil_w;
+      tap[std::size_t(r * s.s + q)] =
+          r * s.dil_h * stride_w * wq + col % stride_w * wq + col / stride_w;
+    }
+  return {out_h, out_w, s.r, s.s, s.dil_h, s.dil_w, stride_h, stride_w, wq, tap.data()};
+}
+
+static std::int64_t plane_rows(const ConvPlaneGeom& g) {
+  return (g.out_h - 1) * g.stride_h + (g.r - 1) * g.dil_h + 1;
+}
+
+// Division-free (it runs once per input plane, often for a few hundred FMAs): source rows and
+// columns are walked in order and placed at their virtual positions.
+template <typename T>
+static void build_plane(T* __restrict plane, const T* __restrict src, const PlaneSource& p,
+                        const ConvPlaneGeom& g) {
+  const std::int64_t sw = g.stride_w, pitch = sw * g.wq, rows = plane_rows(g);
+  // The first source row at or below virtual row 0, and its virtual row.
+  std::int64_t u = p.pad_h >= 0 ? 0 : (-p.pad_h + p.up_h - 1) / p.up_h;
+  std::int64_t next = p.pad_h + u * p.up_h;
+  const bool plain = sw == 1 && p.up_w == 1;
+  const std::int64_t lo = std::clamp<std::int64_t>(p.pad_w, 0, g.wq);
+  const std::int64_t hi = std::clamp<std::int64_t>(p.pad_w + p.w, lo, g.wq);
+  std::int64_t j0 = p.pad_w >= 0 ? 0 : (-p.pad_w + p.up_w - 1) / p.up_w;  // first source column
+  const std::int64_t v0 = p.pad_w + j0 * p.up_w;                        // at virtual column v0
+  for (std::int64_t i = 0; i < rows; ++i) {
+    T* prow = plane + i * pitch;
+    if (i != next || u >= p.h) {
+      std::fill(prow, prow + pitch, T(0));
+      continue;
+    }
+    const T* srow = src + u * p.w;
+    ++u, next += p.up_h;
+    if (plain) {
+      std::fill(prow, prow + lo, T(0));
+      const T* from = srow - p.pad_w;
+      for (std::int64_t t = lo; t < hi; ++t) prow[t] = from[t];
+      std::fill(prow + hi, prow + g.wq, T(0));
+      continue;
+    }
+    std::fill(prow, prow + pitch, T(0));
+    std::int64_t f = v0 % sw, t = v0 / sw;  // phase and position of virtual column v0
+    for (std::int64_t j = j0; j < p.w && t < g.wq; ++j) {
+      prow[f * g.wq + t] = srow[j];
+      for (f += p.up_w; f >= sw; f -= sw) ++t;
+    }
+  }
+}
+
+thread_local ScratchBuffer tls_plane;
+
+template <typename T>
+static T* plane_buffer(const ConvPlaneGeom& g) {
+  T* p = static_cast<T*>(tls_plane.get(sizeof(T) * std::size_t(plane_rows(g) * g.stride_w * g.wq)));
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+// Threads for `tasks` independent tasks of `flops` in all: each at least ~0.6 MFLOP, as gemm.
+static int direct_threads(std::int64_t tasks, double flops) {
+  return int(std::clamp<double>(std::min<double>(double(tasks), flops / 6e5), 1.0,
+                                double(get_num_threads())));
+}
+
+// Runs body(task) for task in [0, tasks) on `threads` threads; false if any threw bad_alloc.
+template <class F>
+static void parallel_tasks(std::int64_t tasks, int threads, F&& body) {
+  std::atomic<bool> ok{true};
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t t = 0; t < tasks; ++t) {
+    try {
+      body(t);
+    } catch (const std::bad_alloc&) {
+      ok.store(false);
+    }
+  }
+  if (!ok.load()) throw std::bad_alloc();
+}
+
+template <typename T>
+static void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
+  const std::int64_t p = s.oh * s.ow, hw = s.h * s.w;
+  std::vector<std::int64_t> tap;
+  const ConvPlaneGeom g = plane_geom(s.oh, s.ow, s.stride_h, s.stride_w, s, tab.lanes, tap);
+  const PlaneSource src{s.h, s.w, 1, 1, s.pad_h, s.pad_w};
+  const std::int64_t tasks = s.n * s.groups;
+  parallel_tasks(tasks, direct_threads(tasks, 2.0 * double(s.n * s.k * cg * rs * p)),
+                 [&](std::int64_t t) {
+    const std::int64_t n = t / s.groups, gi = t % s.groups;
+    T* plane = plane_buffer<T>(g);
+    for (std::int64_t c = 0; c < cg; ++c) {
+      build_plane(plane, x + (n * s.c + gi * cg + c) * hw, src, g);
+      for (std::int64_t kk = 0; kk < kg; ++kk) {
+        const std::int64_t k = gi * kg + kk;
+        tab.rows(y + (n * s.k + k) * p, plane, w + (k * cg + c) * rs, b ? b[k] : T(0), c > 0, g);
+      }
+    }
+  });
+}
+
+template <typename T>
+static void backward_data_direct(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
+  const std::int64_t p = s.oh * s.ow, hw = s.h * s.w;
+  T* wf = static_cast<T*>(tls_flipped.get(sizeof(T) * std::size_t(s.k * cg * rs)));
+  if (!wf) throw std::bad_alloc();
+  for (std::int64_t gi = 0; gi < s.groups; ++gi)  // wf[g, c, k, :] = w[g, k, c, ::-1]
+    for (std::int64_t c = 0; c < cg; ++c)
+      for (std::int64_t kk = 0; kk < kg; ++kk)
+        for (std::int64_t i = 0; i < rs; ++i)
+          wf[((gi * cg + c) * kg + kk) * rs + i] = w[((gi * kg + kk) * cg + c) * rs + (rs - 1 - i)];
+  std::vector<std::int64_t> tap;
+  const ConvPlaneGeom g = plane_geom(s.h, s.w, 1, 1, s, tab.lanes, tap);
+  const PlaneSource src{s.oh, s.ow, s.stride_h, s.stride_w, (s.r - 1) * s.dil_h - s.pad_h,
+                        (s.s - 1) * s.dil_w - s.pad_w};
+  const std::int64_t tasks = s.n * s.groups;
+  parallel_tasks(tasks, direct_threads(tasks, 2.0 * double(s.n * s.k * cg * rs * hw)),
+                 [&](std::int64_t t) {
+    const std::int64_t n = t / s.groups, gi = t % s.groups;
+    T* plane = plane_buffer<T>(g);
+    for (std::int64_t kk = 0; kk < kg; ++kk) {
+      build_plane(plane, dy + (n * s.k + gi * kg + kk) * p, src, g);
+      for (std::int64_t c = 0; c < cg; ++c)
+        tab.rows(dx + (n * s.c + gi * cg + c) * hw, plane, wf + ((gi * cg + c) * kg + kk) * rs,
+                 T(0), kk > 0, g);
+    }
+  });
+}
+
+template <typename T>
+static void backward_weight_direct(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
+  const std::int64_t p = s.oh * s.ow, hw = s.h * s.w;
+  std::vector<std::int64_t> tap;
+  const ConvPlaneGeom g = plane_geom(s.oh, s.ow, s.stride_h, s.stride_w, s, tab.lanes, tap);
+  const PlaneSource src{s.h, s.w, 1, 1, s.pad_h, s.pad_w};
+  std::fill(dw, dw + s.k * cg * rs, T(0));
+  // Units: a range of one group's filters each (so a plane is laid out once per unit and image,
+  // not once per filter), enough of them to give every thread work. Each thread owns a run of
+  // units and walks the images in order, reading x and dy in memory order (a depthwise layer's
+  // planes are used once each: walking one channel through all images instead ran at a third of
+  // the speed, a few KiB per page). dw's sums run over n in order, whatever the thread count.
+  const int max_threads = get_num_threads();
+  const std::int64_t parts = std::clamp<std::int64_t>((2 * max_threads + s.groups - 1) / s.groups, 1, kg);
+  const std::int64_t units = s.groups * parts;
+  const int threads = direct_threads(units, 2.0 * double(s.n * s.k * cg * rs * p));
+  parallel_tasks(threads, threads, [&](std::int64_t t) {
+    const std::int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+    T* plane = plane_buffer<T>(g);
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t u = u0; u < u1; ++u) {
+        const std::int64_t gi = u / parts, part = u % parts;
+        const std::int64_t k0 = gi * kg + kg * part / parts, k1 = gi * kg + kg * (part + 1) / parts;
+        for (std::int64_t c = 0; c < cg; ++c) {
+          build_plane(plane, x + (n * s.c + gi * cg + c) * hw, src, g);
+          for (std::int64_t k = k0; k < k1; ++k)
+            tab.taps_dot(dw + (k * cg + c) * rs, dy + (n * s.k + k) * p, plane, g);
+        }
+      }
+  });
+}
+
 // db[k] = dy summed over N, OH, OW (accumulated in double: up to N*OH*OW terms).
 template <typename T>
 static void bias_grad(T* db, const T* dy, const ConvShape& s) {
@@ -435,7 +651,18 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s) {
 // Dispatch
 // ---------------------------------------------------------------------------------------------
 
-ConvAlgo conv_choose(ConvPass, const ConvShape& s, int, Isa) {
+// Each pass through the GEMM is a product with m rows: forward and backward-weight K/G (the
+// filters), backward-data C/G (the flipped form's filters); a product of fewer than 8 rows
+// wastes most of a 12-row micro-kernel tile (and 1-row ones pay for packing a whole panel), and
+// one with a k below 4 is all write-back: those go to the direct kernels. Measured, one thread,
+// fp32, direct vs implicit GEMM (ms, under load): depthwise C128 28x28 3x3 N32 fwd 3.3 / 45,
+// bwd-data 3.4 / 43; LeNet C1 28x28 -> K32 5x5 N64 fwd 1.3 / 0.77, bwd-data 2.8 / 43, bwd-weight
+// 3.2 / 1.6.
+ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  const std::int64_t rows = pass == ConvPass::backward_data ? cg : kg;
+  const std::int64_t depth = pass == ConvPass::backward_data ? kg * s.r * s.s : cg * s.r * s.s;
+  if (rows < 8 || (pass != ConvPass::backward_weight && depth < 4)) return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
   return ConvAlgo::implicit_gemm;
 }
@@ -455,6 +682,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   switch (resolve(algo, ConvPass::forward, s, int(sizeof(T)), isa)) {
     case ConvAlgo::gemm1x1: return forward_1x1(y, x, w, b, s, isa);
     case ConvAlgo::implicit_gemm: return forward_implicit(y, x, w, b, s, isa);
+    case ConvAlgo::direct: return forward_direct(y, x, w, b, s, isa);
     default: return conv2d_forward_reference(y, x, w, b, s);
   }
 }
@@ -467,6 +695,7 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, Co
     case ConvAlgo::implicit_gemm:
       if (s.stride_h == 1 && s.stride_w == 1) return backward_data_flipped(dx, dy, w, s, isa);
       return backward_data_col2im(dx, dy, w, s, isa);
+    case ConvAlgo::direct: return backward_data_direct(dx, dy, w, s, isa);
     default: return conv2d_backward_data_reference(dx, dy, w, s);
   }
 }
@@ -477,6 +706,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvSha
   switch (resolve(algo, ConvPass::backward_weight, s, int(sizeof(T)), isa)) {
     case ConvAlgo::gemm1x1: backward_weight_1x1(dw, dy, x, s, isa); break;
     case ConvAlgo::implicit_gemm: backward_weight_implicit(dw, dy, x, s, isa); break;
+    case ConvAlgo::direct: backward_weight_direct(dw, dy, x, s, isa); break;
     default: return conv2d_backward_weight_reference(dw, db, dy, x, s);
   }
   if (db) bias_grad(db, dy, s);

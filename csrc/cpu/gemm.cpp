@@ -172,8 +172,9 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
       if (pc > 0) ep.beta = T(1);
       if (!last) ep.bias_row = ep.bias_col = nullptr, ep.relu = false;
       const T* bs = vb ? nullptr : b + pc * rsb + jc * csb;
-      if (vb)
-        vb->pack(vb->ctx, pb, pc, kc, jb + jc, nc, t.nr);
+      if (vb) {
+        if (!vb->pack(vb->ctx, pb, pc, kc, jb + jc, nc, t.nr)) return false;
+      }
       else if (!direct_b)
         t.pack_b(pb, bs, csb, rsb, nc, kc);
       else if (nc_full < nc)  // the narrow last panel is packed, so no kernel reads past n

@@ -42,10 +42,11 @@ void gemm(T* c, std::int64_t ldc,
 // pack(ctx, dst, k0, kc, j0, nc, nr) writes rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into
 // dst as gemm_ukernel.h's packed panels of nr columns, dst[(j / nr)*nr*kc + p*nr + j % nr] =
 // B(k0 + p, j0 + j), the last panel zero-padded to nr columns. It is called where the loop nest
-// packs B (once per KC x NC block of each thread's part of C), from several threads at once.
+// packs B (once per KC x NC block of each thread's part of C), from several threads at once, and
+// returns false only if it could not get memory (gemm_packed_b then throws std::bad_alloc).
 template <typename T>
 struct GemmPackB {
-  void (*pack)(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc, std::int64_t j0,
+  bool (*pack)(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc, std::int64_t j0,
                std::int64_t nc, int nr);
   const void* ctx;
 };

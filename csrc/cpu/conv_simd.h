@@ -1,0 +1,148 @@
+// conv_simd.h: the direct convolution's inner kernels (conv.cpp, "direct"), written once over
+// vector traits V (vec_generic.h contract) and instantiated per ISA (conv_avx2.cpp,
+// conv_avx512.cpp; conv.cpp instantiates the one-lane generic version).
+//
+// Both work on one input plane that conv.cpp has laid out for them (ConvPlane): zero-padded,
+// and split into stride_w phases, so every tap of every output row is a CONTIGUOUS run of the
+// plane along ow whatever the stride, and no load needs a mask (each phase row ends in enough
+// zeros for a whole block of vectors). Outputs are vectorised along ow, up to kBlock vectors of
+// one output row at a time.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common/cpu.h"
+
+namespace fastdl {
+
+// The laid-out plane: virtual row i (0 <= i < rows), phase f (0 <= f < stride_w) starts at
+// data + i * stride_w * wq + f * wq and holds virtual columns f, f + stride_w, ... (wq of them).
+// Tap (r, q) of output (oh, ow) is virtual (oh*stride_h + r*dil_h, ow*stride_w + q*dil_w).
+// tap[r*S + q]: the offset of tap (r, q) of output (0, 0) in the plane (precomputed: the kernels
+// would otherwise divide by the stride for every tap of every row).
+struct ConvPlaneGeom {
+  std::int64_t out_h, out_w, r, s, dil_h, dil_w, stride_h, stride_w, wq;
+  const std::int64_t* tap;
+};
+
+template <typename T>
+struct ConvDirectTable {
+  int lanes;  // V::W: conv.cpp sizes the zero tail of each phase row from it
+  // out (out_h x out_w) = init + sum_taps taps[r*S + q] * plane tap, or out += that when acc.
+  void (*rows)(T* out, const T* plane, const T* taps, T init, bool acc, const ConvPlaneGeom& g);
+  // out[r*S + q] += sum_{oh, ow} dy[oh*out_w + ow] * plane tap (r, q) at (oh, ow).
+  void (*taps_dot)(T* out, const T* dy, const T* plane, const ConvPlaneGeom& g);
+};
+
+// One ISA's table, capped at what the processor supports (conv.cpp).
+template <typename T>
+const ConvDirectTable<T>& conv_direct_table(Isa isa);
+
+constexpr int kConvBlock = 4;  // vectors of one output row computed together
+
+extern const ConvDirectTable<float> conv_direct_avx2_f32;
+extern const ConvDirectTable<double> conv_direct_avx2_f64;
+extern const ConvDirectTable<float> conv_direct_avx512_f32;
+extern const ConvDirectTable<double> conv_direct_avx512_f64;
+
+namespace {
+
+template <class V, int NB>
+void direct_rows_nb(typename V::T* out, const typename V::T* plane, const typename V::T* taps,
+                    typename V::T init, bool acc, const ConvPlaneGeom& g) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const std::int64_t pitch = g.stride_w * g.wq;
+  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+    T* orow = out + oh * g.out_w;
+    for (std::int64_t ow0 = 0; ow0 < g.out_w; ow0 += NB * V::W) {
+      R a[NB];
+#pragma GCC unroll 4
+      for (int v = 0; v < NB; ++v) {
+        const std::int64_t left = g.out_w - ow0 - v * V::W;
+        const int cnt = left >= V::W ? V::W : left > 0 ? int(left) : 0;
+        a[v] = acc ? V::loadn(orow + ow0 + v * V::W, cnt) : V::set1(init);
+      }
+      const T* row = plane + oh * g.stride_h * pitch + ow0;
+      for (std::int64_t t = 0; t < g.r * g.s; ++t) {
+        const T* src = row + g.tap[t];
+        const R wv = V::set1(taps[t]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NB; ++v) a[v] = V::fmadd(wv, V::load(src + v * V::W), a[v]);
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < NB; ++v) {
+        const std::int64_t left = g.out_w - ow0 - v * V::W;
+        if (left <= 0) break;
+        V::storen(orow + ow0 + v * V::W, a[v], left >= V::W ? V::W : int(left));
+      }
+    }
+  }
+}
+
+template <class V>
+void direct_rows(typename V::T* out, const typename V::T* plane, const typename V::T* taps,
+                 typename V::T init, bool acc, const ConvPlaneGeom& g) {
+  const std::int64_t vecs = (g.out_w + V::W - 1) / V::W;
+  if (vecs == 1) return direct_rows_nb<V, 1>(out, plane, taps, init, acc, g);
+  if (vecs == 2) return direct_rows_nb<V, 2>(out, plane, taps, init, acc, g);
+  if (vecs == 3) return direct_rows_nb<V, 3>(out, plane, taps, init, acc, g);
+  direct_rows_nb<V, kConvBlock>(out, plane, taps, init, acc, g);
+}
+
+// Two rows at a time, two accumulators per row (even and odd vectors): four independent FMA
+// chains per tap, the row's last vector masked (dy has no zero tail).
+template <class V>
+void direct_taps_dot(typename V::T* out, const typename V::T* dy, const typename V::T* plane,
+                     const ConvPlaneGeom& g) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const std::int64_t pitch = g.stride_w * g.wq;
+  const std::int64_t full = g.out_w / V::W;
+  const int tail = int(g.out_w - full * V::W);
+  for (std::int64_t t = 0; t < g.r * g.s; ++t) {
+    {
+      const T* base = plane + g.tap[t];
+      R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+      std::int64_t oh = 0;
+      for (; oh + 2 <= g.out_h; oh += 2) {
+        const T* d0 = dy + oh * g.out_w;
+        const T* d1 = d0 + g.out_w;
+        const T* x0 = base + oh * g.stride_h * pitch;
+        const T* x1 = x0 + g.stride_h * pitch;
+        std::int64_t v = 0;
+        for (; v + 2 <= full; v += 2) {
+          a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
+          a1 = V::fmadd(V::load(d1 + v * V::W), V::load(x1 + v * V::W), a1);
+          a2 = V::fmadd(V::load(d0 + (v + 1) * V::W), V::load(x0 + (v + 1) * V::W), a2);
+          a3 = V::fmadd(V::load(d1 + (v + 1) * V::W), V::load(x1 + (v + 1) * V::W), a3);
+        }
+        for (; v < full; ++v) {
+          a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
+          a1 = V::fmadd(V::load(d1 + v * V::W), V::load(x1 + v * V::W), a1);
+        }
+        if (tail) {
+          a2 = V::fmadd(V::loadn(d0 + full * V::W, tail), V::load(x0 + full * V::W), a2);
+          a3 = V::fmadd(V::loadn(d1 + full * V::W, tail), V::load(x1 + full * V::W), a3);
+        }
+      }
+      if (oh < g.out_h) {
+        const T* d0 = dy + oh * g.out_w;
+        const T* x0 = base + oh * g.stride_h * pitch;
+        std::int64_t v = 0;
+        for (; v < full; ++v) a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
+        if (tail) a1 = V::fmadd(V::loadn(d0 + full * V::W, tail), V::load(x0 + full * V::W), a1);
+      }
+      out[t] += V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
+    }
+  }
+}
+
+template <class V>
+constexpr ConvDirectTable<typename V::T> make_conv_direct_table() {
+  return {V::W, &direct_rows<V>, &direct_taps_dot<V>};
+}
+
+}  // namespace
+}  // namespace fastdl
