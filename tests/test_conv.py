@@ -415,3 +415,20 @@ def test_bad_input_extension():
     ro = np.empty_like(w)
     ro.flags.writeable = False
     _bad(_core.conv2d_backward_weight, ValueError, r"dw: output array is read-only", ro, None, y, x, *s)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts(rng, threads):
+    """Threads over images (N >= threads, partial weight gradients summed in thread order) and
+    inside each product (N < threads) give the reference's results."""
+    fastdl.set_num_threads(threads)
+    for cfg in [(3, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, True), (2, 8, 9, 9, 16, 3, 3, 2, 1, 1, 1, True),
+                (5, 16, 6, 6, 16, 1, 1, 1, 0, 1, 1, True), (4, 8, 9, 9, 8, 3, 3, 2, 1, 1, 8, True)]:
+        x, w, b, kw = _make(rng, cfg)
+        y = ops.conv2d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), **kw)
+        assert_close(y, ref.conv2d(x, w, b, **kw), np.float32, ref.conv2d(x, w, b, **kw, dtype=np.float32))
+        dy = rng.standard_normal(y.shape)
+        got = ops.conv2d_backward(dy.astype(np.float32), x.astype(np.float32), w.astype(np.float32), **kw)
+        for g, r_, bs in zip(got, ref.conv2d_backward(dy, x, w, **kw),
+                             ref.conv2d_backward(dy, x, w, **kw, dtype=np.float32)):
+            assert_close(g, r_, np.float32, bs)

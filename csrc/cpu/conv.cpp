@@ -261,21 +261,94 @@ static bool pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t
   return true;
 }
 
+// ---- Threads: over images, or inside each product --------------------------------------------
+//
+// With at least as many images as threads, each thread runs whole images (one OpenMP region per
+// call, each product on one thread: a busy core then delays one region, not one per image);
+// otherwise the images run in turn, each product split across the threads by the GEMM. Either
+// way every element of a product is computed by the same operations (gemm.cpp).
+
+// Runs body(task) for task in [0, tasks) on `threads` threads (static schedule); rethrows
+// std::bad_alloc after the region (an exception must not leave an OpenMP region).
+template <class F>
+static void parallel_tasks(std::int64_t tasks, int threads, F&& body) {
+  std::atomic<bool> ok{true};
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t t = 0; t < tasks; ++t) {
+    try {
+      body(t);
+    } catch (const std::bad_alloc&) {
+      ok.store(false);
+    }
+  }
+  if (!ok.load()) throw std::bad_alloc();
+}
+
+static int image_threads(std::int64_t images) {
+  const int t = get_num_threads();
+  return images >= t ? t : 1;
+}
+
+// body(n, max_threads) for every image n (max_threads for the GEMM: 1 inside the region, 0 = all).
+template <class F>
+static void over_images(std::int64_t images, F&& body) {
+  const int threads = image_threads(images);
+  if (threads <= 1) {
+    for (std::int64_t n = 0; n < images; ++n) body(n, 0);
+    return;
+  }
+  parallel_tasks(images, threads, [&](std::int64_t n) { body(n, 1); });
+}
+
+thread_local ScratchBuffer tls_partials;
+
+// dst (elems) = the sum over images of body(n, out, beta, max_threads)'s terms (beta 0: write
+// image n's term into out, 1: add it). Over images, each thread sums its own run of images (the
+// first thread into dst, the others into partials), added into dst in thread order: bitwise
+// repeatable at a fixed thread count. Workspace: (threads - 1) * elems.
+template <typename T, class F>
+static void sum_over_images(T* dst, std::int64_t elems, std::int64_t images, F&& body) {
+  if (images == 0) {
+    std::fill(dst, dst + elems, T(0));
+    return;
+  }
+  const int threads = image_threads(images);
+  if (threads <= 1) {
+    for (std::int64_t n = 0; n < images; ++n) body(n, dst, n ? T(1) : T(0), 0);
+    return;
+  }
+  T* part = static_cast<T*>(tls_partials.get(sizeof(T) * std::size_t((threads - 1) * elems)));
+  if (!part) throw std::bad_alloc();
+  parallel_tasks(threads, threads, [&](std::int64_t t) {
+    const std::int64_t n0 = images * t / threads, n1 = images * (t + 1) / threads;
+    T* out = t == 0 ? dst : part + (t - 1) * elems;
+    if (n1 == n0) std::fill(out, out + elems, T(0));
+    for (std::int64_t n = n0; n < n1; ++n) body(n, out, n > n0 ? T(1) : T(0), 1);
+  });
+  for (int t = 1; t < threads; ++t) {
+    const T* src = part + (t - 1) * elems;
+    for (std::int64_t i = 0; i < elems; ++i) dst[i] += src[i];
+  }
+}
+
+// ---- The implicit-GEMM passes ----------------------------------------------------------------
+
 template <typename T>
 static void forward_implicit(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
                              Isa isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
-  for (std::int64_t n = 0; n < s.n; ++n)
+  over_images(s.n, [&](std::int64_t n, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
       const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
       GemmParams<T> gp;
       gp.bias = b ? b + g * kg : nullptr;
       gp.bias_axis = BiasAxis::row;
       gemm_packed_b(y + (n * s.k + g * kg) * p, p, w + g * kg * crs, crs, std::int64_t(1),
-                    GemmPackB<T>{&pack_im2col<T>, &ctx}, kg, p, crs, gp, isa);
+                    GemmPackB<T>{&pack_im2col<T>, &ctx}, kg, p, crs, gp, isa, mt);
     }
+  });
 }
 
 template <typename T>
@@ -283,15 +356,15 @@ static void backward_weight_implicit(T* dw, const T* dy, const T* x, const ConvS
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
-  if (s.n == 0) std::fill(dw, dw + s.k * crs, T(0));
-  for (std::int64_t n = 0; n < s.n; ++n)
+  sum_over_images(dw, s.k * crs, s.n, [&](std::int64_t n, T* out, T beta, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
       const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
       GemmParams<T> gp;
-      gp.beta = n ? T(1) : T(0);
-      gemm_packed_b(dw + g * kg * crs, crs, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
-                    GemmPackB<T>{&pack_im2col_t<T>, &ctx}, kg, crs, p, gp, isa);
+      gp.beta = beta;
+      gemm_packed_b(out + g * kg * crs, crs, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
+                    GemmPackB<T>{&pack_im2col_t<T>, &ctx}, kg, crs, p, gp, isa, mt);
     }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,7 +372,7 @@ static void backward_weight_implicit(T* dw, const T* dy, const T* x, const ConvS
 // ---------------------------------------------------------------------------------------------
 //   forward          Y_g (K/G x HW) = W_g (K/G x C/G) * X_g (C/G x HW) + b
 //   backward-data    dX_g = W_g^T * dY_g
-//   backward-weight  dW_g += dY_g * X_g^T (images in order)
+//   backward-weight  dW_g = sum_n dY_g * X_g^T
 
 static bool is_1x1(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
@@ -309,36 +382,38 @@ static bool is_1x1(const ConvShape& s) {
 template <typename T>
 static void forward_1x1(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Isa isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
-  for (std::int64_t n = 0; n < s.n; ++n)
+  over_images(s.n, [&](std::int64_t n, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
       GemmParams<T> gp;
       gp.bias = b ? b + g * kg : nullptr;
       gp.bias_axis = BiasAxis::row;
       gemm(y + (n * s.k + g * kg) * p, p, w + g * kg * cg, cg, std::int64_t(1),
-           x + (n * s.c + g * cg) * p, p, std::int64_t(1), kg, p, cg, gp, isa);
+           x + (n * s.c + g * cg) * p, p, std::int64_t(1), kg, p, cg, gp, isa, mt);
     }
+  });
 }
 
 template <typename T>
 static void backward_data_1x1(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
-  for (std::int64_t n = 0; n < s.n; ++n)
+  over_images(s.n, [&](std::int64_t n, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g)
       gemm(dx + (n * s.c + g * cg) * p, p, w + g * kg * cg, std::int64_t(1), cg,
-           dy + (n * s.k + g * kg) * p, p, std::int64_t(1), cg, p, kg, GemmParams<T>{}, isa);
+           dy + (n * s.k + g * kg) * p, p, std::int64_t(1), cg, p, kg, GemmParams<T>{}, isa, mt);
+  });
 }
 
 template <typename T>
 static void backward_weight_1x1(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, p = s.h * s.w;
-  if (s.n == 0) std::fill(dw, dw + s.k * cg, T(0));
-  for (std::int64_t n = 0; n < s.n; ++n)
+  sum_over_images(dw, s.k * cg, s.n, [&](std::int64_t n, T* out, T beta, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
       GemmParams<T> gp;
-      gp.beta = n ? T(1) : T(0);
-      gemm(dw + g * kg * cg, cg, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
-           x + (n * s.c + g * cg) * p, std::int64_t(1), p, kg, cg, p, gp, isa);
+      gp.beta = beta;
+      gemm(out + g * kg * cg, cg, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
+           x + (n * s.c + g * cg) * p, std::int64_t(1), p, kg, cg, p, gp, isa, mt);
     }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,11 +449,13 @@ static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShap
   forward_implicit(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
 }
 
+// dx_g += cols scattered into their windows, for pixels p0 .. p0 + pc; threads over channels
+// (each dx element has one owner, its sums in a fixed order).
 template <typename T>
 static void col2im(T* dxg, const T* cols, std::int64_t ldc, std::int64_t p0, std::int64_t pc,
-                   const ConvShape& s, std::int64_t cg) {
+                   const ConvShape& s, std::int64_t cg, int max_threads) {
   const std::int64_t rs = s.r * s.s, hw = s.h * s.w;
-  const int threads = int(std::min<std::int64_t>(get_num_threads(), cg));
+  const int threads = int(std::min<std::int64_t>(max_threads, cg));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && cg * rs * pc > 32768)
   for (std::int64_t c = 0; c < cg; ++c)
     for (std::int64_t r = 0; r < s.r; ++r)
@@ -406,21 +483,23 @@ static void col2im(T* dxg, const T* cols, std::int64_t ldc, std::int64_t p0, std
 template <typename T>
 static void backward_data_col2im(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
-  const std::int64_t p = s.oh * s.ow;
+  const std::int64_t p = s.oh * s.ow, chw = s.c * s.h * s.w;
   const std::int64_t chunk = std::clamp<std::int64_t>(kCol2imElems / crs / 64 * 64, 64, p);
-  T* cols = static_cast<T*>(tls_cols.get(sizeof(T) * std::size_t(crs * chunk)));
-  if (!cols) throw std::bad_alloc();
-  std::fill(dx, dx + s.n * s.c * s.h * s.w, T(0));
-  for (std::int64_t n = 0; n < s.n; ++n)
+  over_images(s.n, [&](std::int64_t n, int mt) {
+    T* cols = static_cast<T*>(tls_cols.get(sizeof(T) * std::size_t(crs * chunk)));
+    if (!cols) throw std::bad_alloc();
+    std::fill(dx + n * chw, dx + (n + 1) * chw, T(0));
     for (std::int64_t g = 0; g < s.groups; ++g) {
       const T* dyg = dy + (n * s.k + g * kg) * p;
       for (std::int64_t p0 = 0; p0 < p; p0 += chunk) {
         const std::int64_t pc = std::min(chunk, p - p0);
         gemm(cols, pc, w + g * kg * crs, std::int64_t(1), crs, dyg + p0, p, std::int64_t(1), crs,
-             pc, kg, GemmParams<T>{}, isa);
-        col2im(dx + (n * s.c + g * cg) * s.h * s.w, cols, pc, p0, pc, s, cg);
+             pc, kg, GemmParams<T>{}, isa, mt);
+        col2im(dx + n * chw + g * cg * s.h * s.w, cols, pc, p0, pc, s, cg,
+               mt == 1 ? 1 : get_num_threads());
       }
     }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,21 +608,6 @@ static T* plane_buffer(const ConvPlaneGeom& g) {
 static int direct_threads(std::int64_t tasks, double flops) {
   return int(std::clamp<double>(std::min<double>(double(tasks), flops / 6e5), 1.0,
                                 double(get_num_threads())));
-}
-
-// Runs body(task) for task in [0, tasks) on `threads` threads; false if any threw bad_alloc.
-template <class F>
-static void parallel_tasks(std::int64_t tasks, int threads, F&& body) {
-  std::atomic<bool> ok{true};
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (std::int64_t t = 0; t < tasks; ++t) {
-    try {
-      body(t);
-    } catch (const std::bad_alloc&) {
-      ok.store(false);
-    }
-  }
-  if (!ok.load()) throw std::bad_alloc();
 }
 
 template <typename T>
