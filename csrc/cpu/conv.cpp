@@ -2,15 +2,36 @@
 // backward-weight.
 //
 // Shapes: x (N, C, H, W), w (K, C/G, R, S), b (K,), y (N, K, OH, OW), C-contiguous; G groups,
-// filter k sees input channels [g*C/G, (g+1)*C/G) with g = k / (K/G).
+// filter k sees input channels [g*C/G, (g+1)*C/G) with g = k / (K/G); P = OH*OW.
 //   forward          y[n,k,oh,ow] = b[k] + sum_{c,r,s} w[k,c,r,s] x[n,gC/G+c, oh*sh-ph+r*dh, ow*sw-pw+s*dw]
-//   backward-data    dx = the adjoint of x -> y (every element written, zeros where no window reaches)
+//   backward-data    dx = the adjoint of x -> y (every element written, zeros where no window
+//                    reaches; dx's H, W may exceed the smallest input giving OH, OW)
 //   backward-weight  dw[k,c,r,s] = sum_{n,oh,ow} dy[n,k,oh,ow] x[n, gC/G+c, ...];  db[k] = sum dy[n,k]
-// Gradients are written (=), never accumulated.
+// Gradients are written (=), never accumulated. Padding may be negative internally (the flipped
+// backward-data form); out-of-range taps read 0.
 //
-// Variants, in order of increasing complexity:
-//   1. *_reference: plain loops; the oracle for tests and the fallback.
-//   (the fast variants follow below)
+// Variants, in order of increasing complexity (ConvAlgo; conv_choose picks one per pass):
+//   1. reference: plain loops; the oracle for tests and the fallback.
+//   2. gemm1x1: a 1x1, stride-1, unpadded conv is a plain GEMM per image and group on x as it lies.
+//   3. implicit_gemm: the packed GEMM (gemm.cpp) with the im2col matrix gathered straight into
+//      its packed-B panels by a packing hook (gemm_packed_b); backward-weight gathers im2col^T
+//      the same way; backward-data is the forward on dy with flipped filters (stride 1) or a GEMM
+//      into bounded column chunks scattered back by col2im (stride > 1).
+//   4. direct: depthwise and other layers whose GEMM form has fewer than 8 rows; each input
+//      plane is laid out once (padded, split into stride phases) and every tap is a contiguous
+//      vector run (conv_simd.h, instantiated per ISA in conv_avx2.cpp / conv_avx512.cpp).
+// Threads: over images when N >= threads (weight gradients summed per thread, then in thread
+// order), else inside each GEMM; the direct kernels split images x groups (forward,
+// backward-data) or filter ranges (backward-weight). Results are bitwise repeatable at a fixed
+// thread count.
+//
+// Workspace, all thread-local, grown on first use and kept (common/memory.h ScratchBuffer), so
+// steady-state calls take no page faults. Per thread: the GEMM's own packing buffers; for
+// backward-weight's im2col^T one NR x (KC + KC/8) block; for col2im at most
+// max(2^18, 64*C/G*R*S) column elements; for the direct kernels one laid-out plane (about
+// (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements). Per call (the
+// calling thread): (threads - 1) x K*C/G*R*S partial weight gradients, and K*C/G*R*S flipped
+// filters for backward-data.
 #include "cpu/conv.h"
 
 #include <omp.h>
@@ -194,9 +215,13 @@ static inline void im2col_run(T* __restrict dst, const T* __restrict xc, const P
     const T* src = xr + iw0;
     for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j];
     std::fill(d + hi, d + u.len, T(0));
-  } else {
-    for (std::int64_t j = 0, iw = iw0; j < u.len; ++j, iw += s.stride_w)
-      d[j] = iw >= 0 && iw < s.w ? xr[iw] : T(0);
+  } else {  // the padding reaches at most a few taps into a run: walk in from both ends
+    const std::int64_t sw = s.stride_w;
+    std::int64_t lo = 0, hi = u.len;
+    while (lo < hi && iw0 + lo * sw < 0) d[lo++] = T(0);
+    while (hi > lo && iw0 + (hi - 1) * sw >= s.w) d[--hi] = T(0);
+    const T* src = xr + iw0;
+    for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j * sw];
   }
 }
 
@@ -625,9 +650,10 @@ static void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvS
     T* plane = plane_buffer<T>(g);
     for (std::int64_t c = 0; c < cg; ++c) {
       build_plane(plane, x + (n * s.c + gi * cg + c) * hw, src, g);
-      for (std::int64_t kk = 0; kk < kg; ++kk) {
-        const std::int64_t k = gi * kg + kk;
-        tab.rows(y + (n * s.k + k) * p, plane, w + (k * cg + c) * rs, b ? b[k] : T(0), c > 0, g);
+      for (std::int64_t k = gi * kg; k < (gi + 1) * kg; k += kConvFilters) {
+        const int kb = int(std::min<std::int64_t>(kConvFilters, (gi + 1) * kg - k));
+        tab.rows(y + (n * s.k + k) * p, p, plane, w + (k * cg + c) * rs, cg * rs, b ? b + k : nullptr,
+                 kb, c > 0, g);
       }
     }
   });
@@ -656,9 +682,11 @@ static void backward_data_direct(T* dx, const T* dy, const T* w, const ConvShape
     T* plane = plane_buffer<T>(g);
     for (std::int64_t kk = 0; kk < kg; ++kk) {
       build_plane(plane, dy + (n * s.k + gi * kg + kk) * p, src, g);
-      for (std::int64_t c = 0; c < cg; ++c)
-        tab.rows(dx + (n * s.c + gi * cg + c) * hw, plane, wf + ((gi * cg + c) * kg + kk) * rs,
-                 T(0), kk > 0, g);
+      for (std::int64_t c = 0; c < cg; c += kConvFilters) {
+        const int kb = int(std::min<std::int64_t>(kConvFilters, cg - c));
+        tab.rows(dx + (n * s.c + gi * cg + c) * hw, hw, plane, wf + ((gi * cg + c) * kg + kk) * rs,
+                 kg * rs, nullptr, kb, kk > 0, g);
+      }
     }
   });
 }

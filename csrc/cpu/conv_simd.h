@@ -29,8 +29,10 @@ struct ConvPlaneGeom {
 template <typename T>
 struct ConvDirectTable {
   int lanes;  // V::W: conv.cpp sizes the zero tail of each phase row from it
-  // out (out_h x out_w) = init + sum_taps taps[r*S + q] * plane tap, or out += that when acc.
-  void (*rows)(T* out, const T* plane, const T* taps, T init, bool acc, const ConvPlaneGeom& g);
+  // For kb filters f: out + f*out_step (out_h x out_w) = init[f] (0 if init is null)
+  // + sum_t taps[f*tap_step + t] * plane tap t, or out += that sum when acc.
+  void (*rows)(T* out, std::int64_t out_step, const T* plane, const T* taps, std::int64_t tap_step,
+               const T* init, int kb, bool acc, const ConvPlaneGeom& g);
   // out[r*S + q] += sum_{oh, ow} dy[oh*out_w + ow] * plane tap (r, q) at (oh, ow).
   void (*taps_dot)(T* out, const T* dy, const T* plane, const ConvPlaneGeom& g);
 };
@@ -39,7 +41,8 @@ struct ConvDirectTable {
 template <typename T>
 const ConvDirectTable<T>& conv_direct_table(Isa isa);
 
-constexpr int kConvBlock = 4;  // vectors of one output row computed together
+constexpr int kConvBlock = 4;    // vectors of one output row computed together
+constexpr int kConvFilters = 16;  // filters per rows() call (run in blocks of up to 4)
 
 extern const ConvDirectTable<float> conv_direct_avx2_f32;
 extern const ConvDirectTable<double> conv_direct_avx2_f64;
@@ -48,47 +51,84 @@ extern const ConvDirectTable<double> conv_direct_avx512_f64;
 
 namespace {
 
-template <class V, int NB>
-void direct_rows_nb(typename V::T* out, const typename V::T* plane, const typename V::T* taps,
-                    typename V::T init, bool acc, const ConvPlaneGeom& g) {
+// KB filters over the same plane at once (outputs out + f*out_step, taps + f*tap_step): each
+// tap's NB vectors are loaded once for KB filters' FMAs.
+template <class V, int NB, int KB>
+void direct_rows_nb(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
+                    const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
+                    bool acc, const ConvPlaneGeom& g) {
   using T = typename V::T;
   using R = typename V::reg;
-  const std::int64_t pitch = g.stride_w * g.wq;
+  const std::int64_t pitch = g.stride_w * g.wq, nt = g.r * g.s;
   for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-    T* orow = out + oh * g.out_w;
     for (std::int64_t ow0 = 0; ow0 < g.out_w; ow0 += NB * V::W) {
-      R a[NB];
+      R a[KB][NB];
 #pragma GCC unroll 4
-      for (int v = 0; v < NB; ++v) {
-        const std::int64_t left = g.out_w - ow0 - v * V::W;
-        const int cnt = left >= V::W ? V::W : left > 0 ? int(left) : 0;
-        a[v] = acc ? V::loadn(orow + ow0 + v * V::W, cnt) : V::set1(init);
+      for (int f = 0; f < KB; ++f) {
+        const T* orow = out + f * out_step + oh * g.out_w + ow0;
+#pragma GCC unroll 4
+        for (int v = 0; v < NB; ++v) {
+          const std::int64_t left = g.out_w - ow0 - v * V::W;
+          const int cnt = left >= V::W ? V::W : left > 0 ? int(left) : 0;
+          a[f][v] = acc ? V::loadn(orow + v * V::W, cnt) : V::set1(init ? init[f] : T(0));
+        }
       }
       const T* row = plane + oh * g.stride_h * pitch + ow0;
-      for (std::int64_t t = 0; t < g.r * g.s; ++t) {
+      for (std::int64_t t = 0; t < nt; ++t) {
         const T* src = row + g.tap[t];
-        const R wv = V::set1(taps[t]);
+        R xv[NB];
 #pragma GCC unroll 4
-        for (int v = 0; v < NB; ++v) a[v] = V::fmadd(wv, V::load(src + v * V::W), a[v]);
+        for (int v = 0; v < NB; ++v) xv[v] = V::load(src + v * V::W);
+#pragma GCC unroll 4
+        for (int f = 0; f < KB; ++f) {
+          const R wv = V::set1(taps[f * tap_step + t]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NB; ++v) a[f][v] = V::fmadd(wv, xv[v], a[f][v]);
+        }
       }
 #pragma GCC unroll 4
-      for (int v = 0; v < NB; ++v) {
-        const std::int64_t left = g.out_w - ow0 - v * V::W;
-        if (left <= 0) break;
-        V::storen(orow + ow0 + v * V::W, a[v], left >= V::W ? V::W : int(left));
+      for (int f = 0; f < KB; ++f) {
+        T* orow = out + f * out_step + oh * g.out_w + ow0;
+#pragma GCC unroll 4
+        for (int v = 0; v < NB; ++v) {
+          const std::int64_t left = g.out_w - ow0 - v * V::W;
+          if (left <= 0) break;
+          V::storen(orow + v * V::W, a[f][v], left >= V::W ? V::W : int(left));
+        }
       }
     }
   }
 }
 
+// kb filters (1 <= kb <= kConvFilters); NB from the row width; kb processed in runs of
+// KB <= 8 / NB accumulator rows.
+template <class V, int NB>
+void direct_rows_kb(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
+                    const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
+                    int kb, bool acc, const ConvPlaneGeom& g) {
+  constexpr int kMax = NB >= 4 ? 2 : NB >= 2 ? 4 : 4;
+  while (kb > 0) {
+    const int f = kb >= kMax ? kMax : kb >= 2 ? 2 : 1;
+    if (f == 4)
+      direct_rows_nb<V, NB, 4>(out, out_step, plane, taps, tap_step, init, acc, g);
+    else if (f == 2)
+      direct_rows_nb<V, NB, 2>(out, out_step, plane, taps, tap_step, init, acc, g);
+    else
+      direct_rows_nb<V, NB, 1>(out, out_step, plane, taps, tap_step, init, acc, g);
+    out += f * out_step, taps += f * tap_step, kb -= f;
+    if (init) init += f;
+  }
+}
+
 template <class V>
-void direct_rows(typename V::T* out, const typename V::T* plane, const typename V::T* taps,
-                 typename V::T init, bool acc, const ConvPlaneGeom& g) {
+void direct_rows(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
+                 const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
+                 int kb, bool acc, const ConvPlaneGeom& g) {
   const std::int64_t vecs = (g.out_w + V::W - 1) / V::W;
-  if (vecs == 1) return direct_rows_nb<V, 1>(out, plane, taps, init, acc, g);
-  if (vecs == 2) return direct_rows_nb<V, 2>(out, plane, taps, init, acc, g);
-  if (vecs == 3) return direct_rows_nb<V, 3>(out, plane, taps, init, acc, g);
-  direct_rows_nb<V, kConvBlock>(out, plane, taps, init, acc, g);
+  if (vecs == 1) return direct_rows_kb<V, 1>(out, out_step, plane, taps, tap_step, init, kb, acc, g);
+  if (vecs == 2) return direct_rows_kb<V, 2>(out, out_step, plane, taps, tap_step, init, kb, acc, g);
+  if (vecs == 3) return direct_rows_kb<V, 3>(out, out_step, plane, taps, tap_step, init, kb, acc, g);
+  direct_rows_kb<V, kConvBlock>(out, out_step, plane, taps, tap_step, init, kb, acc, g);
 }
 
 // Two rows at a time, two accumulators per row (even and odd vectors): four independent FMA

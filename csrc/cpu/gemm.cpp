@@ -18,6 +18,8 @@
 // of C and run the whole nest on it with their own packing buffers, so no barrier is needed and
 // every element of C is computed by the same sequence of operations at any thread count
 // (bitwise-reproducible results).
+// gemm_packed_b runs the same nest with B supplied by a packing callback (GemmPackB) invoked where
+// the nest packs B: the implicit-GEMM convolution (conv.cpp) gathers its im2col panels that way.
 #include "cpu/gemm.h"
 
 #include <omp.h>
