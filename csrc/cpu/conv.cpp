@@ -585,8 +585,8 @@ static std::int64_t plane_rows(const ConvPlaneGeom& g) {
 // Division-free (it runs once per input plane, often for a few hundred FMAs): source rows and
 // columns are walked in order and placed at their virtual positions.
 template <typename T>
-static void build_plane(T* __restrict plane, const T* __restrict src, const PlaneSource& p,
-                        const ConvPlaneGeom& g) {
+static void build_plane(const ConvDirectTable<T>& tab, T* __restrict plane,
+                        const T* __restrict src, const PlaneSource& p, const ConvPlaneGeom& g) {
   const std::int64_t sw = g.stride_w, pitch = sw * g.wq, rows = plane_rows(g);
   // The first source row at or below virtual row 0, and its virtual row.
   std::int64_t u = p.pad_h >= 0 ? 0 : (-p.pad_h + p.up_h - 1) / p.up_h;
@@ -599,16 +599,13 @@ static void build_plane(T* __restrict plane, const T* __restrict src, const Plan
   for (std::int64_t i = 0; i < rows; ++i) {
     T* prow = plane + i * pitch;
     if (i != next || u >= p.h) {
-      std::fill(prow, prow + pitch, T(0));
+      tab.pad_row(prow, src, 0, 0, pitch);
       continue;
     }
     const T* srow = src + u * p.w;
     ++u, next += p.up_h;
     if (plain) {
-      std::fill(prow, prow + lo, T(0));
-      const T* from = srow - p.pad_w;
-      for (std::int64_t t = lo; t < hi; ++t) prow[t] = from[t];
-      std::fill(prow + hi, prow + g.wq, T(0));
+      tab.pad_row(prow, srow - p.pad_w, lo, hi, g.wq);
       continue;
     }
     std::fill(prow, prow + pitch, T(0));
@@ -649,7 +646,7 @@ static void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvS
     const std::int64_t n = t / s.groups, gi = t % s.groups;
     T* plane = plane_buffer<T>(g);
     for (std::int64_t c = 0; c < cg; ++c) {
-      build_plane(plane, x + (n * s.c + gi * cg + c) * hw, src, g);
+      build_plane(tab, plane, x + (n * s.c + gi * cg + c) * hw, src, g);
       for (std::int64_t k = gi * kg; k < (gi + 1) * kg; k += kConvFilters) {
         const int kb = int(std::min<std::int64_t>(kConvFilters, (gi + 1) * kg - k));
         tab.rows(y + (n * s.k + k) * p, p, plane, w + (k * cg + c) * rs, cg * rs, b ? b + k : nullptr,
@@ -681,7 +678,7 @@ static void backward_data_direct(T* dx, const T* dy, const T* w, const ConvShape
     const std::int64_t n = t / s.groups, gi = t % s.groups;
     T* plane = plane_buffer<T>(g);
     for (std::int64_t kk = 0; kk < kg; ++kk) {
-      build_plane(plane, dy + (n * s.k + gi * kg + kk) * p, src, g);
+      build_plane(tab, plane, dy + (n * s.k + gi * kg + kk) * p, src, g);
       for (std::int64_t c = 0; c < cg; c += kConvFilters) {
         const int kb = int(std::min<std::int64_t>(kConvFilters, cg - c));
         tab.rows(dx + (n * s.c + gi * cg + c) * hw, hw, plane, wf + ((gi * cg + c) * kg + kk) * rs,
@@ -717,7 +714,7 @@ static void backward_weight_direct(T* dw, const T* dy, const T* x, const ConvSha
         const std::int64_t gi = u / parts, part = u % parts;
         const std::int64_t k0 = gi * kg + kg * part / parts, k1 = gi * kg + kg * (part + 1) / parts;
         for (std::int64_t c = 0; c < cg; ++c) {
-          build_plane(plane, x + (n * s.c + gi * cg + c) * hw, src, g);
+          build_plane(tab, plane, x + (n * s.c + gi * cg + c) * hw, src, g);
           for (std::int64_t k = k0; k < k1; ++k)
             tab.taps_dot(dw + (k * cg + c) * rs, dy + (n * s.k + k) * p, plane, g);
         }

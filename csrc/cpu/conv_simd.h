@@ -35,6 +35,9 @@ struct ConvDirectTable {
                const T* init, int kb, bool acc, const ConvPlaneGeom& g);
   // out[r*S + q] += sum_{oh, ow} dy[oh*out_w + ow] * plane tap (r, q) at (oh, ow).
   void (*taps_dot)(T* out, const T* dy, const T* plane, const ConvPlaneGeom& g);
+  // dst[t] = src[t] for lo <= t < hi, else 0, for t in [0, len) (one padded plane row; src is
+  // read only in [lo, hi)).
+  void (*pad_row)(T* dst, const T* src, std::int64_t lo, std::int64_t hi, std::int64_t len);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -180,8 +183,24 @@ void direct_taps_dot(typename V::T* out, const typename V::T* dy, const typename
 }
 
 template <class V>
+void direct_pad_row(typename V::T* __restrict dst, const typename V::T* __restrict src,
+                    std::int64_t lo, std::int64_t hi, std::int64_t len) {
+  using T = typename V::T;
+  std::int64_t t = 0;
+  for (; t < lo; ++t) dst[t] = T(0);  // the left padding: a few elements
+  for (; t + V::W <= hi; t += V::W) V::store(dst + t, V::load(src + t));
+  if (t < hi) {  // the last source vector, zero-filled past hi
+    const std::int64_t room = len - t;
+    V::storen(dst + t, V::loadn(src + t, int(hi - t)), room < V::W ? int(room) : V::W);
+    t += V::W;
+  }
+  for (; t + V::W <= len; t += V::W) V::store(dst + t, V::zero());
+  if (t < len) V::storen(dst + t, V::zero(), int(len - t));
+}
+
+template <class V>
 constexpr ConvDirectTable<typename V::T> make_conv_direct_table() {
-  return {V::W, &direct_rows<V>, &direct_taps_dot<V>};
+  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>};
 }
 
 }  // namespace
