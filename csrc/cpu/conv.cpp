@@ -722,18 +722,19 @@ static void backward_weight_direct(T* dw, const T* dy, const T* x, const ConvSha
   });
 }
 
-// db[k] = dy summed over N, OH, OW (accumulated in double: up to N*OH*OW terms).
+// db[k] = dy summed over N, OH, OW: per-plane vector sums (conv_simd.h), added over images in
+// double; threads over channels. (A scalar double loop was a 4-cycle dependency per element:
+// 5 ms of a 6 ms depthwise backward-weight at N = 32, C = 128, 28 x 28.)
 template <typename T>
-static void bias_grad(T* db, const T* dy, const ConvShape& s) {
+static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
   const std::int64_t p = s.oh * s.ow;
-  for (std::int64_t k = 0; k < s.k; ++k) {
+  const int threads = direct_threads(s.k, double(s.n * s.k * p) * 4);
+  parallel_tasks(s.k, threads, [&](std::int64_t k) {
     double acc = 0;
-    for (std::int64_t n = 0; n < s.n; ++n) {
-      const T* d = dy + (n * s.k + k) * p;
-      for (std::int64_t i = 0; i < p; ++i) acc += double(d[i]);
-    }
+    for (std::int64_t n = 0; n < s.n; ++n) acc += double(tab.sum(dy + (n * s.k + k) * p, p));
     db[k] = T(acc);
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,7 +799,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvSha
     case ConvAlgo::direct: backward_weight_direct(dw, dy, x, s, isa); break;
     default: return conv2d_backward_weight_reference(dw, db, dy, x, s);
   }
-  if (db) bias_grad(db, dy, s);
+  if (db) bias_grad(db, dy, s, isa);
 }
 
 #define FASTDL_INSTANTIATE(T)                                                                   \

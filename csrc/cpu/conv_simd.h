@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/cpu.h"
 
@@ -38,6 +39,8 @@ struct ConvDirectTable {
   // dst[t] = src[t] for lo <= t < hi, else 0, for t in [0, len) (one padded plane row; src is
   // read only in [lo, hi)).
   void (*pad_row)(T* dst, const T* src, std::int64_t lo, std::int64_t hi, std::int64_t len);
+  // sum of x[0 .. n) (the bias gradient's per-plane sums), four vector accumulators.
+  T (*sum)(const T* x, std::int64_t n);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -54,53 +57,75 @@ extern const ConvDirectTable<double> conv_direct_avx512_f64;
 
 namespace {
 
-// KB filters over the same plane at once (outputs out + f*out_step, taps + f*tap_step): each
-// tap's NB vectors are loaded once for KB filters' FMAs.
-template <class V, int NB, int KB>
+// KB filters over RB output rows at once (outputs out + f*out_step, taps + f*tap_step): each
+// tap's vectors are loaded once for KB filters' FMAs, and KB*RB*NB independent accumulators keep
+// both FMA pipes busy (a single row of a depthwise filter is 9 dependent FMAs per vector: its
+// latency, not the FMA rate, bounded it, ~40 cycles a row).
+template <class V, int NB, int KB, int RB>
 void direct_rows_nb(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
                     const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
-                    bool acc, const ConvPlaneGeom& g) {
+                    bool acc, std::int64_t oh0, std::int64_t oh1, const ConvPlaneGeom& g) {
   using T = typename V::T;
   using R = typename V::reg;
-  const std::int64_t pitch = g.stride_w * g.wq, nt = g.r * g.s;
-  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+  const std::int64_t pitch = g.stride_w * g.wq, nt = g.r * g.s, rstep = g.stride_h * pitch;
+  for (std::int64_t oh = oh0; oh + RB <= oh1; oh += RB) {
     for (std::int64_t ow0 = 0; ow0 < g.out_w; ow0 += NB * V::W) {
-      R a[KB][NB];
+      R a[KB][RB][NB];
 #pragma GCC unroll 4
-      for (int f = 0; f < KB; ++f) {
-        const T* orow = out + f * out_step + oh * g.out_w + ow0;
+      for (int f = 0; f < KB; ++f)
 #pragma GCC unroll 4
-        for (int v = 0; v < NB; ++v) {
-          const std::int64_t left = g.out_w - ow0 - v * V::W;
-          const int cnt = left >= V::W ? V::W : left > 0 ? int(left) : 0;
-          a[f][v] = acc ? V::loadn(orow + v * V::W, cnt) : V::set1(init ? init[f] : T(0));
+        for (int i = 0; i < RB; ++i) {
+          const T* orow = out + f * out_step + (oh + i) * g.out_w + ow0;
+#pragma GCC unroll 4
+          for (int v = 0; v < NB; ++v) {
+            const std::int64_t left = g.out_w - ow0 - v * V::W;
+            const int cnt = left >= V::W ? V::W : left > 0 ? int(left) : 0;
+            a[f][i][v] = acc ? V::loadn(orow + v * V::W, cnt) : V::set1(init ? init[f] : T(0));
+          }
         }
-      }
-      const T* row = plane + oh * g.stride_h * pitch + ow0;
+      const T* row = plane + oh * rstep + ow0;
       for (std::int64_t t = 0; t < nt; ++t) {
         const T* src = row + g.tap[t];
-        R xv[NB];
+        R xv[RB][NB];
 #pragma GCC unroll 4
-        for (int v = 0; v < NB; ++v) xv[v] = V::load(src + v * V::W);
+        for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 4
+          for (int v = 0; v < NB; ++v) xv[i][v] = V::load(src + i * rstep + v * V::W);
 #pragma GCC unroll 4
         for (int f = 0; f < KB; ++f) {
           const R wv = V::set1(taps[f * tap_step + t]);
 #pragma GCC unroll 4
-          for (int v = 0; v < NB; ++v) a[f][v] = V::fmadd(wv, xv[v], a[f][v]);
+          for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 4
+            for (int v = 0; v < NB; ++v) a[f][i][v] = V::fmadd(wv, xv[i][v], a[f][i][v]);
         }
       }
 #pragma GCC unroll 4
-      for (int f = 0; f < KB; ++f) {
-        T* orow = out + f * out_step + oh * g.out_w + ow0;
+      for (int f = 0; f < KB; ++f)
 #pragma GCC unroll 4
-        for (int v = 0; v < NB; ++v) {
-          const std::int64_t left = g.out_w - ow0 - v * V::W;
-          if (left <= 0) break;
-          V::storen(orow + v * V::W, a[f][v], left >= V::W ? V::W : int(left));
+        for (int i = 0; i < RB; ++i) {
+          T* orow = out + f * out_step + (oh + i) * g.out_w + ow0;
+#pragma GCC unroll 4
+          for (int v = 0; v < NB; ++v) {
+            const std::int64_t left = g.out_w - ow0 - v * V::W;
+            if (left <= 0) break;
+            V::storen(orow + v * V::W, a[f][i][v], left >= V::W ? V::W : int(left));
+          }
         }
-      }
     }
   }
+}
+
+// Rows in blocks of RB = 8 / (NB*KB) (at most 4), the remainder one at a time.
+template <class V, int NB, int KB>
+void direct_rows_rb(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
+                    const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
+                    bool acc, const ConvPlaneGeom& g) {
+  constexpr int RB = NB * KB >= 8 ? 1 : 8 / (NB * KB) >= 4 ? 4 : 8 / (NB * KB) >= 2 ? 2 : 1;
+  const std::int64_t full = g.out_h / RB * RB;
+  direct_rows_nb<V, NB, KB, RB>(out, out_step, plane, taps, tap_step, init, acc, 0, full, g);
+  if constexpr (RB > 1)
+    direct_rows_nb<V, NB, KB, 1>(out, out_step, plane, taps, tap_step, init, acc, full, g.out_h, g);
 }
 
 // kb filters (1 <= kb <= kConvFilters); NB from the row width; kb processed in runs of
@@ -113,11 +138,11 @@ void direct_rows_kb(typename V::T* out, std::int64_t out_step, const typename V:
   while (kb > 0) {
     const int f = kb >= kMax ? kMax : kb >= 2 ? 2 : 1;
     if (f == 4)
-      direct_rows_nb<V, NB, 4>(out, out_step, plane, taps, tap_step, init, acc, g);
+      direct_rows_rb<V, NB, 4>(out, out_step, plane, taps, tap_step, init, acc, g);
     else if (f == 2)
-      direct_rows_nb<V, NB, 2>(out, out_step, plane, taps, tap_step, init, acc, g);
+      direct_rows_rb<V, NB, 2>(out, out_step, plane, taps, tap_step, init, acc, g);
     else
-      direct_rows_nb<V, NB, 1>(out, out_step, plane, taps, tap_step, init, acc, g);
+      direct_rows_rb<V, NB, 1>(out, out_step, plane, taps, tap_step, init, acc, g);
     out += f * out_step, taps += f * tap_step, kb -= f;
     if (init) init += f;
   }
@@ -134,52 +159,83 @@ void direct_rows(typename V::T* out, std::int64_t out_step, const typename V::T*
   direct_rows_kb<V, kConvBlock>(out, out_step, plane, taps, tap_step, init, kb, acc, g);
 }
 
-// Two rows at a time, two accumulators per row (even and odd vectors): four independent FMA
-// chains per tap, the row's last vector masked (dy has no zero tail).
+// Per tap, RB rows x NB vectors of independent accumulators (NB = the vectors of one row,
+// fully unrolled: rows of a few vectors spent more time on loop control than on FMAs), dy's
+// last vector of each row masked (dy has no zero tail).
+template <class V, int NB, int RB>
+void direct_taps_dot_nb(typename V::T* out, const typename V::T* dy, const typename V::T* plane,
+                        const ConvPlaneGeom& g) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const std::int64_t rstep = g.stride_h * g.stride_w * g.wq, nt = g.r * g.s;
+  const int tail = int(g.out_w - (NB - 1) * V::W);  // lanes of the last vector, 1 .. W
+  const std::int64_t full = g.out_h / RB * RB;
+  for (std::int64_t t = 0; t < nt; ++t) {
+    const T* base = plane + g.tap[t];
+    R a[RB][NB];
+#pragma GCC unroll 4
+    for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NB; ++v) a[i][v] = V::zero();
+    auto rows = [&](std::int64_t oh, auto rb) __attribute__((always_inline)) {
+      constexpr int kRows = decltype(rb)::value;
+#pragma GCC unroll 4
+      for (int i = 0; i < kRows; ++i) {
+        const T* d = dy + (oh + i) * g.out_w;
+        const T* x = base + (oh + i) * rstep;
+#pragma GCC unroll 4
+        for (int v = 0; v < NB; ++v) {
+          const R dv = v + 1 < NB ? V::load(d + v * V::W) : V::loadn(d + v * V::W, tail);
+          a[i][v] = V::fmadd(dv, V::load(x + v * V::W), a[i][v]);
+        }
+      }
+    };
+    for (std::int64_t oh = 0; oh < full; oh += RB) rows(oh, std::integral_constant<int, RB>{});
+    for (std::int64_t oh = full; oh < g.out_h; ++oh) rows(oh, std::integral_constant<int, 1>{});
+    R sum = a[0][0];
+#pragma GCC unroll 16
+    for (int k = 1; k < RB * NB; ++k) sum = V::add(sum, a[k / NB][k % NB]);
+    out[t] += V::hsum(sum);
+  }
+}
+
+// Rows wider than kConvBlock vectors: the row walked in whole vectors, four chains per tap.
+template <class V>
+void direct_taps_dot_wide(typename V::T* out, const typename V::T* dy, const typename V::T* plane,
+                          const ConvPlaneGeom& g) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const std::int64_t rstep = g.stride_h * g.stride_w * g.wq, nt = g.r * g.s;
+  const std::int64_t vecs = (g.out_w + V::W - 1) / V::W;
+  const int tail = int(g.out_w - (vecs - 1) * V::W);
+  for (std::int64_t t = 0; t < nt; ++t) {
+    const T* base = plane + g.tap[t];
+    R a[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+      const T* d = dy + oh * g.out_w;
+      const T* x = base + oh * rstep;
+      std::int64_t v = 0;
+      for (; v + 4 < vecs; v += 4)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+          a[j] = V::fmadd(V::load(d + (v + j) * V::W), V::load(x + (v + j) * V::W), a[j]);
+      for (; v + 1 < vecs; ++v)
+        a[v % 4] = V::fmadd(V::load(d + v * V::W), V::load(x + v * V::W), a[v % 4]);
+      a[v % 4] = V::fmadd(V::loadn(d + v * V::W, tail), V::load(x + v * V::W), a[v % 4]);
+    }
+    out[t] += V::hsum(V::add(V::add(a[0], a[1]), V::add(a[2], a[3])));
+  }
+}
+
 template <class V>
 void direct_taps_dot(typename V::T* out, const typename V::T* dy, const typename V::T* plane,
                      const ConvPlaneGeom& g) {
-  using T = typename V::T;
-  using R = typename V::reg;
-  const std::int64_t pitch = g.stride_w * g.wq;
-  const std::int64_t full = g.out_w / V::W;
-  const int tail = int(g.out_w - full * V::W);
-  for (std::int64_t t = 0; t < g.r * g.s; ++t) {
-    {
-      const T* base = plane + g.tap[t];
-      R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-      std::int64_t oh = 0;
-      for (; oh + 2 <= g.out_h; oh += 2) {
-        const T* d0 = dy + oh * g.out_w;
-        const T* d1 = d0 + g.out_w;
-        const T* x0 = base + oh * g.stride_h * pitch;
-        const T* x1 = x0 + g.stride_h * pitch;
-        std::int64_t v = 0;
-        for (; v + 2 <= full; v += 2) {
-          a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
-          a1 = V::fmadd(V::load(d1 + v * V::W), V::load(x1 + v * V::W), a1);
-          a2 = V::fmadd(V::load(d0 + (v + 1) * V::W), V::load(x0 + (v + 1) * V::W), a2);
-          a3 = V::fmadd(V::load(d1 + (v + 1) * V::W), V::load(x1 + (v + 1) * V::W), a3);
-        }
-        for (; v < full; ++v) {
-          a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
-          a1 = V::fmadd(V::load(d1 + v * V::W), V::load(x1 + v * V::W), a1);
-        }
-        if (tail) {
-          a2 = V::fmadd(V::loadn(d0 + full * V::W, tail), V::load(x0 + full * V::W), a2);
-          a3 = V::fmadd(V::loadn(d1 + full * V::W, tail), V::load(x1 + full * V::W), a3);
-        }
-      }
-      if (oh < g.out_h) {
-        const T* d0 = dy + oh * g.out_w;
-        const T* x0 = base + oh * g.stride_h * pitch;
-        std::int64_t v = 0;
-        for (; v < full; ++v) a0 = V::fmadd(V::load(d0 + v * V::W), V::load(x0 + v * V::W), a0);
-        if (tail) a1 = V::fmadd(V::loadn(d0 + full * V::W, tail), V::load(x0 + full * V::W), a1);
-      }
-      out[t] += V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
-    }
-  }
+  const std::int64_t vecs = (g.out_w + V::W - 1) / V::W;
+  if (vecs == 1) return direct_taps_dot_nb<V, 1, 4>(out, dy, plane, g);
+  if (vecs == 2) return direct_taps_dot_nb<V, 2, 4>(out, dy, plane, g);
+  if (vecs == 3) return direct_taps_dot_nb<V, 3, 2>(out, dy, plane, g);
+  if (vecs == 4) return direct_taps_dot_nb<V, 4, 2>(out, dy, plane, g);
+  direct_taps_dot_wide<V>(out, dy, plane, g);
 }
 
 template <class V>
@@ -199,8 +255,24 @@ void direct_pad_row(typename V::T* __restrict dst, const typename V::T* __restri
 }
 
 template <class V>
+typename V::T direct_sum(const typename V::T* x, std::int64_t n) {
+  using R = typename V::reg;
+  R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+  std::int64_t i = 0;
+  for (; i + 4 * V::W <= n; i += 4 * V::W) {
+    a0 = V::add(a0, V::load(x + i));
+    a1 = V::add(a1, V::load(x + i + V::W));
+    a2 = V::add(a2, V::load(x + i + 2 * V::W));
+    a3 = V::add(a3, V::load(x + i + 3 * V::W));
+  }
+  for (; i + V::W <= n; i += V::W) a0 = V::add(a0, V::load(x + i));
+  if (i < n) a1 = V::add(a1, V::loadn(x + i, int(n - i)));
+  return V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
+}
+
+template <class V>
 constexpr ConvDirectTable<typename V::T> make_conv_direct_table() {
-  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>};
+  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>};
 }
 
 }  // namespace
