@@ -401,7 +401,11 @@ def test_bad_input_extension():
     _bad(_core.conv2d_forward, ValueError, r"groups: 3 does not divide", y, x, w, None,
          *s[:-1], 3)
     _bad(_core.conv2d_forward, ValueError, r"stride: expected >= 1", y, x, w, None, 0, 1, 0, 0, 1, 1, 1)
-    _bad(_core.conv2d_forward, ValueError, r"x: expected a 4-D array", y, x[0], w, None, *s)
+    _bad(_core.conv2d_forward, ValueError, r"w: the dilated kernel \(9\) is larger than the padded "
+         r"input \(8\) along H", y, x, w, None, 1, 1, 0, 0, 4, 1, 1)
+    _bad(_core.conv2d_forward, ValueError, r"w: expected 2 input channels per group", y, x, w, None,
+         *s[:-1], 2)
+    _bad(_core.conv2d_forward, ValueError, r"x: expected 4-D array, got shape \(4, 8, 8\)", y, x[0], w, None, *s)
     dx = np.empty_like(x)
     _bad(_core.conv2d_backward_data, ValueError, r"dy: expected shape \(2, 6, 6, 6\)", dx,
          np.ones((2, 6, 5, 5), np.float32), w, *s)
