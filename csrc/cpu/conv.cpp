@@ -164,6 +164,18 @@ static void conv2d_backward_weight_reference(T* dw, T* db, const T* dy, const T*
   }
 }
 
+// The conv family's ISA table (conv_simd.h: the direct kernels and the strided im2col gather).
+template <>
+const ConvDirectTable<float>& conv_direct_table<float>(Isa isa) {
+  static const ConvDirectTable<float> generic = make_conv_direct_table<VecScalar<float>>();
+  return pick_isa(isa, generic, conv_direct_avx2_f32, conv_direct_avx512_f32);
+}
+template <>
+const ConvDirectTable<double>& conv_direct_table<double>(Isa isa) {
+  static const ConvDirectTable<double> generic = make_conv_direct_table<VecScalar<double>>();
+  return pick_isa(isa, generic, conv_direct_avx2_f64, conv_direct_avx512_f64);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Implicit GEMM on the packed GEMM (gemm.h: gemm_packed_b)
 // ---------------------------------------------------------------------------------------------
@@ -199,7 +211,8 @@ static int pixel_runs(PixelRun* runs, std::int64_t p0, std::int64_t count, const
 // packed row and run.
 template <typename T>
 static inline void im2col_run(T* __restrict dst, const T* __restrict xc, const PixelRun& u,
-                              std::int64_t r, std::int64_t q, const ConvShape& s) {
+                              std::int64_t r, std::int64_t q, const ConvShape& s,
+                              void (*gather)(T*, const T*, std::int64_t, std::int64_t)) {
   T* d = dst + u.off;
   const std::int64_t ih = u.ih0 + r * s.dil_h;
   if (ih < 0 || ih >= s.h) {
@@ -220,8 +233,7 @@ static inline void im2col_run(T* __restrict dst, const T* __restrict xc, const P
     std::int64_t lo = 0, hi = u.len;
     while (lo < hi && iw0 + lo * sw < 0) d[lo++] = T(0);
     while (hi > lo && iw0 + (hi - 1) * sw >= s.w) d[--hi] = T(0);
-    const T* src = xr + iw0;
-    for (std::int64_t j = lo; j < hi; ++j) d[j] = src[j * sw];
+    if (hi > lo) gather(d + lo, xr + iw0 + lo * sw, hi - lo, sw);
   }
 }
 
@@ -232,6 +244,7 @@ struct Im2col {
   const T* x;  // the group's first input plane of one image
   const ConvShape* s;
   pack_fn<T> pack_b;  // the GEMM's own packer (pack_im2col_t transposes through it)
+  void (*gather)(T*, const T*, std::int64_t, std::int64_t);  // strided runs (conv_simd.h)
 };
 
 // Forward B (CRS x P): row p = (c, r, q), column j = pixel.
@@ -250,7 +263,7 @@ static bool pack_im2col(const void* ctx, T* dst, std::int64_t k0, std::int64_t k
     for (std::int64_t p = 0; p < kc; ++p) {
       T* row = dst + p * nr;
       const T* xc = g.x + c * hw;
-      for (int i = 0; i < nruns; ++i) im2col_run(row, xc, runs[i], r, q, s);
+      for (int i = 0; i < nruns; ++i) im2col_run(row, xc, runs[i], r, q, s, g.gather);
       std::fill(row + cols, row + nr, T(0));
       if (++q == s.s) q = 0, r = r + 1 == s.r ? (++c, 0) : r + 1;
     }
@@ -279,7 +292,7 @@ static bool pack_im2col_t(const void* ctx, T* dst, std::int64_t k0, std::int64_t
     for (std::int64_t jj = 0; jj < cols; ++jj) {
       const std::int64_t crs = j0 + jp + jj, r = crs % rs / s.s, q = crs % s.s;
       const T* xc = g.x + crs / rs * hw;
-      for (int i = 0; i < nruns; ++i) im2col_run(rows + jj * kc, xc, runs[i], r, q, s);
+      for (int i = 0; i < nruns; ++i) im2col_run(rows + jj * kc, xc, runs[i], r, q, s, g.gather);
     }
     g.pack_b(dst, rows, kc, 1, cols, kc);
   }
@@ -364,9 +377,10 @@ static void forward_implicit(T* y, const T* x, const T* w, const T* b, const Con
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
+  const auto gather = conv_direct_table<T>(isa).gather;
   over_images(s.n, [&](std::int64_t n, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
-      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
+      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb, gather};
       GemmParams<T> gp;
       gp.bias = b ? b + g * kg : nullptr;
       gp.bias_axis = BiasAxis::row;
@@ -381,9 +395,10 @@ static void backward_weight_implicit(T* dw, const T* dy, const T* x, const ConvS
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, crs = cg * s.r * s.s;
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
+  const auto gather = conv_direct_table<T>(isa).gather;
   sum_over_images(dw, s.k * crs, s.n, [&](std::int64_t n, T* out, T beta, int mt) {
     for (std::int64_t g = 0; g < s.groups; ++g) {
-      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb};
+      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb, gather};
       GemmParams<T> gp;
       gp.beta = beta;
       gemm_packed_b(out + g * kg * crs, crs, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
@@ -542,16 +557,6 @@ static void backward_data_col2im(T* dx, const T* dy, const T* w, const ConvShape
 //   backward-weight  tasks (k range of a group): dw[k, c, r, q] += dot(dy[n, k], tap (r, q) of
 //                    plane(x[n, c])), images in order.
 
-template <>
-const ConvDirectTable<float>& conv_direct_table<float>(Isa isa) {
-  static const ConvDirectTable<float> generic = make_conv_direct_table<VecScalar<float>>();
-  return pick_isa(isa, generic, conv_direct_avx2_f32, conv_direct_avx512_f32);
-}
-template <>
-const ConvDirectTable<double>& conv_direct_table<double>(Isa isa) {
-  static const ConvDirectTable<double> generic = make_conv_direct_table<VecScalar<double>>();
-  return pick_isa(isa, generic, conv_direct_avx2_f64, conv_direct_avx512_f64);
-}
 
 // Where a plane's virtual values come from: virtual (i, j) is src[(i - pad_h) / up_h]
 // [(j - pad_w) / up_w] when both are whole and in range, else 0 (up > 1: zeros inserted).

@@ -41,6 +41,9 @@ struct ConvDirectTable {
   void (*pad_row)(T* dst, const T* src, std::int64_t lo, std::int64_t hi, std::int64_t len);
   // sum of x[0 .. n) (the bias gradient's per-plane sums), four vector accumulators.
   T (*sum)(const T* x, std::int64_t n);
+  // dst[j] = src[j * stride] for j in [0, n), stride >= 2 (strided im2col runs); reads nothing
+  // past src[(n - 1) * stride].
+  void (*gather)(T* dst, const T* src, std::int64_t n, std::int64_t stride);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -270,9 +273,16 @@ typename V::T direct_sum(const typename V::T* x, std::int64_t n) {
   return V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
 }
 
+template <typename T>
+void gather_scalar(T* __restrict dst, const T* __restrict src, std::int64_t n, std::int64_t stride) {
+  for (std::int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
+}
+
 template <class V>
-constexpr ConvDirectTable<typename V::T> make_conv_direct_table() {
-  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>};
+constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
+    void (*gather)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t) =
+        &gather_scalar<typename V::T>) {
+  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>, gather};
 }
 
 }  // namespace
