@@ -20,8 +20,9 @@
 //   4. direct: depthwise and other layers whose GEMM form has fewer than 8 rows; each input
 //      plane is laid out once (padded, split into stride phases) and every tap is a contiguous
 //      vector run (conv_simd.h, instantiated per ISA in conv_avx2.cpp / conv_avx512.cpp).
-// Threads: over images when N >= threads (weight gradients summed per thread, then in thread
-// order), else inside each GEMM; the direct kernels split images x groups (forward,
+// Threads: whole rounds of images over the threads (weight gradients summed per thread, then in
+// thread order), the remaining images (fewer than the threads) with each GEMM split across all
+// of them; the direct kernels split images x groups (forward,
 // backward-data) or filter ranges (backward-weight). Results are bitwise repeatable at a fixed
 // thread count.
 //
@@ -327,23 +328,25 @@ static int image_threads(std::int64_t images) {
   return images >= t ? t : 1;
 }
 
-// body(n, max_threads) for every image n (max_threads for the GEMM: 1 inside the region, 0 = all).
+// body(n, max_threads) for every image n (max_threads for the GEMM: 1 inside the region, 0 =
+// all). Whole rounds of one image per thread run in the region; the remainder (fewer images than
+// threads) runs after it, each product split across the threads (3 images on 2 threads would
+// otherwise take two images' time), as gemm_batched does.
 template <class F>
 static void over_images(std::int64_t images, F&& body) {
   const int threads = image_threads(images);
-  if (threads <= 1) {
-    for (std::int64_t n = 0; n < images; ++n) body(n, 0);
-    return;
-  }
-  parallel_tasks(images, threads, [&](std::int64_t n) { body(n, 1); });
+  const std::int64_t rounds = threads > 1 ? images / threads * threads : 0;
+  if (rounds > 0) parallel_tasks(rounds, threads, [&](std::int64_t n) { body(n, 1); });
+  for (std::int64_t n = rounds; n < images; ++n) body(n, 0);
 }
 
 thread_local ScratchBuffer tls_partials;
 
 // dst (elems) = the sum over images of body(n, out, beta, max_threads)'s terms (beta 0: write
-// image n's term into out, 1: add it). Over images, each thread sums its own run of images (the
-// first thread into dst, the others into partials), added into dst in thread order: bitwise
-// repeatable at a fixed thread count. Workspace: (threads - 1) * elems.
+// image n's term into out, 1: add it). Over images, each thread sums its own run of whole rounds
+// of images (the first thread into dst, the others into partials), added into dst in thread
+// order, then the remaining images are added one by one, each product split across the threads:
+// bitwise repeatable at a fixed thread count. Workspace: (threads - 1) * elems.
 template <typename T, class F>
 static void sum_over_images(T* dst, std::int64_t elems, std::int64_t images, F&& body) {
   if (images == 0) {
@@ -351,22 +354,21 @@ static void sum_over_images(T* dst, std::int64_t elems, std::int64_t images, F&&
     return;
   }
   const int threads = image_threads(images);
-  if (threads <= 1) {
-    for (std::int64_t n = 0; n < images; ++n) body(n, dst, n ? T(1) : T(0), 0);
-    return;
+  const std::int64_t rounds = threads > 1 ? images / threads * threads : 0;
+  if (rounds > 0) {
+    T* part = static_cast<T*>(tls_partials.get(sizeof(T) * std::size_t((threads - 1) * elems)));
+    if (!part) throw std::bad_alloc();
+    parallel_tasks(threads, threads, [&](std::int64_t t) {
+      const std::int64_t n0 = rounds * t / threads, n1 = rounds * (t + 1) / threads;
+      T* out = t == 0 ? dst : part + (t - 1) * elems;
+      for (std::int64_t n = n0; n < n1; ++n) body(n, out, n > n0 ? T(1) : T(0), 1);
+    });
+    for (int t = 1; t < threads; ++t) {
+      const T* src = part + (t - 1) * elems;
+      for (std::int64_t i = 0; i < elems; ++i) dst[i] += src[i];
+    }
   }
-  T* part = static_cast<T*>(tls_partials.get(sizeof(T) * std::size_t((threads - 1) * elems)));
-  if (!part) throw std::bad_alloc();
-  parallel_tasks(threads, threads, [&](std::int64_t t) {
-    const std::int64_t n0 = images * t / threads, n1 = images * (t + 1) / threads;
-    T* out = t == 0 ? dst : part + (t - 1) * elems;
-    if (n1 == n0) std::fill(out, out + elems, T(0));
-    for (std::int64_t n = n0; n < n1; ++n) body(n, out, n > n0 ? T(1) : T(0), 1);
-  });
-  for (int t = 1; t < threads; ++t) {
-    const T* src = part + (t - 1) * elems;
-    for (std::int64_t i = 0; i < elems; ++i) dst[i] += src[i];
-  }
+  for (std::int64_t n = rounds; n < images; ++n) body(n, dst, n > 0 ? T(1) : T(0), 0);
 }
 
 // ---- The implicit-GEMM passes ----------------------------------------------------------------
