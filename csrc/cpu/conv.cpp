@@ -189,20 +189,23 @@ const ConvDirectTable<double>& conv_direct_table<double>(Isa isa) {
 // threading and micro-kernels are the GEMM's own.
 
 // One output row's run of pixels within a packed panel: columns [off, off + len) of the panel are
-// output pixels (oh, ow .. ow + len), whose windows start at input row ih0 = oh*sh - ph and
-// column iw0 = ow*sw - pw.
+// output pixels (oh, ow .. ow + len) of image img (counted from the product's first image),
+// whose windows start at input row ih0 = oh*sh - ph and column iw0 = ow*sw - pw.
 struct PixelRun {
-  std::int64_t off, len, ih0, iw0;
+  std::int64_t off, len, ih0, iw0, img;
 };
 
-// The runs covering pixels p0 .. p0 + count; returns how many (at most count / OW + 2).
+// The runs covering columns p0 .. p0 + count of a product over consecutive images (column
+// n*P + pixel); returns how many (at most count / OW + 2: an image ends where a row does).
 static int pixel_runs(PixelRun* runs, std::int64_t p0, std::int64_t count, const ConvShape& s) {
-  std::int64_t oh = p0 / s.ow, ow = p0 % s.ow, off = 0;
+  const std::int64_t pixels = s.oh * s.ow;
+  std::int64_t img = p0 / pixels, oh = p0 % pixels / s.ow, ow = p0 % s.ow, off = 0;
   int n = 0;
   while (off < count) {
     const std::int64_t len = std::min(count - off, s.ow - ow);
-    runs[n++] = {off, len, oh * s.stride_h - s.pad_h, ow * s.stride_w - s.pad_w};
-    off += len, ow = 0, ++oh;
+    runs[n++] = {off, len, oh * s.stride_h - s.pad_h, ow * s.stride_w - s.pad_w, img};
+    off += len, ow = 0;
+    if (++oh == s.oh) oh = 0, ++img;
   }
   return n;
 }
@@ -220,7 +223,7 @@ static inline void im2col_run(T* __restrict dst, const T* __restrict xc, const P
     std::fill(d, d + u.len, T(0));
     return;
   }
-  const T* xr = xc + ih * s.w;
+  const T* xr = xc + u.img * s.c * s.h * s.w + ih * s.w;
   const std::int64_t iw0 = u.iw0 + q * s.dil_w;
   if (s.stride_w == 1) {
     const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, u.len);
@@ -242,7 +245,7 @@ constexpr int kMaxPanel = 64;  // the widest packed panel (NR) of any GEMM table
 
 template <typename T>
 struct Im2col {
-  const T* x;  // the group's first input plane of one image
+  const T* x;  // the group's first input plane of the product's first image
   const ConvShape* s;
   pack_fn<T> pack_b;  // the GEMM's own packer (pack_im2col_t transposes through it)
   void (*gather)(T*, const T*, std::int64_t, std::int64_t);  // strided runs (conv_simd.h)
@@ -372,6 +375,22 @@ static void sum_over_images(T* dst, std::int64_t elems, std::int64_t images, F&&
 }
 
 // ---- The implicit-GEMM passes ----------------------------------------------------------------
+//
+// Small images are batched: a product covers `image_chunk` consecutive images (columns
+// n*P + pixel), so that it has at least kMinColumns columns; its result goes through a
+// thread-local block (K/G x columns, bounded by K/G * (kMinColumns + P)) and is copied into y.
+// Measured, one thread: N64 C16 4x4 -> K32 3x3 fwd 0.36 ms one image per product vs PyTorch's
+// 0.12 (a 32 x 16 x 144 product per image spends its time on call and packing overhead).
+
+constexpr std::int64_t kMinColumns = 256;
+thread_local ScratchBuffer tls_chunk;
+
+static std::int64_t image_chunk(std::int64_t images, std::int64_t pixels) {
+  if (pixels >= kMinColumns || images <= 1) return 1;
+  const std::int64_t want = (kMinColumns + pixels - 1) / pixels;
+  const std::int64_t per_thread = std::max<std::int64_t>(1, images / get_num_threads());
+  return std::clamp<std::int64_t>(std::min(want, per_thread), 1, images);
+}
 
 template <typename T>
 static void forward_implicit(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
@@ -380,14 +399,27 @@ static void forward_implicit(T* y, const T* x, const T* w, const T* b, const Con
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
   const auto gather = conv_direct_table<T>(isa).gather;
-  over_images(s.n, [&](std::int64_t n, int mt) {
+  const std::int64_t nb = image_chunk(s.n, p), chunks = (s.n + nb - 1) / nb;
+  over_images(chunks, [&](std::int64_t ci, int mt) {
+    const std::int64_t n0 = ci * nb, cnt = std::min(nb, s.n - n0), cols = cnt * p;
+    T* tmp = nullptr;
+    if (cnt > 1) {
+      tmp = static_cast<T*>(tls_chunk.get(sizeof(T) * std::size_t(kg * cols)));
+      if (!tmp) throw std::bad_alloc();
+    }
     for (std::int64_t g = 0; g < s.groups; ++g) {
-      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb, gather};
+      const Im2col<T> ctx{x + (n0 * s.c + g * cg) * s.h * s.w, &s, pb, gather};
       GemmParams<T> gp;
       gp.bias = b ? b + g * kg : nullptr;
       gp.bias_axis = BiasAxis::row;
-      gemm_packed_b(y + (n * s.k + g * kg) * p, p, w + g * kg * crs, crs, std::int64_t(1),
-                    GemmPackB<T>{&pack_im2col<T>, &ctx}, kg, p, crs, gp, isa, mt);
+      T* c = tmp ? tmp : y + (n0 * s.k + g * kg) * p;
+      gemm_packed_b(c, tmp ? cols : p, w + g * kg * crs, crs, std::int64_t(1),
+                    GemmPackB<T>{&pack_im2col<T>, &ctx}, kg, cols, crs, gp, isa, mt);
+      if (tmp)
+        for (std::int64_t i = 0; i < cnt; ++i)
+          for (std::int64_t kk = 0; kk < kg; ++kk)
+            std::copy(tmp + kk * cols + i * p, tmp + kk * cols + (i + 1) * p,
+                      y + ((n0 + i) * s.k + g * kg + kk) * p);
     }
   });
 }
@@ -398,13 +430,27 @@ static void backward_weight_implicit(T* dw, const T* dy, const T* x, const ConvS
   const std::int64_t p = s.oh * s.ow;
   const pack_fn<T> pb = gemm_table<T>(isa).pack_b;
   const auto gather = conv_direct_table<T>(isa).gather;
-  sum_over_images(dw, s.k * crs, s.n, [&](std::int64_t n, T* out, T beta, int mt) {
+  const std::int64_t nb = image_chunk(s.n, p), chunks = (s.n + nb - 1) / nb;
+  sum_over_images(dw, s.k * crs, chunks, [&](std::int64_t ci, T* out, T beta, int mt) {
+    const std::int64_t n0 = ci * nb, cnt = std::min(nb, s.n - n0), cols = cnt * p;
+    T* tmp = nullptr;  // the chunk's dy_g as one (K/G x cnt*P) matrix
+    if (cnt > 1) {
+      tmp = static_cast<T*>(tls_chunk.get(sizeof(T) * std::size_t(kg * cols)));
+      if (!tmp) throw std::bad_alloc();
+    }
     for (std::int64_t g = 0; g < s.groups; ++g) {
-      const Im2col<T> ctx{x + (n * s.c + g * cg) * s.h * s.w, &s, pb, gather};
+      const Im2col<T> ctx{x + (n0 * s.c + g * cg) * s.h * s.w, &s, pb, gather};
+      if (tmp)
+        for (std::int64_t i = 0; i < cnt; ++i)
+          for (std::int64_t kk = 0; kk < kg; ++kk) {
+            const T* src = dy + ((n0 + i) * s.k + g * kg + kk) * p;
+            std::copy(src, src + p, tmp + kk * cols + i * p);
+          }
       GemmParams<T> gp;
       gp.beta = beta;
-      gemm_packed_b(out + g * kg * crs, crs, dy + (n * s.k + g * kg) * p, p, std::int64_t(1),
-                    GemmPackB<T>{&pack_im2col_t<T>, &ctx}, kg, crs, p, gp, isa, mt);
+      gemm_packed_b(out + g * kg * crs, crs, tmp ? tmp : dy + (n0 * s.k + g * kg) * p,
+                    tmp ? cols : p, std::int64_t(1), GemmPackB<T>{&pack_im2col_t<T>, &ctx}, kg,
+                    crs, cols, gp, isa, mt);
     }
   });
 }
