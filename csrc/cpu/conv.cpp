@@ -28,7 +28,8 @@
 //
 // Workspace, all thread-local, grown on first use and kept (common/memory.h ScratchBuffer), so
 // steady-state calls take no page faults. Per thread: the GEMM's own packing buffers; for
-// backward-weight's im2col^T one NR x (KC + KC/8) block; for col2im at most
+// backward-weight's im2col^T one NR x (KC + KC/8) block; for images smaller than 256 pixels
+// batched into one product, K/G x (256 + P) elements; for col2im at most
 // max(2^18, 64*C/G*R*S) column elements; for the direct kernels one laid-out plane (about
 // (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements). Per call (the
 // calling thread): (threads - 1) x K*C/G*R*S partial weight gradients, and K*C/G*R*S flipped
