@@ -436,3 +436,39 @@ def test_thread_counts(rng, threads):
         for g, r_, bs in zip(got, ref.conv2d_backward(dy, x, w, **kw),
                              ref.conv2d_backward(dy, x, w, **kw, dtype=np.float32)):
             assert_close(g, r_, np.float32, bs)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_zero_batch_every_variant(rng, variant):
+    x = np.zeros((0, 8, 5, 5), np.float32)
+    w = rng.standard_normal((16, 8, 1, 1)).astype(np.float32)
+    y = np.empty((0, 16, 5, 5), np.float32)
+    _core.conv2d_forward(y, x, w, None, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    dx = np.empty_like(x)
+    _core.conv2d_backward_data(dx, y, w, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    dw, db = np.full_like(w, np.nan), np.full(16, np.nan, np.float32)
+    _core.conv2d_backward_weight(dw, db, y, x, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_outputs_fully_written(rng, variant):
+    """Every output element is written (=), also where no window reaches: dx under a stride larger
+    than the kernel, and the extra rows/columns of a dx larger than the smallest input."""
+    for (n, c, h, w_, k, r, s, st, p), extra in [((2, 8, 9, 9, 16, 1, 1, 3, 0), 0),
+                                                 ((2, 1, 6, 9, 16, 2, 2, 3, 1), 2),
+                                                 ((2, 16, 7, 7, 8, 3, 3, 2, 1), 1)]:
+        if variant == "gemm1x1" and (r != 1 or st != 1 or p != 0):
+            continue
+        x = rng.standard_normal((n, c, h, w_))
+        w = rng.standard_normal((k, c, r, s))
+        oh, ow = (h + 2 * p - r) // st + 1, (w_ + 2 * p - s) // st + 1
+        dy = rng.standard_normal((n, k, oh, ow))
+        big = np.full((n, c, h + extra, w_ + extra), np.nan)  # extra < stride: still gives oh, ow
+        _core.conv2d_backward_data(big, dy, w, st, st, p, p, 1, 1, 1, variant=variant)
+        want = ref.conv2d_backward(dy, np.zeros(big.shape), w, stride=st, padding=p)[0]
+        assert_close(big, want, np.float64, ulps=64)
+        y = np.full((n, k, oh, ow), np.nan)
+        _core.conv2d_forward(y, x, w, None, st, st, p, p, 1, 1, 1, variant=variant)
+        assert_close(y, ref.conv2d(x, w, stride=st, padding=p), np.float64, ulps=64)
