@@ -216,9 +216,12 @@ def test_dispatch_reaches_every_algorithm():
         assert pick(pass_, (4, 64, 14, 14), (128, 64, 1, 1)) == "gemm1x1"
         assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == "implicit_gemm"
         assert pick(pass_, (4, 64, 14, 14), (64, 1, 3, 3), padding=1, groups=64) == "direct"
-    # LeNet's C1: the GEMM forms have 32 filter rows, except backward-data's one channel
+    # LeNet's C1: one input channel (forward k = 25) and one backward-data filter row go direct,
+    # backward-weight's 32 filter rows stay on the GEMM
     lenet = [pick(p, (4, 1, 28, 28), (32, 1, 5, 5)) for p in PASSES]
-    assert lenet == ["implicit_gemm", "direct", "implicit_gemm"]
+    assert lenet == ["direct", "direct", "implicit_gemm"]
+    rgb = [pick(p, (4, 3, 32, 32), (64, 3, 3, 3), padding=1) for p in PASSES]
+    assert rgb == ["implicit_gemm", "direct", "implicit_gemm"]
 
 
 # ---- layouts, batches, repeatability ------------------------------------------------------------

@@ -798,15 +798,20 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 // Each pass through the GEMM is a product with m rows: forward and backward-weight K/G (the
 // filters), backward-data C/G (the flipped form's filters); a product of fewer than 8 rows
 // wastes most of a 12-row micro-kernel tile (and 1-row ones pay for packing a whole panel), and
-// one with a k below 4 is all write-back: those go to the direct kernels. Measured, one thread,
-// fp32, direct vs implicit GEMM (ms, under load): depthwise C128 28x28 3x3 N32 fwd 3.3 / 45,
-// bwd-data 3.4 / 43; LeNet C1 28x28 -> K32 5x5 N64 fwd 1.3 / 0.77, bwd-data 2.8 / 43, bwd-weight
-// 3.2 / 1.6.
+// one with a k below 4 is all write-back: those go to the direct kernels, and so does a forward
+// pass over a single input channel per group (k = R*S only). Measured, one thread, fp32 CPU
+// time, direct vs implicit GEMM (ms): depthwise C128 28x28 3x3 N32 fwd 3.3 / 45, bwd-data
+// 3.4 / 43; C1 -> K32 forward: LeNet 28x28 5x5 N64 0.70 / 0.78, 28x28 3x3 N64 0.44 / 0.54,
+// 64x64 5x5 N16 1.23 / 1.28, 8x8 -> K16 3x3 N64 0.04 / 0.06; but C3 32x32 -> K64 3x3 N16 (k = 27)
+// 0.78 / 0.58. Backward-data with C/G = 1 or 3: 1.2 / 7.4 and 1.2 / 3.7; backward-weight with
+// 16-32 filters stays on the GEMM (0.94-1.67 vs 1.10-2.84 direct).
 ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
   const std::int64_t rows = pass == ConvPass::backward_data ? cg : kg;
   const std::int64_t depth = pass == ConvPass::backward_data ? kg * s.r * s.s : cg * s.r * s.s;
-  if (rows < 8 || (pass != ConvPass::backward_weight && depth < 4)) return ConvAlgo::direct;
+  if (rows < 8 || (pass != ConvPass::backward_weight && depth < 4) ||
+      (pass == ConvPass::forward && cg == 1))
+    return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
   return ConvAlgo::implicit_gemm;
 }

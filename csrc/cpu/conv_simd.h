@@ -119,12 +119,14 @@ void direct_rows_nb(typename V::T* out, std::int64_t out_step, const typename V:
   }
 }
 
-// Rows in blocks of RB = 8 / (NB*KB) (at most 4), the remainder one at a time.
+// Rows in blocks of RB = kAcc / (NB*KB) (at most 4), the remainder one at a time.
 template <class V, int NB, int KB>
 void direct_rows_rb(typename V::T* out, std::int64_t out_step, const typename V::T* plane,
                     const typename V::T* taps, std::int64_t tap_step, const typename V::T* init,
                     bool acc, const ConvPlaneGeom& g) {
-  constexpr int RB = NB * KB >= 8 ? 1 : 8 / (NB * KB) >= 4 ? 4 : 8 / (NB * KB) >= 2 ? 2 : 1;
+  // Accumulators: 16 of AVX-512's 32 registers, 8 of AVX2's 16 (the rest hold the tap's loads).
+  constexpr int kAcc = sizeof(typename V::reg) >= 64 ? 16 : 8;
+  constexpr int RB = NB * KB >= kAcc ? 1 : kAcc / (NB * KB) >= 4 ? 4 : kAcc / (NB * KB) >= 2 ? 2 : 1;
   const std::int64_t full = g.out_h / RB * RB;
   direct_rows_nb<V, NB, KB, RB>(out, out_step, plane, taps, tap_step, init, acc, 0, full, g);
   if constexpr (RB > 1)
