@@ -86,10 +86,15 @@ def _target_array(target, name="target"):
 
 def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of logits (N, C) with class indices (N,) int64, fused in one kernel;
-    or with class probabilities of input's shape (a float target, computed as a composite)."""
+    or with class probabilities of input's shape (a float target, computed as a composite).
+    Logits (N, C, d1, ...) with indices (N, d1, ...) (per-pixel classification) are scored as
+    the (N*d1*..., C) rows of their classes moved last, the mean taken over every position."""
     x = _t(input)
+    if x.ndim > 2 and not _is_float_target(target):
+        return _cross_entropy_nd(x, target, reduction)
     if x.ndim != 2:
-        raise ValueError(f"cross_entropy: input must be (N, C) logits, got shape {x.shape}")
+        raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d1, ...) logits, got "
+                         f"shape {x.shape}")
     tgt = _target_array(target)
     if not hasattr(tgt, "dtype"):
         tgt = np.asarray(tgt)
@@ -113,6 +118,21 @@ def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
         raise ValueError("cross_entropy: the mean over an empty batch is undefined")
     loss = CrossEntropy.apply(x, target=tgt)
     return _reduce("cross_entropy", loss, x.shape[0], reduction)
+
+
+def _is_float_target(target) -> bool:
+    return getattr(_target_array(target), "dtype", np.dtype(np.int64)).kind == "f"
+
+
+def _cross_entropy_nd(x: Tensor, target, reduction: str) -> Tensor:
+    tgt = _target_array(target)
+    tgt = tgt if hasattr(tgt, "shape") else np.asarray(tgt)
+    want = x.shape[:1] + x.shape[2:]
+    if tuple(tgt.shape) != want:
+        raise ValueError(f"cross_entropy: target must have shape {want} for input {x.shape} "
+                         f"(classes on axis 1), got {tuple(tgt.shape)}")
+    rows = x.permute((0,) + tuple(range(2, x.ndim)) + (1,)).reshape(-1, x.shape[1])
+    return cross_entropy(rows, tgt.reshape(-1), reduction)
 
 
 def _pair(op, input, target):
@@ -228,8 +248,8 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
     sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
     if len(sizes) != 2:
         raise TypeError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
-    if x.ndim == 4:
-        sizes = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(sizes))
+    if x.ndim >= 2:  # None keeps that input size
+        sizes = tuple(x.shape[x.ndim - 2 + i] if s is None else s for i, s in enumerate(sizes))
     return _AdaptiveAvgPool2d.apply(x, output_size=_pair2("adaptive_avg_pool2d", "output_size", sizes, 1))
 
 
