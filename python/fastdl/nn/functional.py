@@ -9,13 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _random
+from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
+                         Sigmoid, Softmax, Tanh)
+from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
+                         BatchNorm as _BatchNorm, Conv2d as _Conv2d,
+                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
 from ..tensor import Tensor, _xp
-from ..tensor import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
-                      Sigmoid, Softmax, Tanh)
-from ..functions.conv import Conv2d as _Conv2d, ConvTranspose2d as _ConvTranspose2d
-from ..functions.norm import BatchNorm as _BatchNorm
-from ..functions.pool import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
-                              MaxPool2d as _MaxPool2d)
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
