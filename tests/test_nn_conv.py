@@ -342,3 +342,27 @@ def test_bad_inputs(rng):
         nn.Conv2d(3, 2, 3)(x.astype(np.complex64))
     with pytest.raises(ValueError, match="running"):  # eval mode without running statistics
         F.batch_norm(x, None, None, training=False)
+
+
+# ---- the same modules on the GPU (skipped without CuPy and a device) ---------------------------------------
+
+@pytest.mark.gpu
+def test_modules_on_cuda_match_cpu(rng):
+    if not fastdl.cuda_available():
+        pytest.skip("needs a CUDA GPU and fastdl built with CUDA")
+    net_cpu = _net(np.float32)
+    net_gpu = _net(np.float32).to("cuda")
+    assert net_gpu[1].running_mean.__class__.__module__.startswith("cupy")
+    x = rng.standard_normal((3, 2, 6, 4)).astype(np.float32)
+    outs = []
+    for net, xt in ((net_cpu, Tensor(x, requires_grad=True)),
+                    (net_gpu, Tensor(x, requires_grad=True).cuda())):
+        y = net(xt)
+        y.sum().backward()
+        outs.append((y.numpy(), [p.grad for p in net.parameters()], net[1].running_var))
+    (y0, g0, rv0), (y1, g1, rv1) = outs
+    np.testing.assert_allclose(y1, y0, rtol=1e-4, atol=1e-5)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(b.get(), a, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(rv1.get(), rv0, rtol=1e-5)
+    assert int(net_gpu[1].num_batches_tracked) == 1
