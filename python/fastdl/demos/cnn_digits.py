@@ -11,7 +11,8 @@ seed: 1437 train, 360 test images). Model (the usual conv-BN-ReLU-pool stack):
     Flatten Linear(256, 10)
 
 Cross-entropy, Adam (lr 3e-3) with a cosine schedule over the epochs, shuffled mini-batches of
-32. Reaches >= 98.5% test accuracy (99%+ on seeds 0-4). When PyTorch is installed, the same
+32. Reaches >= 98.5% test accuracy (seeds 0-7: 98.6-99.7%, mean 99.2%; 1-5 of the 360 test
+images wrong). When PyTorch is installed, the same
 model, from the same initial weights, fed the same batches, is trained in PyTorch with the same
 number of threads, and both accuracies and the median epoch times are printed.
 """

@@ -12,7 +12,8 @@ Model: conv-BN-ReLU blocks, two MaxPool2d(2) steps down, two ConvTranspose2d(2, 
 up, each added to the encoder's feature map of the same size (additive skips), a 1x1 conv to 4
 classes; per-pixel cross-entropy (the (N, 4, H, W) logits' classes moved last), Adam with a
 cosine schedule. Metric: mean intersection-over-union over the 4 classes (background included),
-each class's IoU from its pixel counts over the whole test set. When PyTorch is installed the
+each class's IoU from its pixel counts over the whole test set (0.88-0.89 on seeds 0-2 with
+the defaults, fastdl and PyTorch alike). When PyTorch is installed the
 same model, from the same initial weights and batches, is trained in PyTorch for comparison.
 With matplotlib, a PNG grid of images, true and predicted masks is written (--out, default the
 current directory).
