@@ -1,0 +1,654 @@
+// conv.cu: 2-D convolution on the GPU (float32, NCHW, groups, stride, padding, dilation):
+// forward, backward-data and backward-weight, each an implicit GEMM (no im2col buffer).
+//
+// Shapes: x (N, C, H, W), w (K, C/g, R, S), y / dy (N, K, OH, OW), b / db (K,), g groups;
+//   OH = (H + 2 pad_h - dil_h (R - 1) - 1) / stride_h + 1 (likewise OW). Per group (blockIdx.z):
+//   forward          y[n, k, oh, ow] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, c, ih, iw]
+//                    with ih = oh stride_h - pad_h + r dil_h (iw alike), x = 0 outside the image
+//   backward_data    dx[n, c, ih, iw] = sum over (k, r, s) with ih + pad_h - r dil_h = oh stride_h
+//                    for an 0 <= oh < OH (iw alike) of w[k, c, r, s] dy[n, k, oh, ow]. dx is
+//                    fully written (=); its H, W come from dx and may exceed the smallest input
+//                    that gives OH, OW (conv_transpose2d's output_padding): rows no window covers
+//                    get 0.
+//   backward_weight  dw[k, c, r, s] = sum_{n, oh, ow} dy[n, k, oh, ow] x[n, c, ih, iw] (=);
+//                    db[k] = sum_{n, oh, ow} dy[n, k, oh, ow] (=), skipped when db is null.
+//
+// Variants, in order of increasing complexity:
+//   1. *_reference_kernel: one thread per output element, plain loops (double accumulation).
+//      The oracle of the GPU tests.
+//   2. conv_gemm_kernel<Op>: one implicit-GEMM kernel for all three passes. C (rows x cols) =
+//      A (rows x depth) * B (depth x cols), where Op says how to gather an element of A and of
+//      B straight from the tensors (decoding (c, r, s) and pixels on the fly, 0 for padding) and
+//      where each result goes:
+//        pass             rows        cols            depth
+//        forward          K/g filters N*OH*OW pixels  C/g*R*S   A = w,   B = im2col(x)
+//        backward_data    C/g chans   N*H*W pixels    K/g*R*S   A = w^T, B = dy gathered
+//        backward_weight  K/g filters C/g*R*S         N*OH*OW   A = dy,  B = im2col(x)^T
+//      A 64 x 64 block tile, depth in slices of 16; 256 threads each own a 4 x 4 register tile
+//      (rows ty*4 + i, columns tx + 16 j, so a warp's stores of one (i, j) are 16 consecutive
+//      pixels). Slices are double-buffered in shared memory (k-major), the next slice is fetched
+//      into registers while the current one is multiplied (gemm.cu's scheme). Each loader picks
+//      the thread-to-element map that makes its global reads coalesced (KFast: 16 threads walk
+//      the depth of one row, RowFast: 64 threads walk the rows at one depth) and does the
+//      expensive index decoding once per thread (RowFast: its column is fixed) or once per slice.
+//      backward_weight's depth (every pixel of the batch) is split over blockIdx.z when the
+//      output alone has too few tiles to fill the GPU; the partial dw go to a workspace and a
+//      second kernel adds them in a fixed order, so results are deterministic (no atomics).
+//   db: one block per channel, double accumulation, a fixed-order tree.
+//
+// Known costs: backward_data gathers dy for every (k, r, s) and skips those whose oh is not an
+// integer, so with stride s it does s_h * s_w times the useful multiply-adds (stride 1, the
+// common case, wastes nothing). The 4 x 4 register tile is shared-memory-bandwidth bound
+// (5 shared loads per 16 FMA): expect well under cuDNN on large layers; a 128 x 128 tile with
+// 8 x 8 per thread, as gemm.cu uses, is the next step when K/g and the pixels are both large.
+//
+// Napkin math: forward does 2 N K OH OW C/g R S FLOP; a ResNet 3x3 layer N=32, C=K=128, 28x28
+// is 7.4 GFLOP over 13 MB of x and y: compute-bound (~0.11 ms at 67 TFLOP/s fp32).
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "common/check.h"
+#include "cuda/common.cuh"
+#include "cuda/conv.cuh"
+#include "cuda/device_util.cuh"
+
+namespace fastdl::cuda {
+
+using std::int64_t;
+
+namespace {
+
+// ConvShape plus the per-group sizes the kernels index with (all checked to fit an int).
+struct Geom {
+  int64_t n;
+  int c, h, w, k, r, s, oh, ow;
+  int sh, sw, ph, pw, dh, dw;
+  int groups, cg, kg;
+  int rs, hw, ohw;  // R*S, H*W, OH*OW
+  int crs, krs;     // C/g*R*S, K/g*R*S
+};
+
+Geom make_geom(const ConvShape& s) {
+  FASTDL_CHECK(s.groups >= 1 && s.c % s.groups == 0 && s.k % s.groups == 0, ValueError,
+               "conv2d: groups=", s.groups, " must be >= 1 and divide C=", s.c, " and K=", s.k);
+  FASTDL_CHECK(s.stride_h >= 1 && s.stride_w >= 1 && s.dil_h >= 1 && s.dil_w >= 1 &&
+                   s.pad_h >= 0 && s.pad_w >= 0,
+               ValueError, "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = int64_t(s.r) * s.s;
+  constexpr int64_t kIdx = int64_t(1) << 30;  // headroom: sums of two such values stay ints
+  const int64_t extents[] = {int64_t(s.h) + 2 * s.pad_h, int64_t(s.w) + 2 * s.pad_w,
+                             int64_t(s.dil_h) * s.r, int64_t(s.dil_w) * s.s,
+                             int64_t(s.oh) * s.stride_h, int64_t(s.ow) * s.stride_w,
+                             int64_t(s.h) * s.w, int64_t(s.oh) * s.ow, cg * rs, kg * rs};
+  for (const int64_t e : extents)
+    FASTDL_CHECK(e < kIdx, ValueError, "conv2d: a per-image extent (", e,
+                 ") exceeds the CUDA kernels' limit of ", kIdx);
+  FASTDL_CHECK(s.groups <= 65535, ValueError, "conv2d: groups=", s.groups,
+               " exceeds the CUDA limit of 65535");
+  Geom g{};
+  g.n = s.n, g.c = s.c, g.h = s.h, g.w = s.w, g.k = s.k, g.r = s.r, g.s = s.s;
+  g.oh = s.oh, g.ow = s.ow;
+  g.sh = s.stride_h, g.sw = s.stride_w, g.ph = s.pad_h, g.pw = s.pad_w;
+  g.dh = s.dil_h, g.dw = s.dil_w;
+  g.groups = s.groups, g.cg = int(cg), g.kg = int(kg);
+  g.rs = int(rs), g.hw = s.h * s.w, g.ohw = s.oh * s.ow;
+  g.crs = int(cg * rs), g.krs = int(kg * rs);
+  return g;
+}
+
+// Reference launches: a grid-stride loop over `total` outputs.
+constexpr int kRefThreads = 256;
+
+// ---------------------------------------------------------------------------------------------
+// 1. Reference kernels (forward and the two backward passes side by side)
+// ---------------------------------------------------------------------------------------------
+
+__global__ void conv_forward_reference_kernel(float* y, const float* x, const float* w,
+                                              const float* b, Geom g) {
+  const int64_t total = g.n * g.k * g.ohw;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int ow = int(i % g.ow), oh = int(i / g.ow % g.oh), k = int(i / g.ohw % g.k);
+    const int64_t n = i / g.ohw / g.k;
+    const int grp = k / g.kg;
+    double acc = 0.0;
+    for (int c = 0; c < g.cg; ++c)
+      for (int r = 0; r < g.r; ++r)
+        for (int s = 0; s < g.s; ++s) {
+          const int ih = oh * g.sh - g.ph + r * g.dh, iw = ow * g.sw - g.pw + s * g.dw;
+          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+          const int64_t xi = ((n * g.c + grp * g.cg + c) * g.h + ih) * g.w + iw;
+          const int64_t wi = ((int64_t(k) * g.cg + c) * g.r + r) * g.s + s;
+          acc += double(x[xi]) * double(w[wi]);
+        }
+    y[i] = float(acc + (b ? double(b[k]) : 0.0));
+  }
+}
+
+__global__ void conv_backward_data_reference_kernel(float* dx, const float* dy, const float* w,
+                                                    Geom g) {
+  const int64_t total = g.n * g.c * g.hw;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int iw = int(i % g.w), ih = int(i / g.w % g.h), c = int(i / g.hw % g.c);
+    const int64_t n = i / g.hw / g.c;
+    const int grp = c / g.cg, cl = c - grp * g.cg;
+    double acc = 0.0;
+    for (int k = grp * g.kg; k < (grp + 1) * g.kg; ++k)
+      for (int r = 0; r < g.r; ++r)
+        for (int s = 0; s < g.s; ++s) {
+          const int th = ih + g.ph - r * g.dh, tw = iw + g.pw - s * g.dw;
+          if (th < 0 || tw < 0 || th % g.sh != 0 || tw % g.sw != 0) continue;
+          const int oh = th / g.sh, ow = tw / g.sw;
+          if (oh >= g.oh || ow >= g.ow) continue;
+          const int64_t yi = ((n * g.k + k) * g.oh + oh) * g.ow + ow;
+          const int64_t wi = ((int64_t(k) * g.cg + cl) * g.r + r) * g.s + s;
+          acc += double(dy[yi]) * double(w[wi]);
+        }
+    dx[i] = float(acc);
+  }
+}
+
+// Threads [0, K*C/g*R*S) compute dw; the next K threads compute db (when it is wanted).
+__global__ void conv_backward_weight_reference_kernel(float* dw, float* db, const float* dy,
+                                                      const float* x, Geom g) {
+  const int64_t nw = int64_t(g.k) * g.crs;
+  const int64_t total = nw + (db ? g.k : 0);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    double acc = 0.0;
+    if (i >= nw) {
+      const int k = int(i - nw);
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int p = 0; p < g.ohw; ++p) acc += double(dy[(n * g.k + k) * g.ohw + p]);
+      db[k] = float(acc);
+      continue;
+    }
+    const int s = int(i % g.s), r = int(i / g.s % g.r), cl = int(i / g.rs % g.cg);
+    const int k = int(i / g.crs);
+    const int grp = k / g.kg;
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int oh = 0; oh < g.oh; ++oh)
+        for (int ow = 0; ow < g.ow; ++ow) {
+          const int ih = oh * g.sh - g.ph + r * g.dh, iw = ow * g.sw - g.pw + s * g.dw;
+          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+          const int64_t xi = ((n * g.c + grp * g.cg + cl) * g.h + ih) * g.w + iw;
+          const int64_t yi = ((n * g.k + k) * g.oh + oh) * g.ow + ow;
+          acc += double(dy[yi]) * double(x[xi]);
+        }
+    dw[i] = float(acc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The implicit GEMM
+// ---------------------------------------------------------------------------------------------
+
+constexpr int kBM = 64;      // rows of C per block
+constexpr int kBN = 64;      // columns of C per block
+constexpr int kBK = 16;      // depth per slice
+constexpr int kThreads = 256;
+constexpr int kPad = 4;      // keeps float4 alignment; makes KFast stores 2-way, not 16-way
+constexpr int kLoads = kBM * kBK / kThreads;  // elements of each tile one thread loads per slice
+static_assert(kBM == kBN && kBN * kBK / kThreads == kLoads, "one loader shape for A and B");
+static_assert((kBM / 4) * (kBN / 4) == kThreads, "a 4 x 4 register tile per thread");
+
+using Tile = float[kBK][kBM + kPad];  // s[depth][row or column]
+
+// Thread-to-element maps of a slice load; element i of thread t goes to s[kk(i)][row(i)].
+struct KFast {  // 16 consecutive threads read 16 consecutive depths of one row
+  __device__ static __forceinline__ int kk(int) { return int(threadIdx.x) % kBK; }
+  __device__ static __forceinline__ int row(int i) {
+    return int(threadIdx.x) / kBK + i * (kThreads / kBK);
+  }
+};
+struct RowFast {  // 64 consecutive threads read 64 consecutive rows (or columns) at one depth
+  __device__ static __forceinline__ int kk(int i) {
+    return int(threadIdx.x) / kBM + i * (kThreads / kBM);
+  }
+  __device__ static __forceinline__ int row(int) { return int(threadIdx.x) % kBM; }
+};
+
+template <class Map>
+__device__ __forceinline__ void store_tile(Tile& s, const float (&v)[kLoads]) {
+#pragma unroll
+  for (int i = 0; i < kLoads; ++i) s[Map::kk(i)][Map::row(i)] = v[i];
+}
+
+__device__ __forceinline__ bool inside(int i, int n) { return unsigned(i) < unsigned(n); }
+
+// -- forward: rows = filters of the group, cols = output pixels, depth = (c, r, s) ------------
+struct ForwardOp {
+  Geom g;
+  float* y;
+  const float* x;
+  const float* w;
+  const float* b;
+
+  __device__ int rows() const { return g.kg; }
+  __device__ int64_t cols() const { return g.n * g.ohw; }
+
+  struct ALoader {  // w[grp*kg + m][q]: contiguous in q
+    using Map = KFast;
+    const float* base;
+    int rows_left;
+    __device__ ALoader(const ForwardOp& op, int grp, int tile_m, int64_t)
+        : base(op.w + (int64_t(grp) * op.g.kg + tile_m) * op.g.crs),
+          rows_left(op.g.kg - tile_m) {}
+    __device__ void load(const ForwardOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int row = Map::row(i);
+        const int64_t q = q0 + Map::kk(i);
+        v[i] = row < rows_left && q < q_end ? __ldg(base + int64_t(row) * op.g.crs + q) : 0.0f;
+      }
+    }
+  };
+
+  struct BLoader {  // x at (pixel's image, c, ih, iw): this thread's pixel is fixed (RowFast)
+    using Map = RowFast;
+    const float* xb = nullptr;  // the pixel's image and group; null past the last pixel
+    int ih0 = 0, iw0 = 0;
+    __device__ BLoader(const ForwardOp& op, int grp, int, int64_t tile_n) {
+      const Geom& g = op.g;
+      const int64_t p = tile_n + Map::row(0);
+      if (p >= op.cols()) return;
+      const int64_t n = p / g.ohw;
+      const int pix = int(p - n * g.ohw);
+      const int oh = pix / g.ow, ow = pix - oh * g.ow;
+      xb = op.x + (n * g.c + int64_t(grp) * g.cg) * g.hw;
+      ih0 = oh * g.sh - g.ph;
+      iw0 = ow * g.sw - g.pw;
+    }
+    __device__ void load(const ForwardOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+      const Geom& g = op.g;
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int64_t q = q0 + Map::kk(i);
+        float val = 0.0f;
+        if (xb && q < q_end) {
+          const int qi = int(q), c = qi / g.rs, rem = qi - c * g.rs;
+          const int r = rem / g.s, s = rem - r * g.s;
+          const int ih = ih0 + r * g.dh, iw = iw0 + s * g.dw;
+          if (inside(ih, g.h) && inside(iw, g.w)) val = __ldg(xb + int64_t(c) * g.hw + ih * g.w + iw);
+        }
+        v[i] = val;
+      }
+    }
+  };
+
+  __device__ int64_t depth() const { return g.crs; }
+  __device__ void store(int grp, int, int row, int64_t col, float v) const {
+    const int64_t n = col / g.ohw;
+    const int pix = int(col - n * g.ohw);
+    const int k = grp * g.kg + row;
+    y[(n * g.k + k) * g.ohw + pix] = v + (b ? __ldg(b + k) : 0.0f);
+  }
+};
+
+// -- backward_data: rows = input channels of the group, cols = input pixels, depth = (k, r, s)
+struct BackwardDataOp {
+  Geom g;
+  float* dx;
+  const float* dy;
+  const float* w;
+
+  __device__ int rows() const { return g.cg; }
+  __device__ int64_t cols() const { return g.n * g.hw; }
+  __device__ int64_t depth() const { return g.krs; }
+
+  struct ALoader {  // w^T: element (c, (k, r, s)) = w[grp*kg + k][c][r][s]
+    using Map = KFast;
+    const float* base;  // w of the group's first filter, channel tile_m
+    int rows_left;
+    __device__ ALoader(const BackwardDataOp& op, int grp, int tile_m, int64_t)
+        : base(op.w + (int64_t(grp) * op.g.kg * op.g.cg + tile_m) * op.g.rs),
+          rows_left(op.g.cg - tile_m) {}
+    __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+      const Geom& g = op.g;
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int row = Map::row(i);
+        const int64_t q = q0 + Map::kk(i);
+        float val = 0.0f;
+        if (row < rows_left && q < q_end) {
+          const int qi = int(q), k = qi / g.rs, rem = qi - k * g.rs;
+          val = __ldg(base + (int64_t(k) * g.cg + row) * g.rs + rem);
+        }
+        v[i] = val;
+      }
+    }
+  };
+
+  struct BLoader {  // dy at the (oh, ow) that tap (r, s) of this input pixel maps to, if any
+    using Map = RowFast;
+    const float* dyb = nullptr;  // dy of the pixel's image and group; null past the end
+    int th0 = 0, tw0 = 0;        // ih + pad_h, iw + pad_w
+    __device__ BLoader(const BackwardDataOp& op, int grp, int, int64_t tile_n) {
+      const Geom& g = op.g;
+      const int64_t p = tile_n + Map::row(0);
+      if (p >= op.cols()) return;
+      const int64_t n = p / g.hw;
+      const int pix = int(p - n * g.hw);
+      const int ih = pix / g.w, iw = pix - ih * g.w;
+      dyb = op.dy + (n * g.k + int64_t(grp) * g.kg) * g.ohw;
+      th0 = ih + g.ph;
+      tw0 = iw + g.pw;
+    }
+    __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+      const Geom& g = op.g;
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int64_t q = q0 + Map::kk(i);
+        float val = 0.0f;
+        if (dyb && q < q_end) {
+          const int qi = int(q), k = qi / g.rs, rem = qi - k * g.rs;
+          const int r = rem / g.s, s = rem - r * g.s;
+          const int th = th0 - r * g.dh, tw = tw0 - s * g.dw;
+          if (th >= 0 && tw >= 0) {
+            const int oh = th / g.sh, ow = tw / g.sw;
+            if (oh * g.sh == th && ow * g.sw == tw && oh < g.oh && ow < g.ow)
+              val = __ldg(dyb + int64_t(k) * g.ohw + oh * g.ow + ow);
+          }
+        }
+        v[i] = val;
+      }
+    }
+  };
+
+  __device__ void store(int grp, int, int row, int64_t col, float v) const {
+    const int64_t n = col / g.hw;
+    const int pix = int(col - n * g.hw);
+    dx[(n * g.c + int64_t(grp) * g.cg + row) * g.hw + pix] = v;
+  }
+};
+
+// -- backward_weight: rows = filters of the group, cols = (c, r, s), depth = every pixel -------
+struct BackwardWeightOp {
+  Geom g;
+  float* out;  // dw, or the (splits, K, C/g*R*S) workspace of partial sums
+  const float* dy;
+  const float* x;
+
+  __device__ int rows() const { return g.kg; }
+  __device__ int64_t cols() const { return g.crs; }
+  __device__ int64_t depth() const { return g.n * g.ohw; }
+
+  struct ALoader {  // dy[n][grp*kg + m][pix]: this thread's depth (pixel) is fixed per slice
+    using Map = KFast;
+    int64_t first_row;  // (grp*kg + tile_m) * OH*OW
+    int rows_left;
+    __device__ ALoader(const BackwardWeightOp& op, int grp, int tile_m, int64_t)
+        : first_row((int64_t(grp) * op.g.kg + tile_m) * op.g.ohw), rows_left(op.g.kg - tile_m) {}
+    __device__ void load(const BackwardWeightOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+      const Geom& g = op.g;
+      const int64_t q = q0 + Map::kk(0);  // the same for every i
+      const float* p = nullptr;
+      if (q < q_end) {
+        const int64_t n = q / g.ohw;
+        p = op.dy + n * g.k * g.ohw + first_row + (q - n * g.ohw);
+      }
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int row = Map::row(i);
+        v[i] = p && row < rows_left ? __ldg(p + int64_t(row) * g.ohw) : 0.0f;
+      }
+    }
+  };
+
+  struct BLoader {  // x at (pixel, c, r, s): the columns are fixed per thread, decoded once
+    using Map = KFast;
+    int64_t coff[kLoads];  // (grp*cg + c) * H*W, or -1 past the last column
+    int roff[kLoads], soff[kLoads];  // r * dil_h, s * dil_w
+    __device__ BLoader(const BackwardWeightOp& op, int grp, int, int64_t tile_n) {
+      const Geom& g = op.g;
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int64_t col = tile_n + Map::row(i);
+        coff[i] = -1, roff[i] = 0, soff[i] = 0;
+        if (col < g.crs) {
+          const int ci = int(col), c = ci / g.rs, rem = ci - c * g.rs, r = rem / g.s;
+          coff[i] = (int64_t(grp) * g.cg + c) * g.hw;
+          roff[i] = r * g.dh;
+          soff[i] = (rem - r * g.s) * g.dw;
+        }
+      }
+    }
+    __device__ void load(const BackwardWeightOp& op, int64_t q0, int64_t q_end,
+                         float (&v)[kLoads]) const {
+      const Geom& g = op.g;
+      const int64_t q = q0 + Map::kk(0);
+      const float* xb = nullptr;
+      int ih0 = 0, iw0 = 0;
+      if (q < q_end) {
+        const int64_t n = q / g.ohw;
+        const int pix = int(q - n * g.ohw), oh = pix / g.ow, ow = pix - oh * g.ow;
+        xb = op.x + n * g.c * g.hw;
+        ih0 = oh * g.sh - g.ph;
+        iw0 = ow * g.sw - g.pw;
+      }
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        const int ih = ih0 + roff[i], iw = iw0 + soff[i];
+        v[i] = xb && coff[i] >= 0 && inside(ih, g.h) && inside(iw, g.w)
+                   ? __ldg(xb + coff[i] + ih * g.w + iw)
+                   : 0.0f;
+      }
+    }
+  };
+
+  __device__ void store(int grp, int split, int row, int64_t col, float v) const {
+    out[((int64_t(split) * g.k) + int64_t(grp) * g.kg + row) * g.crs + col] = v;
+  }
+};
+
+// C tile (blockIdx.y, blockIdx.x) of group blockIdx.z / splits over depth chunk blockIdx.z %
+// splits. Prefetch slice t+1 into registers, multiply slice t from buffer t%2, store slice t+1
+// into the other buffer, one barrier per slice.
+template <class Op>
+__global__ void __launch_bounds__(kThreads)
+conv_gemm_kernel(const Op op, int splits, int64_t chunk) {
+  using ALoader = typename Op::ALoader;
+  using BLoader = typename Op::BLoader;
+  __shared__ __align__(16) Tile as[2];
+  __shared__ __align__(16) Tile bs[2];
+  const int grp = int(blockIdx.z) / splits, split = int(blockIdx.z) % splits;
+  const int tile_m = int(blockIdx.y) * kBM;
+  const int64_t tile_n = int64_t(blockIdx.x) * kBN;
+  const int64_t q_begin = int64_t(split) * chunk;
+  const int64_t q_end = min(op.depth(), q_begin + chunk);
+
+  const ALoader la(op, grp, tile_m, tile_n);
+  const BLoader lb(op, grp, tile_m, tile_n);
+  float va[kLoads], vb[kLoads];
+  la.load(op, q_begin, q_end, va);
+  lb.load(op, q_begin, q_end, vb);
+  store_tile<typename ALoader::Map>(as[0], va);
+  store_tile<typename BLoader::Map>(bs[0], vb);
+  __syncthreads();
+
+  const int ty = int(threadIdx.x) / 16, tx = int(threadIdx.x) % 16;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+  int cur = 0;
+  for (int64_t q0 = q_begin; q0 < q_end; q0 += kBK) {
+    const bool more = q0 + kBK < q_end;
+    if (more) {  // global loads in flight while this slice is multiplied
+      la.load(op, q0 + kBK, q_end, va);
+      lb.load(op, q0 + kBK, q_end, vb);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBK; ++kk) {
+      const float4 a = *reinterpret_cast<const float4*>(&as[cur][kk][ty * 4]);
+      const float av[4] = {a.x, a.y, a.z, a.w};
+      float bv[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) bv[j] = bs[cur][kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    if (more) {
+      store_tile<typename ALoader::Map>(as[cur ^ 1], va);
+      store_tile<typename BLoader::Map>(bs[cur ^ 1], vb);
+    }
+    __syncthreads();  // slice t+1 is visible to all, and nobody still reads buffer cur
+    cur ^= 1;
+  }
+
+  const int rows = op.rows();
+  const int64_t cols = op.cols();
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int row = tile_m + ty * 4 + i;
+    if (row >= rows) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t col = tile_n + tx + 16 * j;
+      if (col < cols) op.store(grp, split, row, col, acc[i][j]);
+    }
+  }
+}
+
+// dw[i] = sum over splits of ws[split][i], in split order.
+__global__ void sum_splits_kernel(float* dw, const float* ws, int64_t count, int splits) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float acc = 0.0f;
+    for (int s = 0; s < splits; ++s) acc += ws[int64_t(s) * count + i];
+    dw[i] = acc;
+  }
+}
+
+// db[k] = sum over n and pixels of dy[n][k][.]: one block per channel, double, fixed tree.
+constexpr int kBiasThreads = 256;
+__global__ void __launch_bounds__(kBiasThreads)
+bias_grad_kernel(float* db, const float* dy, int64_t n, int k, int ohw) {
+  __shared__ double smem[kBiasThreads];
+  const int ch = int(blockIdx.x);
+  double acc = 0.0;
+  for (int64_t img = 0; img < n; ++img) {
+    const float* p = dy + (img * k + ch) * ohw;
+    for (int i = int(threadIdx.x); i < ohw; i += kBiasThreads) acc += double(__ldg(p + i));
+  }
+  acc = block_sum_double<kBiasThreads>(acc, smem);
+  if (threadIdx.x == 0) db[ch] = float(acc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launchers
+// ---------------------------------------------------------------------------------------------
+
+template <class Op>
+void launch_gemm(const Op& op, int rows, int64_t cols, int groups, int splits, int64_t chunk,
+                 cudaStream_t stream) {
+  const int64_t gx = (cols + kBN - 1) / kBN, gy = (int64_t(rows) + kBM - 1) / kBM;
+  FASTDL_CHECK(gx <= INT_MAX && gy <= 65535 && int64_t(groups) * splits <= 65535, ValueError,
+               "conv2d: the implicit GEMM (", rows, " x ", cols, ", ", groups,
+               " groups) needs a larger grid than CUDA allows");
+  const dim3 grid(unsigned(gx), unsigned(gy), unsigned(groups * splits));
+  conv_gemm_kernel<Op><<<grid, kThreads, 0, stream>>>(op, splits, chunk);
+  CUDA_CHECK_LAUNCH();
+}
+
+unsigned ref_grid(int64_t total) {
+  return unsigned(std::clamp<int64_t>((total + kRefThreads - 1) / kRefThreads, 1, 1 << 16));
+}
+
+int sm_count() {
+  int device = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return std::max(sms, 1);
+}
+
+}  // namespace
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& sh,
+                    cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  const int64_t cols = g.n * g.ohw;
+  if (cols == 0 || g.kg == 0) return;
+  launch_gemm(ForwardOp{g, y, x, w, b}, g.kg, cols, g.groups, 1, std::max(g.crs, 1), stream);
+}
+
+void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& sh,
+                          cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  const int64_t cols = g.n * g.hw;
+  if (cols == 0 || g.cg == 0) return;
+  launch_gemm(BackwardDataOp{g, dx, dy, w}, g.cg, cols, g.groups, 1, std::max(g.krs, 1), stream);
+}
+
+void conv2d_backward_weight(float* dw, float* db, const float* dy, const float* x,
+                            const ConvShape& sh, cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  if (db && g.k > 0) {
+    bias_grad_kernel<<<unsigned(g.k), kBiasThreads, 0, stream>>>(db, dy, g.n, g.k, g.ohw);
+    CUDA_CHECK_LAUNCH();
+  }
+  const int64_t count = int64_t(g.k) * g.crs;
+  if (count == 0) return;
+  // Split the depth (all N*OH*OW pixels) when the output's tiles alone leave SMs idle: aim for
+  // ~4 blocks per SM, each chunk at least 4 slices deep.
+  const int64_t depth = g.n * g.ohw;
+  const int64_t tiles = ((g.crs + kBN - 1) / kBN) * ((g.kg + kBM - 1) / kBM) * g.groups;
+  const int64_t slices = (depth + kBK - 1) / kBK;
+  const int64_t target = 4 * int64_t(sm_count());
+  int64_t splits = 1;
+  if (tiles < target)
+    splits = std::clamp<int64_t>(std::min((target + tiles - 1) / tiles, slices / 4), 1,
+                                 std::min<int64_t>(256, 65535 / g.groups));
+  const int64_t chunk = std::max<int64_t>(1, (slices + splits - 1) / splits) * kBK;
+  splits = std::max<int64_t>(1, (depth + chunk - 1) / chunk);  // no empty chunk
+  if (splits == 1) {
+    launch_gemm(BackwardWeightOp{g, dw, dy, x}, g.kg, g.crs, g.groups, 1, chunk, stream);
+    return;
+  }
+  DeviceBuffer<float> ws(splits * count, stream);
+  launch_gemm(BackwardWeightOp{g, ws.p, dy, x}, g.kg, g.crs, g.groups, int(splits), chunk,
+              stream);
+  sum_splits_kernel<<<grid_for(count, 1), kMapThreads, 0, stream>>>(dw, ws.p, count, int(splits));
+  CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_forward_reference(float* y, const float* x, const float* w, const float* b,
+                              const ConvShape& sh, cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  const int64_t total = g.n * g.k * g.ohw;
+  if (total == 0) return;
+  conv_forward_reference_kernel<<<ref_grid(total), kRefThreads, 0, stream>>>(y, x, w, b, g);
+  CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_backward_data_reference(float* dx, const float* dy, const float* w,
+                                    const ConvShape& sh, cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  const int64_t total = g.n * g.c * g.hw;
+  if (total == 0) return;
+  conv_backward_data_reference_kernel<<<ref_grid(total), kRefThreads, 0, stream>>>(dx, dy, w, g);
+  CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_backward_weight_reference(float* dw, float* db, const float* dy, const float* x,
+                                      const ConvShape& sh, cudaStream_t stream) {
+  const Geom g = make_geom(sh);
+  const int64_t total = int64_t(g.k) * g.crs + (db ? g.k : 0);
+  if (total == 0) return;
+  conv_backward_weight_reference_kernel<<<ref_grid(total), kRefThreads, 0, stream>>>(dw, db, dy,
+                                                                                     x, g);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace fastdl::cuda
