@@ -10,8 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
+# The dtype the references compute in. float64 by default; tests/helpers.check_op raises it to
+# long double (64-bit mantissa on x86-64) while checking a float64 kernel, so that the oracle is
+# more precise than the float64 result it judges (a float64 oracle differs from a float64 kernel
+# by their two rounding errors, and a sum of 1000 terms summed in another order exceeds a few
+# ulps on some machines).
+REF_DTYPE = np.float64
+
+
 def f64(*xs):
-    out = tuple(None if x is None else np.asarray(x, dtype=np.float64) for x in xs)
+    out = tuple(None if x is None else np.asarray(x, dtype=REF_DTYPE) for x in xs)
     return out if len(out) > 1 else out[0]
 
 
@@ -249,3 +257,100 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     if not coef >= 1:
         grads = [g * coef for g in grads]
     return grads, total
+
+
+# ---- convolution --------------------------------------------------------------------------------
+# Written from the definitions over explicit windows of the zero-padded input (np.einsum), never
+# through fastdl. `dtype` (default float64) lets a test compute the same thing in float32 as the
+# tolerance yardstick.
+
+def _conv_pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _conv_windows(xp, r, s, oh, ow, stride, dilation):
+    """cols[n, c, i, j, a, b] = xp[n, c, a*sh + i*dh, b*sw + j*dw] for the padded input xp."""
+    (sh, sw), (dh, dw) = stride, dilation
+    n, c = xp.shape[:2]
+    cols = np.empty((n, c, r, s, oh, ow), xp.dtype)
+    for i in range(r):
+        for j in range(s):
+            cols[:, :, i, j] = xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                                  j * dw: j * dw + sw * (ow - 1) + 1: sw]
+    return cols
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
+    stride, padding, dilation = _conv_pair(stride), _conv_pair(padding), _conv_pair(dilation)
+    (_, _, h, w), (_, _, r, s) = x_shape, w_shape
+    oh = (h + 2 * padding[0] - dilation[0] * (r - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (s - 1) - 1) // stride[1] + 1
+    return stride, padding, dilation, oh, ow
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, dtype=np.float64):
+    x, w, b = (None if a is None else np.asarray(a, dtype) for a in (x, w, b))
+    stride, (ph, pw), dilation, oh, ow = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
+    n, c = x.shape[:2]
+    k, cg, r, s = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _conv_windows(xp, r, s, oh, ow, stride, dilation).reshape(n, groups, cg, r, s, oh, ow)
+    wg = w.reshape(groups, k // groups, cg, r, s)
+    y = np.einsum("ngcijab,gkcij->ngkab", cols, wg).reshape(n, k, oh, ow)
+    return y if b is None else y + b.reshape(1, k, 1, 1)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, dtype=np.float64):
+    """-> (dx, dw, db); x's H, W may exceed the smallest input giving dy's size."""
+    dy, x, w = (np.asarray(a, dtype) for a in (dy, x, w))
+    stride, (ph, pw), (dh, dw_), _, _ = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    oh, ow = dy.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _conv_windows(xp, r, s, oh, ow, stride, (dh, dw_)).reshape(n, groups, cg, r, s, oh, ow)
+    dyg = dy.reshape(n, groups, k // groups, oh, ow)
+    wg = w.reshape(groups, k // groups, cg, r, s)
+    dw = np.einsum("ngkab,ngcijab->gkcij", dyg, cols).reshape(w.shape)
+    dcols = np.einsum("ngkab,gkcij->ngcijab", dyg, wg).reshape(n, c, r, s, oh, ow)
+    dxp = np.zeros_like(xp)
+    for i in range(r):  # scatter each window tap back (the adjoint of _conv_windows)
+        for j in range(s):
+            dxp[:, :, i * dh: i * dh + stride[0] * (oh - 1) + 1: stride[0],
+                j * dw_: j * dw_ + stride[1] * (ow - 1) + 1: stride[1]] += dcols[:, :, i, j]
+    dx = dxp[:, :, ph: ph + h, pw: pw + wd]
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dtype=np.float64):
+    """Scatter form: every input pixel adds x * w into an (R, S) patch of the full output."""
+    x, w, b = (None if a is None else np.asarray(a, dtype) for a in (x, w, b))
+    (sh, sw), (ph, pw), (oph, opw) = _conv_pair(stride), _conv_pair(padding), _conv_pair(output_padding)
+    n, c_in, h, wd = x.shape
+    _, c_out, r, s = w.shape
+    oh = (h - 1) * sh - 2 * ph + r + oph
+    ow = (wd - 1) * sw - 2 * pw + s + opw
+    full = np.zeros((n, c_out, (h - 1) * sh + r + oph, (wd - 1) * sw + s + opw), x.dtype)
+    patch = np.einsum("ncab,coij->noijab", x, w)  # (n, c_out, r, s, h, w)
+    for i in range(r):
+        for j in range(s):
+            full[:, :, i: i + sh * (h - 1) + 1: sh, j: j + sw * (wd - 1) + 1: sw] += patch[:, :, i, j]
+    y = full[:, :, ph: ph + oh, pw: pw + ow]
+    return y if b is None else y + b.reshape(1, c_out, 1, 1)
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, dtype=np.float64):
+    """-> (dx, dw, db): the adjoint of the scatter, a gather over the same patches."""
+    dy, x, w = (np.asarray(a, dtype) for a in (dy, x, w))
+    (sh, sw), (ph, pw), (oph, opw) = _conv_pair(stride), _conv_pair(padding), _conv_pair(output_padding)
+    n, c_in, h, wd = x.shape
+    _, c_out, r, s = w.shape
+    full = np.zeros((n, c_out, (h - 1) * sh + r + oph, (wd - 1) * sw + s + opw), dy.dtype)
+    full[:, :, ph: ph + dy.shape[2], pw: pw + dy.shape[3]] = dy
+    dpatch = np.empty((n, c_out, r, s, h, wd), dy.dtype)
+    for i in range(r):
+        for j in range(s):
+            dpatch[:, :, i, j] = full[:, :, i: i + sh * (h - 1) + 1: sh, j: j + sw * (wd - 1) + 1: sw]
+    dx = np.einsum("noijab,coij->ncab", dpatch, w)
+    dw = np.einsum("ncab,noijab->coij", x, dpatch)
+    return dx, dw, dy.sum(axis=(0, 2, 3))

@@ -37,6 +37,8 @@
 namespace py = pybind11;
 using std::int64_t;
 
+void bind_conv(py::module_& m);  // bindings/cpu/conv.cpp
+
 namespace {
 
 std::string shape_str(const py::array& a) {
@@ -899,6 +901,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = "fastdl CPU kernels (C++, SIMD + OpenMP). Use fastdl.ops, not this module directly.";
 
   fastdl::bindings::register_exception_translators();
+
+  bind_conv(m);
 
 #ifdef FASTDL_VERSION
   m.attr("__version__") = FASTDL_VERSION;

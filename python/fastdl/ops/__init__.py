@@ -16,8 +16,10 @@ from .dropout import *  # noqa: F401,F403
 from .dropout import __all__ as _dropout
 from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _elementwise
+from .conv import *  # noqa: F401,F403
+from .conv import __all__ as _conv
 
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
-__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_optim]
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_optim]

@@ -1,0 +1,187 @@
+"""2-D convolution (conv2d with stride, padding, dilation and groups) and transposed convolution,
+forward and backward.
+
+Shapes (NCHW, PyTorch's layouts):
+    conv2d            x (N, C, H, W), w (K, C/groups, R, S), b (K,) -> y (N, K, OH, OW),
+                      OH = (H + 2*pad - dil*(R-1) - 1) // stride + 1 (likewise OW)
+    conv_transpose2d  x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) -> y (N, C_out, OH, OW),
+                      OH = (H - 1)*stride - 2*pad + (R-1) + output_padding + 1 (dilation 1)
+
+conv_transpose2d is the adjoint of conv2d, so it needs no kernels of its own: its forward is
+conv2d's backward-data pass (its weight read as a conv weight with K = C_in, C = C_out), its dx
+is conv2d's forward on dy, its dw conv2d's backward-weight with the roles of x and dy swapped.
+Kernels: csrc/cpu/conv.cpp (CPU), csrc/cuda/conv.cu (GPU), one extension call per pass.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
+from .activation import _kernel
+from .elementwise import bias_add_backward
+
+__all__ = ["conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward"]
+
+
+def _pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= minimum, as two ints."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(vals) != 2:
+        raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {v!r}")
+    out = []
+    for e in vals:
+        if isinstance(e, bool) or not hasattr(e, "__index__"):
+            raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {v!r}")
+        out.append(operator.index(e))
+    if min(out) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return out[0], out[1]
+
+
+def _groups(op: str, groups) -> int:
+    if isinstance(groups, bool) or not hasattr(groups, "__index__"):
+        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be >= 1, got {groups}")
+    return groups
+
+
+def _out_extent(op: str, axis: str, size: int, kernel: int, stride: int, pad: int, dil: int) -> int:
+    span = size + 2 * pad - dil * (kernel - 1) - 1
+    if span < 0:
+        raise ValueError(
+            f"{op}: the kernel (dilated extent {dil * (kernel - 1) + 1}) is larger than the padded "
+            f"input along {axis} ({size} + 2*{pad} = {size + 2 * pad})"
+        )
+    return span // stride + 1
+
+
+def _conv_geometry(op: str, x, w, b, stride, padding, dilation, groups):
+    """Checked sizes of a conv2d: (stride, padding, dilation, groups, output shape)."""
+    check_ndim(op, "x", x, (4,))
+    check_ndim(op, "w", w, (4,))
+    stride = _pair(op, "stride", stride, 1)
+    padding = _pair(op, "padding", padding, 0)
+    dilation = _pair(op, "dilation", dilation, 1)
+    groups = _groups(op, groups)
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    if c % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels C={c} of x "
+                         f"{shape_str(x.shape)}")
+    if k % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the output channels K={k} of w "
+                         f"{shape_str(w.shape)}")
+    if cg * groups != c:
+        raise ValueError(
+            f"{op}: w {shape_str(w.shape)} must have C/groups={c // groups} input channels along "
+            f"axis 1 to match x {shape_str(x.shape)} with groups={groups}, got {cg}"
+        )
+    if r < 1 or s < 1:
+        raise ValueError(f"{op}: w {shape_str(w.shape)} must have a kernel of at least 1 x 1")
+    if b is not None:
+        check_shape(op, "b", b, (k,))
+    oh = _out_extent(op, "H", h, r, stride[0], padding[0], dilation[0])
+    ow = _out_extent(op, "W", wd, s, stride[1], padding[1], dilation[1])
+    return stride, padding, dilation, groups, (n, k, oh, ow)
+
+
+def _sizes(stride, padding, dilation, groups):
+    return (*stride, *padding, *dilation, groups)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """y = conv2d(x, w) + b: x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None."""
+    op = "conv2d"
+    be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
+    stride, padding, dilation, groups, yshape = _conv_geometry(
+        op, x, w, b, stride, padding, dilation, groups)
+    y = be.empty(yshape, dtype)
+    _kernel(be, op, "conv2d_forward")(
+        y, contiguous(be, x), contiguous(be, w), None if b is None else contiguous(be, b),
+        *_sizes(stride, padding, dilation, groups))
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of conv2d: (dx, dw, db), db = dy summed over N, OH, OW (returned even without a bias)."""
+    op = "conv2d_backward"
+    be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
+    stride, padding, dilation, groups, yshape = _conv_geometry(
+        op, x, w, None, stride, padding, dilation, groups)
+    check_ndim(op, "dy", dy, (4,))
+    check_shape(op, "dy", dy, yshape)
+    dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
+    sizes = _sizes(stride, padding, dilation, groups)
+    dx = be.empty(x.shape, dtype)
+    dw = be.empty(w.shape, dtype)
+    db = be.empty((w.shape[0],), dtype)
+    _kernel(be, op, "conv2d_backward_data")(dx, dy, w, *sizes)
+    _kernel(be, op, "conv2d_backward_weight")(dw, db, dy, x, *sizes)
+    return dx, dw, db
+
+
+def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
+    """Checked sizes of a conv_transpose2d: (stride, padding, output shape)."""
+    check_ndim(op, "x", x, (4,))
+    check_ndim(op, "w", w, (4,))
+    stride = _pair(op, "stride", stride, 1)
+    padding = _pair(op, "padding", padding, 0)
+    output_padding = _pair(op, "output_padding", output_padding, 0)
+    n, c_in, h, wd = x.shape
+    if w.shape[0] != c_in:
+        raise ValueError(f"{op}: w {shape_str(w.shape)} (C_in, C_out, R, S) must have C_in={c_in} "
+                         f"along axis 0 to match x {shape_str(x.shape)}, got {w.shape[0]}")
+    c_out, r, s = w.shape[1:]
+    if r < 1 or s < 1:
+        raise ValueError(f"{op}: w {shape_str(w.shape)} must have a kernel of at least 1 x 1")
+    for i, axis in enumerate("HW"):
+        # PyTorch's rule: smaller than the stride or the dilation (which is 1 here).
+        if output_padding[i] >= stride[i] and output_padding[i] >= 1:
+            raise ValueError(f"{op}: output_padding must be smaller than stride (or dilation 1) along "
+                             f"{axis}, got output_padding={output_padding[i]}, stride={stride[i]}")
+    if b is not None:
+        check_shape(op, "b", b, (c_out,))
+    out = []
+    for i, (size, kernel) in enumerate(((h, r), (wd, s))):
+        e = (size - 1) * stride[i] - 2 * padding[i] + (kernel - 1) + output_padding[i] + 1
+        if e < 1:
+            raise ValueError(f"{op}: the output would be empty along {'HW'[i]} ({e}): padding "
+                             f"{padding[i]} is too large for input size {size}, kernel {kernel}, "
+                             f"stride {stride[i]}")
+        out.append(e)
+    return stride, padding, (n, c_out, out[0], out[1])
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
+    """y = conv_transpose2d(x, w) + b: x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) or None."""
+    op = "conv_transpose2d"
+    be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
+    stride, padding, yshape = _transpose_geometry(op, x, w, b, stride, padding, output_padding)
+    y = be.empty(yshape, dtype)
+    # y is the "dx" of a conv2d whose input is y and output is x.
+    _kernel(be, op, "conv2d_backward_data")(
+        y, contiguous(be, x), contiguous(be, w), *_sizes(stride, padding, (1, 1), 1))
+    if b is not None:
+        _kernel(be, op, "bias_add")(y, y, contiguous(be, b), 1)
+    return y
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
+    """Gradients of conv_transpose2d: (dx, dw, db), db = dy summed over N, H, W."""
+    op = "conv_transpose2d_backward"
+    be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
+    stride, padding, yshape = _transpose_geometry(op, x, w, None, stride, padding, output_padding)
+    check_ndim(op, "dy", dy, (4,))
+    check_shape(op, "dy", dy, yshape)
+    dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
+    sizes = _sizes(stride, padding, (1, 1), 1)
+    dx = be.empty(x.shape, dtype)
+    dw = be.empty(w.shape, dtype)
+    _kernel(be, op, "conv2d_forward")(dx, dy, w, None, *sizes)
+    # The conv whose output is x: its "dy" is x, its "x" is dy.
+    _kernel(be, op, "conv2d_backward_weight")(dw, None, x, dy, *sizes)
+    db = bias_add_backward(dy, axis=1)
+    return dx, dw, db

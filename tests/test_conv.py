@@ -1,0 +1,392 @@
+"""conv2d (stride, padding, dilation, groups) and conv_transpose2d, forward and backward, against
+the float64 NumPy reference (tests/reference.py), float64 finite differences, every algorithm of
+the CPU dispatch on every ISA, PyTorch on a few layers, and bad input."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _core, ops
+
+import reference as ref
+from helpers import assert_close, gradcheck
+
+DTYPES = [np.float32, np.float64]
+ORDER = ["generic", "avx2", "avx512"]
+ISAS = [i for i in ORDER if ORDER.index(i) <= ORDER.index(_core.cpu_isa_supported())]
+PASSES = ["forward", "backward_data", "backward_weight"]
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
+CONFIGS = [
+    (1, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1, True),                  # batch 1, 3x3 same
+    (2, 4, 17, 17, 6, 3, 3, 2, 0, 1, 1, False),               # stride 2
+    (2, 3, 17, 13, 5, 3, 3, 3, 2, 1, 1, True),                # stride 3, padding 2
+    (2, 4, 9, 11, 6, 1, 1, 1, 0, 1, 1, True),                 # 1x1: a plain GEMM
+    (2, 4, 9, 11, 6, 1, 1, 2, 0, 1, 1, False),                # 1x1 stride 2
+    (1, 4, 7, 7, 4, 1, 1, 1, 1, 1, 1, True),                  # 1x1 padded
+    (1, 2, 3, 3, 2, 1, 1, 1, 2, 1, 1, True),                  # padding wider than the kernel
+    (2, 4, 12, 10, 6, 5, 5, 1, 2, 1, 1, True),                # 5x5
+    (2, 3, 9, 8, 4, 1, 3, 1, (0, 1), 1, 1, True),             # 1x3
+    (2, 3, 9, 8, 4, 3, 1, 1, (1, 0), 1, 1, False),            # 3x1
+    (2, 3, 11, 12, 4, 2, 5, (1, 2), (1, 2), 1, 1, True),      # 2x5, asymmetric stride/padding
+    (2, 4, 13, 11, 6, 3, 3, 1, 2, 2, 1, True),                # dilation 2
+    (1, 4, 15, 15, 4, 3, 3, 2, (2, 1), (2, 1), 1, False),     # asymmetric dilation
+    (2, 4, 9, 9, 6, 3, 3, 1, 1, 1, 2, True),                  # groups 2
+    (2, 6, 9, 7, 9, 3, 3, 2, 1, 1, 3, False),                 # groups 3, stride 2
+    (2, 8, 10, 9, 8, 3, 3, 1, 1, 1, 8, True),                 # depthwise
+    (1, 5, 17, 17, 10, 3, 3, 2, 1, 1, 5, True),               # depthwise, multiplier 2, stride 2
+    (2, 6, 7, 7, 6, 5, 5, 1, 2, 2, 6, False),                 # depthwise, dilation 2
+    (2, 1, 17, 17, 8, 5, 5, 1, 0, 1, 1, True),                # one input channel (LeNet C1)
+    (1, 1, 1, 1, 3, 1, 1, 1, 0, 1, 1, True),                  # 1x1 image
+    (1, 2, 1, 3, 2, 3, 3, 1, 1, 1, 1, True),                  # 1x3 image, padded
+    (3, 2, 3, 3, 2, 3, 3, 1, 0, 1, 1, False),                 # 1x1 output
+    (2, 3, 8, 8, 4, 4, 4, 4, 0, 1, 1, True),                  # stride = kernel (patches)
+    (2, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1, True),                # more channels: GEMM edge tiles
+    (1, 20, 17, 17, 33, 3, 3, 1, 1, 1, 1, True),              # several GEMM tiles each way
+    (1, 24, 9, 9, 40, 1, 1, 1, 0, 1, 4, False),               # grouped 1x1
+]
+
+
+def _ids(cfg):
+    return "N{}C{}H{}W{}-K{}R{}S{}-s{}p{}d{}g{}{}".format(*cfg[:11], "b" if cfg[11] else "")
+
+
+def _make(rng, cfg):
+    n, c, h, w, k, r, s, stride, padding, dilation, groups, bias = cfg
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c // groups, r, s))
+    b = rng.standard_normal(k) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return x, wt, b, kw
+
+
+def _ulps(w_shape):
+    """A float64 kernel sums C/G*R*S (or N*OH*OW) terms in its own order: allow that."""
+    return 16 + 4 * np.prod(w_shape[1:]) ** 0.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
+def test_conv2d_against_reference(rng, cfg, dtype):
+    x, w, b, kw = _make(rng, cfg)
+    y = ops.conv2d(x.astype(dtype), w.astype(dtype), None if b is None else b.astype(dtype), **kw)
+    want = ref.conv2d(x, w, b, **kw)
+    base = ref.conv2d(x, w, b, **kw, dtype=dtype)
+    assert_close(y, want, dtype, base, name="y", ulps=_ulps(w.shape))
+    dy = rng.standard_normal(want.shape)
+    got = ops.conv2d_backward(dy.astype(dtype), x.astype(dtype), w.astype(dtype), **kw)
+    wants = ref.conv2d_backward(dy, x, w, **kw)
+    bases = ref.conv2d_backward(dy, x, w, **kw, dtype=dtype)
+    for name, g, r_, bs in zip(("dx", "dw", "db"), got, wants, bases):
+        assert_close(g, r_, dtype, bs, name=name, ulps=16 + 4 * dy[0].size ** 0.5)
+
+
+# (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, bias)
+TRANSPOSE_CONFIGS = [
+    (1, 3, 5, 5, 4, 3, 3, 1, 0, 0, True),
+    (2, 4, 4, 6, 3, 3, 3, 2, 1, 1, False),          # the usual x2 upsampling
+    (2, 3, 5, 4, 2, 4, 4, 2, 1, 0, True),           # 4x4 stride 2 (DCGAN)
+    (1, 2, 3, 3, 5, 2, 5, (2, 3), (1, 0), (1, 2), True),
+    (2, 5, 7, 3, 3, 1, 1, 3, 0, 2, False),          # 1x1, output_padding 2 < stride 3
+    (1, 1, 1, 1, 2, 3, 3, 1, 1, 0, True),           # 1x1 input
+    (3, 6, 6, 5, 6, 5, 3, 1, (2, 1), 0, True),
+]
+
+
+def _tids(cfg):
+    return "N{}C{}H{}W{}-K{}R{}S{}-s{}p{}op{}{}".format(*cfg[:10], "b" if cfg[10] else "")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", TRANSPOSE_CONFIGS, ids=_tids)
+def test_conv_transpose2d_against_reference(rng, cfg, dtype):
+    n, c_in, h, wd, c_out, r, s, stride, padding, op_, bias = cfg
+    x = rng.standard_normal((n, c_in, h, wd))
+    w = rng.standard_normal((c_in, c_out, r, s))
+    b = rng.standard_normal(c_out) if bias else None
+    kw = dict(stride=stride, padding=padding, output_padding=op_)
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    y = ops.conv_transpose2d(cast(x), cast(w), cast(b), **kw)
+    want = ref.conv_transpose2d(x, w, b, **kw)
+    assert_close(y, want, dtype, ref.conv_transpose2d(x, w, b, **kw, dtype=dtype), name="y",
+                 ulps=16 + 4 * (c_in * r * s) ** 0.5)
+    dy = rng.standard_normal(want.shape)
+    got = ops.conv_transpose2d_backward(cast(dy), cast(x), cast(w), **kw)
+    wants = ref.conv_transpose2d_backward(dy, x, w, **kw)
+    bases = ref.conv_transpose2d_backward(dy, x, w, **kw, dtype=dtype)
+    for name, g, r_, bs in zip(("dx", "dw", "db"), got, wants, bases):
+        assert_close(g, r_, dtype, bs, name=name, ulps=16 + 4 * dy[0].size ** 0.5)
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 2, 8, 10, 11, 14, 16, 20)], ids=_ids)
+def test_conv2d_gradcheck(rng, cfg):
+    x, w, b, kw = _make(rng, cfg)
+    b = rng.standard_normal(w.shape[0])
+    gradcheck(lambda x, w, b: ops.conv2d(x, w, b, **kw),
+              lambda g, x, w, b: ops.conv2d_backward(g, x, w, **kw),
+              [x, w, b], wrt=[0, 1, 2], rng=rng)
+
+
+@pytest.mark.parametrize("cfg", [TRANSPOSE_CONFIGS[i] for i in (1, 3, 4)], ids=_tids)
+def test_conv_transpose2d_gradcheck(rng, cfg):
+    n, c_in, h, wd, c_out, r, s, stride, padding, op_, _ = cfg
+    x = rng.standard_normal((n, c_in, h, wd))
+    w = rng.standard_normal((c_in, c_out, r, s))
+    b = rng.standard_normal(c_out)
+    kw = dict(stride=stride, padding=padding, output_padding=op_)
+    gradcheck(lambda x, w, b: ops.conv_transpose2d(x, w, b, **kw),
+              lambda g, x, w, b: ops.conv_transpose2d_backward(g, x, w, **kw),
+              [x, w, b], wrt=[0, 1, 2], rng=rng)
+
+
+# ---- every algorithm of the dispatch, on every ISA, against the plain-loop kernel ---------------
+
+def _sizes(kw):
+    pair = lambda v: tuple(v) if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return (*pair(kw["stride"]), *pair(kw["padding"]), *pair(kw["dilation"]), kw["groups"])
+
+
+def _run_pass(pass_, x, w, b, dy, kw, **opt):
+    sizes = _sizes(kw)
+    if pass_ == "forward":
+        y = np.empty(dy.shape, x.dtype)
+        _core.conv2d_forward(y, x, w, b, *sizes, **opt)
+        return (y,)
+    if pass_ == "backward_data":
+        dx = np.empty_like(x)
+        _core.conv2d_backward_data(dx, dy, w, *sizes, **opt)
+        return (dx,)
+    dw, db = np.empty_like(w), np.empty(w.shape[0], x.dtype)
+    _core.conv2d_backward_weight(dw, db, dy, x, *sizes, **opt)
+    return dw, db
+
+
+def _variant(pass_, x, w, kw, dtype=np.float32, isa=None):
+    return _core.conv2d_variant(pass_, x.shape, w.shape, *_sizes(kw), dtype=dtype, isa=isa)
+
+
+# The configurations each algorithm accepts (a forced variant refuses the others, see below).
+def _accepts(variant, cfg):
+    n, c, h, w, k, r, s, stride, padding, dilation, groups, bias = cfg
+    if variant == "gemm1x1":
+        return r == s == 1 and stride == 1 and padding == 0
+    return True
+
+
+VARIANTS = ["reference"]
+KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_matches_reference_kernel(rng, variant, dtype, isa):
+    for cfg in KERNEL_CONFIGS:
+        if not _accepts(variant, cfg):
+            continue
+        x, w, b, kw = _make(rng, cfg)
+        x, w = x.astype(dtype), w.astype(dtype)
+        b = None if b is None else b.astype(dtype)
+        dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(dtype)
+        for pass_ in PASSES:
+            want = _run_pass(pass_, x, w, b, dy, kw, variant="reference")
+            got = _run_pass(pass_, x, w, b, dy, kw, variant=variant, isa=isa)
+            ulps = 16 + 8 * (dy[0].size if pass_ == "backward_weight" else w[0].size) ** 0.5
+            for g, r_ in zip(got, want):
+                assert_close(g, r_, dtype, ulps=ulps, name=f"{variant} {pass_} {_ids(cfg)}")
+
+
+# ---- layouts, batches, repeatability ------------------------------------------------------------
+
+def test_noncontiguous_inputs(rng):
+    x = rng.standard_normal((3, 10, 9, 16)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    xv = x[::2, ::2, :, ::2]               # (2, 5, 9, 8)
+    wv = np.swapaxes(w, 0, 1)              # (6, 5, 3, 3), strided
+    b = rng.standard_normal(12).astype(np.float32)[::2]
+    kw = dict(stride=1, padding=1)
+    assert_close(ops.conv2d(xv, wv, b, **kw), ref.conv2d(xv, wv, b, **kw), np.float32,
+                 ref.conv2d(xv, wv, b, **kw, dtype=np.float32))
+    dy = rng.standard_normal((2, 6, 8, 9)).astype(np.float32).transpose(0, 1, 3, 2)
+    got = ops.conv2d_backward(dy, xv, wv, **kw)
+    for g, r_, bs in zip(got, ref.conv2d_backward(dy, xv, wv, **kw),
+                         ref.conv2d_backward(dy, xv, wv, **kw, dtype=np.float32)):
+        assert_close(g, r_, np.float32, bs)
+    xt = np.asfortranarray(rng.standard_normal((2, 6, 5, 7)))
+    wt = rng.standard_normal((6, 4, 3, 3))[:, ::-1]
+    y = ops.conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1)
+    assert_close(y, ref.conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1), np.float64)
+
+
+def test_dtypes_mix_and_convert(rng):
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    assert ops.conv2d(x.astype(np.float32), w.astype(np.float32)).dtype == np.float32
+    assert ops.conv2d(x.astype(np.float32), w).dtype == np.float64  # mixed: float64, as dense
+    yi = ops.conv2d(np.ones((1, 1, 3, 3), np.int64), np.ones((1, 1, 2, 2), np.int32))
+    assert yi.dtype == np.float32
+    np.testing.assert_array_equal(yi, np.full((1, 1, 2, 2), 4.0, np.float32))
+    grads = ops.conv2d_backward(np.ones((1, 3, 3, 3), np.float32), x.astype(np.float32), w)
+    assert all(g.dtype == np.float64 for g in grads)
+
+
+def test_zero_batch(rng):
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    y = ops.conv2d(x, w, np.ones(4, np.float32), padding=1)
+    assert y.shape == (0, 4, 8, 8) and y.dtype == np.float32
+    dx, dw, db = ops.conv2d_backward(y, x, w, padding=1)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+    wt = rng.standard_normal((3, 2, 3, 3))
+    yt = ops.conv_transpose2d(np.zeros((0, 3, 4, 4)), wt, stride=2)
+    assert yt.shape == (0, 2, 9, 9)
+    dx, dw, db = ops.conv_transpose2d_backward(yt, np.zeros((0, 3, 4, 4)), wt, stride=2)
+    assert dx.shape == (0, 3, 4, 4) and not dw.any() and not db.any()
+
+
+@pytest.mark.parametrize("cfg", [(8, 32, 20, 20, 32, 3, 3, 1, 1, 1, 1, True),
+                                 (8, 32, 20, 20, 32, 3, 3, 1, 1, 1, 32, True),
+                                 (8, 64, 10, 10, 96, 1, 1, 1, 0, 1, 1, True)], ids=_ids)
+def test_bitwise_repeatable(rng, cfg):
+    x, w, b, kw = _make(rng, cfg)
+    x, w, b = x.astype(np.float32), w.astype(np.float32), b.astype(np.float32)
+    fastdl.set_num_threads(2)
+    y1 = ops.conv2d(x, w, b, **kw)
+    g1 = ops.conv2d_backward(y1, x, w, **kw)
+    for _ in range(2):
+        y2 = ops.conv2d(x, w, b, **kw)
+        g2 = ops.conv2d_backward(y1, x, w, **kw)
+        assert y1.tobytes() == y2.tobytes()
+        for a, c in zip(g1, g2):
+            assert a.tobytes() == c.tobytes()
+    fastdl.set_num_threads(1)
+    assert_close(ops.conv2d(x, w, b, **kw), y1, np.float32, ulps=64)
+
+
+# ---- PyTorch -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 11, 14, 16, 23)], ids=_ids)
+def test_matches_pytorch(rng, cfg):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = _make(rng, cfg)
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    b = None if b is None else b.astype(np.float32)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    y = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **kw)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+    if tb is not None:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_transpose_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 6, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    kw = dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, **kw)
+    y = ops.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    for g, t in zip(ops.conv_transpose2d_backward(dy, x, w, **kw), (tx, tw, tb)):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+def _bad(fn, exc, match, *args, **kw):
+    with pytest.raises(exc, match=match):
+        fn(*args, **kw)
+
+
+def test_bad_input_conv2d():
+    x = np.ones((2, 4, 8, 8), np.float32)
+    w = np.ones((6, 4, 3, 3), np.float32)
+    c2 = ops.conv2d
+    _bad(c2, ValueError, r"x must be 4-D, got shape \(4, 8, 8\)", x[0], w)
+    _bad(c2, ValueError, r"w must be 4-D", x, w[0])
+    _bad(c2, ValueError, r"C/groups=4 input channels.*got 2", x, w[:, :2])
+    _bad(c2, ValueError, r"groups=3 must divide the input channels C=4", x, w, groups=3)
+    _bad(c2, ValueError, r"groups=4 must divide the output channels K=6", x, w[:, :1], groups=4)
+    _bad(c2, ValueError, r"groups must be >= 1, got 0", x, w, groups=0)
+    _bad(c2, TypeError, r"groups must be an int", x, w, groups=1.5)
+    _bad(c2, ValueError, r"stride must be >= 1, got 0", x, w, stride=0)
+    _bad(c2, ValueError, r"stride must be >= 1, got \(1, 0\)", x, w, stride=(1, 0))
+    _bad(c2, ValueError, r"dilation must be >= 1", x, w, dilation=0)
+    _bad(c2, ValueError, r"padding must be >= 0, got -1", x, w, padding=-1)
+    _bad(c2, ValueError, r"int or an \(h, w\) pair", x, w, padding=(1, 1, 1))
+    _bad(c2, TypeError, r"stride must be an int", x, w, stride="2")
+    _bad(c2, ValueError, r"larger than the padded input along H \(8 \+ 2\*0 = 8\)", x,
+         np.ones((6, 4, 9, 3), np.float32))
+    _bad(c2, ValueError, r"larger than the padded input along W", x, w, dilation=(1, 4))
+    _bad(c2, ValueError, r"b must have shape \(6,\), got \(4,\)", x, w, np.ones(4, np.float32))
+    _bad(c2, TypeError, r"x must have a real numeric dtype, got complex128", x.astype(complex), w)
+    _bad(c2, TypeError, r"w must have a real numeric dtype, got object", x, object())
+    db = ops.conv2d_backward
+    _bad(db, ValueError, r"dy must have shape \(2, 6, 6, 6\), got \(2, 6, 8, 8\)",
+         np.ones((2, 6, 8, 8), np.float32), x, w)
+    _bad(db, ValueError, r"dy must be 4-D", np.ones((6, 6, 6), np.float32), x, w)
+
+
+def test_bad_input_conv_transpose2d():
+    x = np.ones((2, 4, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    ct = ops.conv_transpose2d
+    _bad(ct, ValueError, r"must have C_in=4 along axis 0", x, w[:2])
+    _bad(ct, ValueError, r"output_padding must be smaller than stride.*output_padding=1, stride=1",
+         x, w, output_padding=1)
+    _bad(ct, ValueError, r"output_padding must be smaller than stride.*along W.*=2, stride=2", x, w,
+         stride=2, output_padding=(1, 2))
+    _bad(ct, ValueError, r"output_padding must be >= 0", x, w, output_padding=-1)
+    _bad(ct, ValueError, r"output would be empty along H", np.ones((1, 4, 1, 1), np.float32), w,
+         padding=(2, 0))
+    _bad(ct, ValueError, r"b must have shape \(3,\)", x, w, np.ones(4, np.float32))
+    _bad(ct, ValueError, r"x must be 4-D", x[0], w)
+    _bad(ops.conv_transpose2d_backward, ValueError, r"dy must have shape \(2, 3, 7, 7\)",
+         np.ones((2, 3, 8, 8), np.float32), x, w)
+
+
+def test_bad_input_extension():
+    """Direct callers of the extension get exceptions, never a crash."""
+    x = np.ones((2, 4, 8, 8), np.float32)
+    w = np.ones((6, 4, 3, 3), np.float32)
+    y = np.empty((2, 6, 6, 6), np.float32)
+    s = (1, 1, 0, 0, 1, 1, 1)
+    _core.conv2d_forward(y, x, w, None, *s)
+    _bad(_core.conv2d_forward, TypeError, r"x: must be C-contiguous", y, x[:, :, :, ::-1], w, None, *s)
+    _bad(_core.conv2d_forward, TypeError, r"w: expected dtype float32, got float64", y, x,
+         w.astype(np.float64), None, *s)
+    _bad(_core.conv2d_forward, TypeError, r"expected dtype float32 or float64, got int32",
+         y.astype(np.int32), x.astype(np.int32), w.astype(np.int32), None, *s)
+    _bad(_core.conv2d_forward, ValueError, r"y: expected shape \(2, 6, 6, 6\), got shape \(2, 6, 8, 8\)",
+         np.empty((2, 6, 8, 8), np.float32), x, w, None, *s)
+    _bad(_core.conv2d_forward, ValueError, r"b: expected shape \(6,\)", y, x, w,
+         np.ones(5, np.float32), *s)
+    _bad(_core.conv2d_forward, ValueError, r"groups: 3 does not divide", y, x, w, None,
+         *s[:-1], 3)
+    _bad(_core.conv2d_forward, ValueError, r"stride: expected >= 1", y, x, w, None, 0, 1, 0, 0, 1, 1, 1)
+    _bad(_core.conv2d_forward, ValueError, r"x: expected a 4-D array", y, x[0], w, None, *s)
+    dx = np.empty_like(x)
+    _bad(_core.conv2d_backward_data, ValueError, r"dy: expected shape \(2, 6, 6, 6\)", dx,
+         np.ones((2, 6, 5, 5), np.float32), w, *s)
+    # dx may be up to stride - 1 larger than the smallest input (output_padding), no more
+    _core.conv2d_backward_data(np.empty((2, 4, 9, 9), np.float32), np.ones((2, 6, 4, 4), np.float32),
+                               w, 2, 2, 0, 0, 1, 1, 1)
+    _bad(_core.conv2d_backward_data, ValueError, r"dy: expected shape \(2, 6, 5, 5\)",
+         np.empty((2, 4, 11, 11), np.float32), np.ones((2, 6, 4, 4), np.float32), w, 2, 2, 0, 0, 1, 1, 1)
+    _bad(_core.conv2d_backward_weight, ValueError, r"db: expected shape \(6,\)", np.empty_like(w),
+         np.empty(4, np.float32), y, x, *s)
+    ro = np.empty_like(w)
+    ro.flags.writeable = False
+    _bad(_core.conv2d_backward_weight, ValueError, r"dw: output array is read-only", ro, None, y, x, *s)
