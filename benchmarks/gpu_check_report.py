@@ -1,0 +1,123 @@
+"""The markdown body of gpu_check.sh's report, from the junit XML and benchmark JSON it wrote.
+
+    python benchmarks/gpu_check_report.py OUTDIR TEST_RC TEST_S BENCH_RC BENCH_S
+
+Reads OUTDIR/tests.xml, OUTDIR/bench.xml, OUTDIR/bench.json (each may be missing: a step that
+timed out or crashed) and the logs' tails, and prints: pass/fail/skip counts of the GPU tests and
+benchmarks, one table per benchmark group (median time, GFLOP/s or GB/s, ratio to the fastest
+of the group), then each failure's message tail. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+TAIL = 25  # lines of each failure's traceback
+
+
+def junit_counts(path: Path):
+    """(counts, failures [(name, text)]) of a pytest junit file, or (None, []) when absent."""
+    if not path.exists():
+        return None, []
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        return {"error": f"unreadable junit file ({e})"}, []
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    failures = []
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            counts["failed" if bad.tag == "failure" else "errors"] += 1
+            text = (bad.get("message") or "") + "\n" + (bad.text or "")
+            failures.append((name, "\n".join(text.strip().splitlines()[-TAIL:])))
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return counts, failures
+
+
+def log_tail(path: Path, n=15) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def fmt_rate(extra: dict) -> str:
+    for unit in ("GFLOP/s", "GB/s"):
+        if unit in extra:
+            v = float(extra[unit])
+            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
+    return ""
+
+
+def bench_tables(path: Path) -> list[str]:
+    if not path.exists():
+        return ["(no benchmark JSON: the benchmark step did not finish)"]
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        return [f"(unreadable benchmark JSON: {e})"]
+    groups: dict[str, list] = {}
+    for b in data.get("benchmarks", []):
+        groups.setdefault(b.get("group") or b["name"], []).append(b)
+    out = []
+    for group in sorted(groups):
+        rows = groups[group]
+        best = min(r["stats"]["median"] for r in rows)
+        out += [f"### {group}", "", "| case | median | rate | vs fastest |", "| --- | ---: | ---: | ---: |"]
+        for r in sorted(rows, key=lambda r: r["stats"]["median"]):
+            med = r["stats"]["median"]
+            extra = dict(r.get("extra_info") or {})
+            # timed() helpers record from the mean; recompute from the median for the table
+            if "flops" in extra:
+                extra["GFLOP/s"] = extra["flops"] / med / 1e9
+            elif "bytes" in extra:
+                extra["GB/s"] = extra["bytes"] / med / 1e9
+            out.append(f"| {r['name'].split('[', 1)[-1].rstrip(']')} | {med * 1e3:.3f} ms | "
+                       f"{fmt_rate(extra)} | {med / best:.2f}x |")
+        out.append("")
+    return out or ["(no benchmarks ran)"]
+
+
+def main(outdir: str, test_rc: str, test_s: str, bench_rc: str, bench_s: str) -> None:
+    d = Path(outdir)
+    lines = []
+    tests, tfail = junit_counts(d / "tests.xml")
+    bench, bfail = junit_counts(d / "bench.xml")
+    timed_out = {"124", "137"}
+    ok = test_rc == "0" and bench_rc == "0"
+    lines += ["", f"## Result: {'PASS' if ok else 'FAIL'}", ""]
+    for what, counts, rc, secs in (("GPU tests", tests, test_rc, test_s),
+                                   ("GPU benchmarks", bench, bench_rc, bench_s)):
+        note = " (TIMED OUT)" if rc in timed_out else ""
+        if counts is None:
+            lines.append(f"- {what}: no results (exit {rc}{note}, {secs} s)")
+        elif "error" in counts:
+            lines.append(f"- {what}: {counts['error']} (exit {rc}{note})")
+        else:
+            lines.append(f"- {what}: {counts['passed']} passed, {counts['failed']} failed, "
+                         f"{counts['errors']} errors, {counts['skipped']} skipped "
+                         f"(exit {rc}{note}, {secs} s)")
+    if tests is not None and "error" not in tests and tests["passed"] == 0 and tests["failed"] == 0:
+        lines.append("- WARNING: no GPU test ran (is CuPy importable? see tests.log)")
+    lines += ["", "## Benchmarks", ""] + bench_tables(d / "bench.json")
+    if tfail or bfail:
+        lines += ["## Failures", ""]
+        for name, text in tfail + bfail:
+            lines += [f"### {name}", "", "```", text, "```", ""]
+    for what, rc, log in (("tests", test_rc, "tests.log"), ("benchmarks", bench_rc, "bench.log")):
+        if rc != "0":
+            lines += [f"## Tail of {log} ({what} exit {rc})", "", "```", log_tail(d / log), "```", ""]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:6])
