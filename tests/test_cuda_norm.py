@@ -110,7 +110,7 @@ def test_far_from_zero_and_constant_channel(rng):
     variance; a constant channel has variance 0 (invstd = 1/sqrt(eps), y = bias)."""
     x = (1e4 + rng.standard_normal((64, 2, 50))).astype(np.float32)
     x[:, 1] = 7.0
-    y, mean, invstd, _, rv = run(x, None, None, None, np.ones(2, np.float32), True)
+    y, mean, invstd, _, rv = run(x, None, None, np.zeros(2, np.float32), np.ones(2, np.float32), True)
     want_var = x.astype(np.float64).var(axis=(0, 2))
     close(invstd, 1 / np.sqrt(want_var + 1e-5), 8, "save_invstd")
     close(mean, x.astype(np.float64).mean(axis=(0, 2)), 2, "save_mean", scale=1e4)
