@@ -354,3 +354,154 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, d
     dx = np.einsum("noijab,coij->ncab", dpatch, w)
     dw = np.einsum("ncab,noijab->coij", x, dpatch)
     return dx, dw, dy.sum(axis=(0, 2, 3))
+# ---- pooling ------------------------------------------------------------------------------------
+
+# Explicit windows: output i of an axis of n inputs covers the padded cells [i*s - p, i*s - p + k),
+# of which those inside [0, n) are real (floor mode, PyTorch's rule p <= k / 2).
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _geometry(hw, kernel_size, stride, padding):
+    k = _pair(kernel_size)
+    s = k if stride is None else _pair(stride)
+    p = _pair(padding)
+    out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2))
+    return k, s, p, out
+
+
+def _cells(i, n, k, s, p):
+    """The real cells of window i along one axis."""
+    return range(max(i * s - p, 0), min(i * s - p + k, n))
+
+
+def max_pool2d(x, kernel_size=2, stride=None, padding=0):
+    """-> (y, argmax): the first max of each window in row-major order; the last NaN if any."""
+    x = f64(x)
+    n, c, h, w = x.shape
+    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
+    y = np.empty((n, c, oh, ow))
+    am = np.empty((n, c, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            flat = [(r, q) for r in _cells(i, h, k[0], s[0], p[0]) for q in _cells(j, w, k[1], s[1], p[1])]
+            vals = np.stack([x[:, :, r, q] for r, q in flat], axis=-1)  # (n, c, cells)
+            nan = np.isnan(vals)
+            first_max = np.argmax(np.where(nan, -np.inf, vals), axis=-1)
+            last_nan = vals.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+            pick = np.where(nan.any(axis=-1), last_nan, first_max)
+            y[:, :, i, j] = np.take_along_axis(vals, pick[..., None], axis=-1)[..., 0]
+            am[:, :, i, j] = np.array([r * w + q for r, q in flat])[pick]
+    return y, am
+
+
+def max_pool2d_backward(dy, argmax, input_shape):
+    dy = f64(dy)
+    n, c, h, w = input_shape
+    dx = np.zeros((n * c, h * w))
+    np.add.at(dx, (np.repeat(np.arange(n * c), dy.shape[2] * dy.shape[3]), argmax.reshape(-1)), dy.reshape(-1))
+    return dx.reshape(input_shape)
+
+
+def avg_pool2d(x, kernel_size=2, stride=None, padding=0):
+    """Window sums over the zero-padded input / (kh * kw) (count_include_pad=True)."""
+    x = f64(x)
+    n, c, h, w = x.shape
+    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    y = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = xp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]].sum(axis=(2, 3))
+    return y / (k[0] * k[1])
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size=2, stride=None, padding=0):
+    dy = f64(dy)
+    n, c, h, w = input_shape
+    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
+    dxp = np.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
+    for i in range(oh):
+        for j in range(ow):
+            dxp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]] += dy[:, :, i:i + 1, j:j + 1] / (k[0] * k[1])
+    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
+
+
+def _adaptive(i, n, m):
+    return slice((i * n) // m, -((-(i + 1) * n) // m))  # [floor(i n / m), ceil((i + 1) n / m))
+
+
+def adaptive_avg_pool2d(x, output_size):
+    x = f64(x)
+    n, c, h, w = x.shape
+    oh, ow = _pair(output_size)
+    oh, ow = h if oh is None else oh, w if ow is None else ow
+    y = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = x[:, :, _adaptive(i, h, oh), _adaptive(j, w, ow)].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape):
+    dy = f64(dy)
+    n, c, h, w = input_shape
+    oh, ow = dy.shape[2:]
+    dx = np.zeros(input_shape)
+    for i in range(oh):
+        for j in range(ow):
+            rs, cs = _adaptive(i, h, oh), _adaptive(j, w, ow)
+            size = (rs.stop - rs.start) * (cs.stop - cs.start)
+            dx[:, :, rs, cs] += dy[:, :, i:i + 1, j:j + 1] / size
+    return dx
+
+
+# ---- normalisation ------------------------------------------------------------------------------
+
+def _channel_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(v, x):
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """-> (y, save_mean, save_invstd); the running statistics are batch_norm_running's."""
+    x, weight, bias, running_mean, running_var = f64(x, weight, bias, running_mean, running_var)
+    if training:
+        mean, var = x.mean(axis=_channel_axes(x)), x.var(axis=_channel_axes(x))
+    else:
+        mean, var = running_mean, running_var
+    invstd = 1.0 / np.sqrt(var + eps)
+    y = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
+    if weight is not None:
+        y = y * _per_channel(weight, x)
+    if bias is not None:
+        y = y + _per_channel(bias, x)
+    return y, mean, invstd
+
+
+def batch_norm_running(x, running_mean, running_var, momentum=0.1):
+    """The running statistics after one training step (the variance unbiased), as PyTorch."""
+    x, running_mean, running_var = f64(x, running_mean, running_var)
+    m = x.size // x.shape[1]
+    mean, var = x.mean(axis=_channel_axes(x)), x.var(axis=_channel_axes(x))
+    return ((1 - momentum) * running_mean + momentum * mean,
+            (1 - momentum) * running_var + momentum * var * m / (m - 1))
+
+
+def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
+    """-> (dx, dweight, dbias), from the statistics the forward used."""
+    dy, x, weight, mean, invstd = f64(dy, x, weight, save_mean, save_invstd)
+    axes = _channel_axes(x)
+    xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
+    dbias = dy.sum(axis=axes)
+    dweight = (dy * xhat).sum(axis=axes)
+    g = _per_channel(invstd if weight is None else weight * invstd, x)
+    if training:
+        dx = g * (dy - dy.mean(axis=axes, keepdims=True) - xhat * (dy * xhat).mean(axis=axes, keepdims=True))
+    else:
+        dx = g * dy
+    return dx, dweight, dbias

@@ -77,20 +77,44 @@ def test_cli_rejects_unknown_command():
     assert "invalid choice" in r.stderr
 
 
+def _stub_params(fn):
+    """[(name, 'pos' | 'kw', default source or None)] of an ast function definition."""
+    import ast
+
+    a = fn.args
+    pos = a.posonlyargs + a.args
+    defaults = [None] * (len(pos) - len(a.defaults)) + list(a.defaults)
+    rows = [(p.arg, "pos", d) for p, d in zip(pos, defaults)]
+    rows += [(p.arg, "kw", d) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    return [(n, k, None if d is None else ast.literal_eval(d)) for n, k, d in rows]
+
+
 @pytest.mark.parametrize("name", ["_core", "_cuda"])
-def test_stub_lists_every_function(name):
+def test_stub_matches_module(name):
+    """The hand-written .pyi declares every compiled function, with the parameter names, order,
+    keyword-only marks and defaults of its pybind11 signature, and None returns where it has."""
+    import ast
     import importlib
     import pathlib
-    import re
 
     try:
         module = importlib.import_module(f"fastdl.{name}")
     except ImportError:
         pytest.skip(f"fastdl.{name} is not built")
-    stub = pathlib.Path(fastdl.__file__).with_name(f"{name}.pyi").read_text()
-    declared = set(re.findall(r"^def (\w+)", stub, re.M))
+    stub = ast.parse(pathlib.Path(fastdl.__file__).with_name(f"{name}.pyi").read_text())
+    declared = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)}
     compiled = {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))}
-    assert compiled == declared, f"missing: {sorted(compiled - declared)}, stale: {sorted(declared - compiled)}"
+    assert compiled == set(declared), (f"missing: {sorted(compiled - set(declared))}, "
+                                       f"stale: {sorted(set(declared) - compiled)}")
+    for fn in sorted(compiled):
+        # pybind11 puts the signature first in the docstring: "fn(a: T, *, b: T = 1) -> R"
+        sig = getattr(module, fn).__doc__.splitlines()[0]
+        real = ast.parse(f"def {sig}: ...").body[0]
+        stub_fn = declared[fn]
+        assert _stub_params(stub_fn) == _stub_params(real), \
+            f"{name}.{fn}: stub ({ast.unparse(stub_fn.args)}) vs module {sig}"
+        returns_none = ast.unparse(real.returns) == "None"
+        assert (ast.unparse(stub_fn.returns) == "None") == returns_none, f"{name}.{fn}: return type"
 
 
 def _equal_dtype_copy(a):

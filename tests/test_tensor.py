@@ -6,7 +6,8 @@ import pytest
 
 import fastdl
 from fastdl import Tensor, no_grad
-from fastdl.tensor import Dropout, Function
+from fastdl.functions import Dropout
+from fastdl.tensor import Function
 
 from helpers import gradcheck
 

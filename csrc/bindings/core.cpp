@@ -38,6 +38,11 @@ namespace py = pybind11;
 using std::int64_t;
 
 void bind_conv(py::module_& m);  // bindings/cpu/conv.cpp
+// Families bound in their own files (csrc/bindings/cpu/<family>.cpp).
+namespace fastdl::bindings {
+void bind_pool(py::module_& m);
+void bind_norm(py::module_& m);
+}  // namespace fastdl::bindings
 
 namespace {
 
@@ -901,6 +906,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = "fastdl CPU kernels (C++, SIMD + OpenMP). Use fastdl.ops, not this module directly.";
 
   fastdl::bindings::register_exception_translators();
+  fastdl::bindings::bind_pool(m);
+  fastdl::bindings::bind_norm(m);
 
   bind_conv(m);
 

@@ -1,10 +1,12 @@
 """Type stubs for fastdl._cuda, the compiled CUDA kernels (float32 CuPy arrays).
 
-Arrays are any object exposing ``__cuda_array_interface__`` (CuPy arrays). Every function runs
+Arrays are any object exposing ``__cuda_array_interface__`` (CuPy arrays). Every kernel runs
 asynchronously on ``stream`` (a ``cudaStream_t`` as an int; fastdl.ops passes CuPy's current
-stream) and writes its first argument in place.
+stream); those returning None write their first argument in place; those returning a Python
+float (the loss forwards, clip_grad_norm_) synchronise the stream.
 """
 
+from collections.abc import Iterable
 from typing import Any, Optional, Protocol
 
 class _CudaArray(Protocol):
@@ -58,7 +60,8 @@ def relu_backward(out: _CudaArray, dy: _CudaArray, y: _CudaArray, *, stream: int
 def sigmoid_backward(out: _CudaArray, dy: _CudaArray, y: _CudaArray, *, stream: int = 0) -> None: ...
 def tanh_backward(out: _CudaArray, dy: _CudaArray, y: _CudaArray, *, stream: int = 0) -> None: ...
 def softmax_forward(out: _CudaArray, x: _CudaArray, *, log: bool = False, stream: int = 0) -> None:
-    """softmax (log_softmax with log=True) along the last axis; an all -inf row gives zeros."""
+    """softmax (log_softmax with log=True) along the last axis; an all -inf row gives zeros
+    (log: -inf)."""
 def softmax_forward_reference(out: _CudaArray, x: _CudaArray, *, log: bool = False, stream: int = 0) -> None: ...
 def softmax_backward(
     out: _CudaArray, dy: _CudaArray, y: _CudaArray, *, log: bool = False, stream: int = 0
@@ -112,7 +115,7 @@ def adagrad_step_(
     weight_decay: float = 0.0, *, maximize: bool = False, stream: int = 0,
 ) -> None: ...
 def clip_grad_norm_(
-    grads: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False, *,
-    stream: int = 0,
+    grads: Iterable[Optional[_CudaArray]], max_norm: float, norm_type: float = 2.0,
+    error_if_nonfinite: bool = False, *, stream: int = 0,
 ) -> float:
     """Scales the float32 CUDA arrays in place; returns the total norm (deterministic)."""

@@ -1,4 +1,4 @@
-"""Reverse-mode autograd: ``Tensor`` and one ``Function`` per primitive.
+"""Reverse-mode autograd: the engine. ``Tensor``, the ``Function`` base class, grad mode.
 
 A Tensor wraps an array (NumPy on the CPU, CuPy on the GPU). An operation on Tensors runs a
 ``Function``: ``forward`` computes the result from arrays and keeps, on the Function object, only
@@ -11,22 +11,24 @@ of tensors used more than once, asserting every gradient's shape, accumulating i
 the leaves that require grad, and freeing every Function it passes (a second backward through
 the same graph raises, as in PyTorch without ``retain_graph``).
 
-Primitives: add, mul, pow (scalar exponent), exp, log, sum, reshape, transpose, getitem, cast,
-device moves, matmul, linear, relu, sigmoid, tanh, softmax, log_softmax, dropout and the losses.
-Composites (sub, div, neg, mean, rpow ...) are written in terms of those and have no backward of
-their own. The dense, activation, softmax, loss and dropout Functions call the fastdl.ops
-kernels on both devices; plain arithmetic uses the tensor's array module (numpy or cupy).
+The primitives live in fastdl.functions, one module per op family: add, mul, pow (scalar
+exponent), exp, log and cast in functions/elementwise.py; sum, reshape, transpose, getitem and
+device moves in functions/shape.py; matmul and linear in functions/dense.py; relu, sigmoid and
+tanh in functions/activation.py; softmax and log_softmax in functions/softmax.py; the losses in
+functions/loss.py; dropout in functions/dropout.py. Composites (sub, div, neg, mean, rpow ...)
+are written here on Tensor in terms of those and have no backward of their own. The dense,
+activation, softmax, loss and dropout Functions call the fastdl.ops kernels on both devices;
+plain arithmetic uses the tensor's array module (numpy or cupy).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import numpy as np
 
-from . import _backend, ops
+from . import _backend
 
 __all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled"]
 
@@ -98,16 +100,6 @@ def _as_data(data):
     raise TypeError(f"tensor: data must be numbers, got dtype {a.dtype} from {type(data).__name__}")
 
 
-def _unbroadcast(g, shape):
-    """Sum g over the axes NumPy broadcasting added or stretched, giving an array of `shape`."""
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape)
-
-
 def _norm_axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
@@ -119,6 +111,17 @@ def _norm_axes(axis, ndim):
             raise ValueError(f"axis {a} is out of range for a {ndim}-D tensor")
         out.append(a % ndim if ndim else 0)
     return tuple(out)
+
+
+def _to_device(a, device):
+    if device == "cpu":
+        return _backend.cupy().asnumpy(a) if _backend.is_cuda_array(a) else a
+    cp = _backend.cupy()
+    if cp is None or _backend.cuda_extension() is None:
+        why = ("CuPy could not be imported (pip install cupy-cuda13x)" if cp is None
+               else _backend.CUDA_BUILD_HINT)
+        raise RuntimeError(f"cannot move a tensor to 'cuda': {why}")
+    return cp.asarray(a)
 
 
 # ---- Function ---------------------------------------------------------------------------------------
@@ -158,279 +161,6 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
-
-
-# ---- elementwise arithmetic (array module) ------------------------------------------------------------
-
-class Add(Function):
-    def forward(self, a, b):
-        self.shapes = a.shape, b.shape
-        return a + b
-
-    def backward(self, g):
-        sa, sb = self.shapes
-        return (_unbroadcast(g, sa) if self.needs_input_grad[0] else None,
-                _unbroadcast(g, sb) if self.needs_input_grad[1] else None)
-
-
-class Mul(Function):
-    def forward(self, a, b):
-        self.a = a if self.needs_input_grad[1] else None
-        self.b = b if self.needs_input_grad[0] else None
-        self.shapes = a.shape, b.shape
-        return a * b
-
-    def backward(self, g):
-        sa, sb = self.shapes
-        return (_unbroadcast(g * self.b, sa) if self.needs_input_grad[0] else None,
-                _unbroadcast(g * self.a, sb) if self.needs_input_grad[1] else None)
-
-
-class Pow(Function):
-    """x ** exponent for a Python-number exponent."""
-
-    def forward(self, x, exponent):
-        self.x, self.exponent = x, exponent
-        return x ** exponent
-
-    def backward(self, g):
-        e = self.exponent
-        return g * (e * self.x ** (e - 1))
-
-
-class Exp(Function):
-    def forward(self, x):
-        self.y = _xp(x).exp(x)
-        return self.y
-
-    def backward(self, g):
-        return g * self.y
-
-
-class Log(Function):
-    def forward(self, x):
-        self.x = x
-        return _xp(x).log(x)
-
-    def backward(self, g):
-        return g / self.x
-
-
-# ---- reductions and movement ---------------------------------------------------------------------------
-
-class Sum(Function):
-    def forward(self, x, axis=None, keepdims=False):
-        self.shape, self.axes, self.keepdims = x.shape, _norm_axes(axis, x.ndim), keepdims
-        return x.sum(axis=self.axes, keepdims=keepdims)
-
-    def backward(self, g):
-        xp = _xp(g)
-        if not self.keepdims:
-            g = g.reshape([1 if i in self.axes else s for i, s in enumerate(self.shape)])
-        return xp.broadcast_to(g, self.shape)
-
-
-class Reshape(Function):
-    def forward(self, x, shape):
-        self.shape = x.shape
-        return x.reshape(shape)
-
-    def backward(self, g):
-        return g.reshape(self.shape)
-
-
-class Transpose(Function):
-    def forward(self, x, axes):
-        self.axes = axes
-        return x.transpose(axes)
-
-    def backward(self, g):
-        return g.transpose(np.argsort(self.axes))
-
-
-def _is_basic_index(idx) -> bool:
-    items = idx if isinstance(idx, tuple) else (idx,)
-    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
-
-
-class GetItem(Function):
-    """x[idx]; the backward scatters (adds, for repeated advanced indices) into zeros."""
-
-    def forward(self, x, idx):
-        self.idx, self.shape, self.dtype = idx, x.shape, x.dtype
-        return x[idx]
-
-    def backward(self, g):
-        xp = _xp(g)
-        dx = xp.zeros(self.shape, self.dtype)
-        if _is_basic_index(self.idx):
-            dx[self.idx] = g
-        elif xp is np:
-            np.add.at(dx, self.idx, g)
-        else:
-            import cupyx
-
-            cupyx.scatter_add(dx, self.idx, g)
-        return dx
-
-
-class Cast(Function):
-    def forward(self, x, dtype):
-        self.dtype = x.dtype
-        return x.astype(dtype)
-
-    def backward(self, g):
-        return g.astype(self.dtype)
-
-
-def _to_device(a, device):
-    if device == "cpu":
-        return _backend.cupy().asnumpy(a) if _backend.is_cuda_array(a) else a
-    cp = _backend.cupy()
-    if cp is None or _backend.cuda_extension() is None:
-        why = ("CuPy could not be imported (pip install cupy-cuda13x)" if cp is None
-               else _backend.CUDA_BUILD_HINT)
-        raise RuntimeError(f"cannot move a tensor to 'cuda': {why}")
-    return cp.asarray(a)
-
-
-class ToDevice(Function):
-    def forward(self, x, device):
-        self.device = "cuda" if _backend.is_cuda_array(x) else "cpu"
-        return _to_device(x, device)
-
-    def backward(self, g):
-        return _to_device(g, self.device)
-
-
-# ---- dense (fastdl.ops kernels) ------------------------------------------------------------------------
-
-class MatMul(Function):
-    def forward(self, a, b):
-        self.a, self.b = a, b
-        return ops.matmul(a, b)
-
-    def backward(self, g):
-        return ops.matmul_backward(g, self.a, self.b)
-
-
-class Linear(Function):
-    """y = x w^T + b (b optional); x (*, in), w (out, in)."""
-
-    def forward(self, x, w, b=None):
-        self.x, self.w = x, w
-        return ops.linear(x, w, b)
-
-    def backward(self, g):
-        if self.needs_input_grad[0]:
-            dx, dw, db = ops.linear_backward(g, self.x, self.w)
-        else:  # first layer: its input needs no gradient, so skip the dx product
-            out_f, in_f = self.w.shape
-            g2 = g.reshape(-1, out_f)
-            # db by NumPy: 1.4 us against 4.8 us for ops.bias_add_backward at (32, 128)
-            dx, dw, db = None, ops.matmul(g2.T, self.x.reshape(-1, in_f)), g2.sum(axis=0)
-        return (dx, dw, db)[: len(self.parents)]
-
-
-# ---- activations, softmax (fastdl.ops kernels; backward from the output) --------------------------------
-
-class ReLU(Function):
-    def forward(self, x):
-        self.y = ops.relu(x)
-        return self.y
-
-    def backward(self, g):
-        return ops.relu_backward(g, self.y)
-
-
-class Sigmoid(Function):
-    def forward(self, x):
-        self.y = ops.sigmoid(x)
-        return self.y
-
-    def backward(self, g):
-        return ops.sigmoid_backward(g, self.y)
-
-
-class Tanh(Function):
-    def forward(self, x):
-        self.y = ops.tanh(x)
-        return self.y
-
-    def backward(self, g):
-        return ops.tanh_backward(g, self.y)
-
-
-class Softmax(Function):
-    def forward(self, x, axis=-1):
-        self.axis = axis
-        self.y = ops.softmax(x, axis=axis)
-        return self.y
-
-    def backward(self, g):
-        return ops.softmax_backward(g, self.y, axis=self.axis)
-
-
-class LogSoftmax(Function):
-    def forward(self, x, axis=-1):
-        self.axis = axis
-        self.y = ops.log_softmax(x, axis=axis)
-        return self.y
-
-    def backward(self, g):
-        return ops.log_softmax_backward(g, self.y, axis=self.axis)
-
-
-class Dropout(Function):
-    """Inverted dropout with an explicit seed (the mask is the kernel's, independent of threads)."""
-
-    def forward(self, x, p, seed):
-        y, self.mask = ops.dropout(x, p, seed)
-        self.p = p
-        return y
-
-    def backward(self, g):
-        return ops.dropout_backward(g, self.mask, self.p)
-
-
-# ---- losses (mean over the batch; fastdl.ops kernels) ---------------------------------------------------
-
-def _scalar(loss, like):
-    return _xp(like).asarray(loss, dtype=like.dtype).reshape(())
-
-
-class CrossEntropy(Function):
-    """Fused log-softmax + negative log-likelihood; logits (N, C), target int64 (N,) option."""
-
-    def forward(self, logits, target):
-        loss, self.probs = ops.cross_entropy(logits, target)
-        self.target = target
-        return _scalar(loss, logits)
-
-    def backward(self, g):
-        return ops.cross_entropy_backward(self.probs, self.target) * g
-
-
-class MSELoss(Function):
-    def forward(self, pred, target):
-        self.pred, self.target = pred, target
-        return _scalar(ops.mse_loss(pred, target), pred)
-
-    def backward(self, g):
-        d = ops.mse_loss_backward(self.pred, self.target) * g
-        return d, (-d if self.needs_input_grad[1] else None)
-
-
-class BCEWithLogits(Function):
-    def forward(self, logits, target):
-        self.logits, self.target = logits, target
-        return _scalar(ops.binary_cross_entropy_with_logits(logits, target), logits)
-
-    def backward(self, g):
-        d = ops.binary_cross_entropy_with_logits_backward(self.logits, self.target) * g
-        # d/dtarget of mean(max(x, 0) - x t + log(1 + exp(-|x|))) = -x / numel
-        dt = -self.logits * (g / max(self.logits.size, 1)) if self.needs_input_grad[1] else None
-        return d, dt
 
 
 # ---- Tensor ----------------------------------------------------------------------------------------------
@@ -784,3 +514,10 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     if dtype is not None and np.dtype(dtype) != data.dtype:
         data = data.astype(dtype)
     return Tensor(data, requires_grad=requires_grad)
+
+
+# The Functions that Tensor's operators and methods run. They subclass Function, defined above,
+# so they are imported last: fastdl.functions' modules import Function from this half-run
+# module, and Tensor's methods find them as globals at call time (no per-call import).
+from .functions import (Add, Cast, Exp, GetItem, Log, LogSoftmax, MatMul, Mul, Pow,  # noqa: E402
+                        ReLU, Reshape, Sigmoid, Softmax, Sum, Tanh, ToDevice, Transpose)

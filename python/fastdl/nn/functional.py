@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _random
+from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
+                         Sigmoid, Softmax, Tanh)
 from ..tensor import Tensor, _xp
-from ..tensor import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
-                      Sigmoid, Softmax, Tanh)
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits"]

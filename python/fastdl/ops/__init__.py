@@ -18,8 +18,13 @@ from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _elementwise
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool
+from .norm import *  # noqa: F401,F403
+from .norm import __all__ as _norm
 
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
-__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_optim]
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
+           *_norm, *_optim]

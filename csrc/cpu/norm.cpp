@@ -1,0 +1,379 @@
+// norm.cpp: batch normalisation over the channels of an (N, C, L) array, forward and backward.
+//
+// Shapes: x, y, dy, dx (N, C, L) contiguous (the ops layer views (N, C) as (N, C, 1) and
+// (N, C, *) as (N, C, prod(*))); weight, bias, running_mean, running_var, save_mean,
+// save_invstd, dweight, dbias (C,). Statistics run over N and L, m = N * L values a channel.
+//   training  mean = sum x / m, var = sum (x - mean)^2 / m (biased), invstd = 1 / sqrt(var + eps)
+//             running_mean = (1 - momentum) running_mean + momentum mean
+//             running_var  = (1 - momentum) running_var  + momentum var m / (m - 1) (unbiased)
+//   eval      mean, var = running_mean, running_var
+//   y = (x - mean) * invstd * weight + bias;  save_mean, save_invstd = the mean and invstd used
+//   backward  xhat = (x - mean) invstd, dbias = sum dy, dweight = sum dy xhat (always written);
+//             training: dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat))
+//             eval:     dx = weight invstd dy
+// Gradients are written (=).
+//
+// Variants, in order of increasing complexity:
+//   1. *_reference: plain loops in double; the oracle for tests.
+//   2. the run primitives of norm_simd.h over a one-lane vector (generic ISA),
+//   3. ... over AVX2 and AVX-512 vectors (norm_avx2.cpp, norm_avx512.cpp).
+// Statistics in one pass over memory: each (n, c) row is cut into runs of at most kRun elements
+// (they stay in L1), each run's mean and M2 come from two passes over it, and the runs merge per
+// channel in double with Chan's formula, in a fixed order. Rows shorter than kMinRow (the (N, C)
+// case) go by blocks of rows with double accumulators instead. The split into runs and blocks
+// never depends on the thread count, so results are bitwise the same for every thread count.
+// The normalised output is (x - a) * scale + shift with a = mean rounded to T and the rounding
+// folded into shift: x - a is exact for x near the mean, so a large mean costs no digits.
+#include "cpu/norm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/threading.h"
+#include "cpu/norm_simd.h"
+#include "cpu/vec_generic.h"
+
+namespace fastdl {
+
+// ---------------------------------------------------------------------------------------------
+// Reference
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+void batch_norm_forward_reference(T* y, T* save_mean, T* save_invstd, const T* x,
+                                  const T* weight, const T* bias, T* running_mean, T* running_var,
+                                  std::int64_t n, std::int64_t c, std::int64_t l, bool training,
+                                  double momentum, double eps) {
+  const double m = double(n * l);
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    double mean, var;
+    if (training) {
+      double s = 0, s2 = 0;
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < l; ++j) s += double(x[(i * c + ch) * l + j]);
+      mean = s / m;
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < l; ++j) {
+          const double d = double(x[(i * c + ch) * l + j]) - mean;
+          s2 += d * d;
+        }
+      var = s2 / m;
+      if (running_mean)
+        running_mean[ch] = T((1 - momentum) * double(running_mean[ch]) + momentum * mean);
+      if (running_var)
+        running_var[ch] = T((1 - momentum) * double(running_var[ch]) + momentum * var * m / (m - 1));
+    } else {
+      mean = double(running_mean[ch]);
+      var = double(running_var[ch]);
+    }
+    const double invstd = 1 / std::sqrt(var + eps);
+    save_mean[ch] = T(mean);
+    save_invstd[ch] = T(invstd);
+    const double w = weight ? double(weight[ch]) : 1.0, b = bias ? double(bias[ch]) : 0.0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < l; ++j) {
+        const std::int64_t k = (i * c + ch) * l + j;
+        y[k] = T((double(x[k]) - mean) * invstd * w + b);
+      }
+  }
+}
+
+template <typename T>
+void batch_norm_backward_reference(T* dx, T* dweight, T* dbias, const T* dy, const T* x,
+                                   const T* weight, const T* save_mean, const T* save_invstd,
+                                   std::int64_t n, std::int64_t c, std::int64_t l, bool training) {
+  const double m = double(n * l);
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    const double mean = double(save_mean[ch]), invstd = double(save_invstd[ch]);
+    double sdy = 0, sdyx = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < l; ++j) {
+        const std::int64_t k = (i * c + ch) * l + j;
+        sdy += double(dy[k]);
+        sdyx += double(dy[k]) * (double(x[k]) - mean);
+      }
+    dbias[ch] = T(sdy);
+    dweight[ch] = T(sdyx * invstd);
+    const double w = weight ? double(weight[ch]) : 1.0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < l; ++j) {
+        const std::int64_t k = (i * c + ch) * l + j;
+        const double g = double(dy[k]);
+        if (training) {
+          const double xhat = (double(x[k]) - mean) * invstd;
+          dx[k] = T(w * invstd * (g - sdy / m - xhat * sdyx * invstd / m));
+        } else {
+          dx[k] = T(w * invstd * g);
+        }
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast kernels: the generic table here, the SIMD tables in norm_avx2/avx512.cpp
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+const NormTable<float> norm_table_generic_f32 = make_norm_table<VecScalar<float>>();
+const NormTable<double> norm_table_generic_f64 = make_norm_table<VecScalar<double>>();
+
+constexpr std::int64_t kRun = 2048;     // elements of a run: 8 KiB of floats, resident in L1
+constexpr std::int64_t kMinRow = 32;    // shorter rows go by blocks of rows
+constexpr std::int64_t kBlock = 8192;   // elements of such a block (about)
+constexpr std::int64_t kGrain = 1 << 15;  // elements per thread worth waking a thread for
+
+int norm_threads(std::int64_t elems, std::int64_t items) {
+  return int(std::min<std::int64_t>(
+      {get_num_threads(), std::max<std::int64_t>(items, 1), std::max<std::int64_t>(1, elems / kGrain)}));
+}
+
+// Count, mean and M2 of a set of values, merged with another set's (Chan et al.).
+struct Moments {
+  double count = 0, mean = 0, m2 = 0;
+  void merge(double cb, double mb, double m2b) {
+    if (cb == 0) return;
+    const double total = count + cb, d = mb - mean;
+    mean += d * (cb / total);
+    m2 += m2b + d * d * (count * cb / total);
+    count = total;
+  }
+};
+
+// The rows of a block of the short-row path.
+std::int64_t block_rows(std::int64_t c, std::int64_t l) {
+  return std::max<std::int64_t>(1, kBlock / std::max<std::int64_t>(c * l, 1));
+}
+
+// Per-channel mean and biased variance of x (n, c, l), n * l > 0.
+template <typename T>
+void channel_moments(double* mean, double* var, const NormTable<T>& t, const T* x, std::int64_t n,
+                     std::int64_t c, std::int64_t l) {
+  const std::int64_t elems = n * c * l;
+  std::vector<double> pm, pm2;  // per run (or per block and channel): mean, M2
+  std::int64_t parts, runs = 0, rows = 0;
+  if (l >= kMinRow) {
+    runs = (l + kRun - 1) / kRun;
+    parts = n * c * runs;
+    pm.resize(std::size_t(parts));
+    pm2.resize(std::size_t(parts));
+    const int threads = norm_threads(elems, parts);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t it = 0; it < parts; ++it) {
+      const std::int64_t row = it / runs, lo = it % runs * kRun;
+      t.moments(&pm[std::size_t(it)], &pm2[std::size_t(it)], x + row * l + lo, std::min(kRun, l - lo));
+    }
+  } else {
+    rows = block_rows(c, l);
+    const std::int64_t blocks = (n + rows - 1) / rows;
+    parts = blocks * c;
+    pm.assign(std::size_t(parts), 0.0);
+    pm2.assign(std::size_t(parts), 0.0);
+    const int threads = norm_threads(elems, blocks);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      double* bm = &pm[std::size_t(b * c)];
+      double* bm2 = &pm2[std::size_t(b * c)];
+      const std::int64_t i0 = b * rows, i1 = std::min(n, i0 + rows);
+      const double cnt = double((i1 - i0) * l);
+      for (std::int64_t i = i0; i < i1; ++i)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t j = 0; j < l; ++j) bm[ch] += double(x[(i * c + ch) * l + j]);
+      for (std::int64_t ch = 0; ch < c; ++ch) bm[ch] /= cnt;
+      for (std::int64_t i = i0; i < i1; ++i)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t j = 0; j < l; ++j) {
+            const double d = double(x[(i * c + ch) * l + j]) - bm[ch];
+            bm2[ch] += d * d;
+          }
+    }
+  }
+  const int threads = norm_threads(parts, c);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    Moments acc;
+    if (runs) {
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t r = 0; r < runs; ++r) {
+          const std::size_t it = std::size_t((i * c + ch) * runs + r);
+          acc.merge(double(std::min(kRun, l - r * kRun)), pm[it], pm2[it]);
+        }
+    } else {
+      for (std::int64_t i0 = 0, b = 0; i0 < n; i0 += rows, ++b) {
+        const std::size_t it = std::size_t(b * c + ch);
+        acc.merge(double((std::min(n, i0 + rows) - i0) * l), pm[it], pm2[it]);
+      }
+    }
+    mean[ch] = acc.mean;
+    var[ch] = acc.m2 / acc.count;
+  }
+}
+
+// Per-channel sum dy and sum dy (x - mean) over n and l.
+template <typename T>
+void channel_grad_sums(double* sdy, double* sdyx, const NormTable<T>& t, const T* dy, const T* x,
+                       const T* mean, std::int64_t n, std::int64_t c, std::int64_t l) {
+  const std::int64_t elems = n * c * l;
+  std::vector<double> ps, psx;
+  std::int64_t parts, runs = 0, rows = 0;
+  if (l >= kMinRow) {
+    runs = (l + kRun - 1) / kRun;
+    parts = n * c * runs;
+    ps.resize(std::size_t(parts));
+    psx.resize(std::size_t(parts));
+    const int threads = norm_threads(2 * elems, parts);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t it = 0; it < parts; ++it) {
+      const std::int64_t row = it / runs, lo = it % runs * kRun, off = row * l + lo;
+      t.grad_sums(&ps[std::size_t(it)], &psx[std::size_t(it)], dy + off, x + off,
+                  std::min(kRun, l - lo), mean[row % c]);
+    }
+  } else {
+    rows = block_rows(c, l);
+    const std::int64_t blocks = (n + rows - 1) / rows;
+    parts = blocks * c;
+    ps.assign(std::size_t(parts), 0.0);
+    psx.assign(std::size_t(parts), 0.0);
+    const int threads = norm_threads(2 * elems, blocks);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      double* bs = &ps[std::size_t(b * c)];
+      double* bsx = &psx[std::size_t(b * c)];
+      for (std::int64_t i = b * rows; i < std::min(n, (b + 1) * rows); ++i)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t j = 0; j < l; ++j) {
+            const std::int64_t k = (i * c + ch) * l + j;
+            bs[ch] += double(dy[k]);
+            bsx[ch] += double(dy[k]) * double(x[k] - mean[ch]);
+          }
+    }
+  }
+  const int threads = norm_threads(parts, c);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    double s = 0, sx = 0;
+    if (runs) {
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t r = 0; r < runs; ++r) {
+          const std::size_t it = std::size_t((i * c + ch) * runs + r);
+          s += ps[it];
+          sx += psx[it];
+        }
+    } else {
+      for (std::int64_t b = 0; b * rows < n; ++b) {
+        s += ps[std::size_t(b * c + ch)];
+        sx += psx[std::size_t(b * c + ch)];
+      }
+    }
+    sdy[ch] = s;
+    sdyx[ch] = sx;
+  }
+}
+
+// Runs f(row, channel) over the n * c rows of l elements.
+template <class F>
+void for_rows(std::int64_t n, std::int64_t c, std::int64_t l, std::int64_t streams, F f) {
+  const int threads = norm_threads(streams * n * c * l, n * c);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t row = 0; row < n * c; ++row) f(row, row % c);
+}
+}  // namespace
+
+template <>
+const NormTable<float>& norm_table<float>(Isa isa) {
+  return pick_isa(isa, norm_table_generic_f32, norm_table_avx2_f32, norm_table_avx512_f32);
+}
+template <>
+const NormTable<double>& norm_table<double>(Isa isa) {
+  return pick_isa(isa, norm_table_generic_f64, norm_table_avx2_f64, norm_table_avx512_f64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+void batch_norm_forward(T* y, T* save_mean, T* save_invstd, const T* x, const T* weight,
+                        const T* bias, T* running_mean, T* running_var, std::int64_t n,
+                        std::int64_t c, std::int64_t l, bool training, double momentum,
+                        double eps, Isa isa) {
+  const NormTable<T>& t = norm_table<T>(isa);
+  std::vector<double> mean(static_cast<std::size_t>(c)), var(static_cast<std::size_t>(c));
+  const double m = double(n * l);
+  if (training) {
+    channel_moments(mean.data(), var.data(), t, x, n, c, l);
+  } else {
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      mean[std::size_t(ch)] = double(running_mean[ch]);
+      var[std::size_t(ch)] = double(running_var[ch]);
+    }
+  }
+  std::vector<T> a(static_cast<std::size_t>(c)), scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    const std::size_t k = std::size_t(ch);
+    const double invstd = 1 / std::sqrt(var[k] + eps);
+    if (training) {
+      if (running_mean) running_mean[ch] = T((1 - momentum) * double(running_mean[ch]) + momentum * mean[k]);
+      if (running_var)
+        running_var[ch] = T((1 - momentum) * double(running_var[ch]) + momentum * var[k] * m / (m - 1));
+    }
+    save_mean[ch] = T(mean[k]);
+    save_invstd[ch] = T(invstd);
+    const double sc = (weight ? double(weight[ch]) : 1.0) * invstd;
+    a[k] = T(mean[k]);
+    scale[k] = T(sc);
+    shift[k] = T((bias ? double(bias[ch]) : 0.0) - (mean[k] - double(a[k])) * sc);
+  }
+  for_rows(n, c, l, 2, [&](std::int64_t row, std::int64_t ch) {
+    const std::size_t k = std::size_t(ch);
+    t.affine(y + row * l, x + row * l, l, a[k], scale[k], shift[k]);
+  });
+}
+
+template <typename T>
+void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight,
+                         const T* save_mean, const T* save_invstd, std::int64_t n, std::int64_t c,
+                         std::int64_t l, bool training, Isa isa) {
+  const NormTable<T>& t = norm_table<T>(isa);
+  std::vector<double> sdy(static_cast<std::size_t>(c)), sdyx(static_cast<std::size_t>(c));
+  channel_grad_sums(sdy.data(), sdyx.data(), t, dy, x, save_mean, n, c, l);
+  std::vector<T> k1(static_cast<std::size_t>(c)), b(static_cast<std::size_t>(c)), off(static_cast<std::size_t>(c));
+  const double m = double(n * l);
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    const std::size_t k = std::size_t(ch);
+    const double invstd = double(save_invstd[ch]);
+    dbias[ch] = T(sdy[k]);
+    dweight[ch] = T(sdyx[k] * invstd);
+    const double g = (weight ? double(weight[ch]) : 1.0) * invstd;
+    k1[k] = T(g);
+    // dx = g (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
+    b[k] = training && m > 0 ? T(g * invstd * invstd * sdyx[k] / m) : T(0);
+    off[k] = training && m > 0 ? T(-g * sdy[k] / m) : T(0);
+  }
+  for_rows(n, c, l, 3, [&](std::int64_t row, std::int64_t ch) {
+    const std::size_t k = std::size_t(ch);
+    if (training)
+      t.grad_input(dx + row * l, dy + row * l, x + row * l, l, save_mean[ch], k1[k], b[k], off[k]);
+    else
+      t.affine(dx + row * l, dy + row * l, l, T(0), k1[k], T(0));
+  });
+}
+
+#define FASTDL_INSTANTIATE(T)                                                                     \
+  template void batch_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*,           \
+                                      std::int64_t, std::int64_t, std::int64_t, bool, double,     \
+                                      double, Isa);                                               \
+  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
+                                       const T*, std::int64_t, std::int64_t, std::int64_t, bool,  \
+                                       Isa);                                                      \
+  template void batch_norm_forward_reference<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*, \
+                                                std::int64_t, std::int64_t, std::int64_t, bool,   \
+                                                double, double);                                  \
+  template void batch_norm_backward_reference<T>(T*, T*, T*, const T*, const T*, const T*,        \
+                                                 const T*, const T*, std::int64_t, std::int64_t,  \
+                                                 std::int64_t, bool);
+FASTDL_INSTANTIATE(float)
+FASTDL_INSTANTIATE(double)
+#undef FASTDL_INSTANTIATE
+
+}  // namespace fastdl

@@ -1,0 +1,109 @@
+// norm_simd.h: the normalisation run primitives (norm.h's NormTable) written once over vector
+// traits V and instantiated per ISA. Reductions keep four vector accumulators in T over a run
+// (norm.cpp keeps runs short: at most kRun elements) and hand their sum to the caller in double;
+// they combine in a fixed order, so a run's result depends only on the ISA.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/norm.h"
+#include "cpu/vec_math.h"  // map1, map2
+
+namespace fastdl {
+namespace {
+
+// sum f(acc, i) over the run: f adds the contribution of the W elements at i to acc; tail(acc,
+// i, r) those of the last r < W elements.
+template <class V, class F, class G>
+inline typename V::reg nm_reduce(std::int64_t n, F f, G tail) {
+  using R = typename V::reg;
+  R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+  std::int64_t i = 0;
+  for (; i + 4 * V::W <= n; i += 4 * V::W) {
+    a0 = f(a0, i);
+    a1 = f(a1, i + V::W);
+    a2 = f(a2, i + 2 * V::W);
+    a3 = f(a3, i + 3 * V::W);
+  }
+  for (; i + V::W <= n; i += V::W) a0 = f(a0, i);
+  if (i < n) a1 = tail(a1, i, int(n - i));
+  return V::add(V::add(a0, a1), V::add(a2, a3));
+}
+
+// Two passes: a first estimate of the mean, then the deviations from it (whose sum corrects the
+// estimate). Deviations from a nearby shift are small, so neither sum loses the digits a
+// one-pass sum of squares would (inputs like 1e4 + noise in float32).
+template <class V>
+void nm_moments(double* mean, double* m2, const typename V::T* x, std::int64_t n) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  const R s = nm_reduce<V>(
+      n, [&](R acc, std::int64_t i) { return V::add(acc, V::load(x + i)); },
+      [&](R acc, std::int64_t i, int r) { return V::add(acc, V::loadn(x + i, r)); });
+  const T a = T(double(V::hsum(s)) / double(n));
+  const R av = V::set1(a);
+  R s2 = V::zero();  // the second sum rides along the first's loop
+  const R s1 = nm_reduce<V>(
+      n,
+      [&](R acc, std::int64_t i) {
+        const R d = V::sub(V::load(x + i), av);
+        s2 = V::fmadd(d, d, s2);
+        return V::add(acc, d);
+      },
+      [&](R acc, std::int64_t i, int r) {
+        const R d = V::select(V::lanes(r), V::sub(V::loadn(x + i, r), av), V::zero());
+        s2 = V::fmadd(d, d, s2);
+        return V::add(acc, d);
+      });
+  const double d1 = double(V::hsum(s1));
+  *mean = double(a) + d1 / double(n);
+  *m2 = double(V::hsum(s2)) - d1 * d1 / double(n);
+}
+
+template <class V>
+void nm_affine(typename V::T* y, const typename V::T* x, std::int64_t n, typename V::T a,
+               typename V::T b, typename V::T c) {
+  const auto av = V::set1(a), bv = V::set1(b), cv = V::set1(c);
+  map1<V>(y, x, n, [&](auto v) { return V::fmadd(V::sub(v, av), bv, cv); });
+}
+
+template <class V>
+void nm_grad_sums(double* sdy, double* sdyx, const typename V::T* dy, const typename V::T* x,
+                  std::int64_t n, typename V::T a) {
+  using R = typename V::reg;
+  const R av = V::set1(a);
+  R sx = V::zero();
+  const R sg = nm_reduce<V>(
+      n,
+      [&](R acc, std::int64_t i) {
+        const R g = V::load(dy + i);
+        sx = V::fmadd(g, V::sub(V::load(x + i), av), sx);
+        return V::add(acc, g);
+      },
+      [&](R acc, std::int64_t i, int r) {
+        const R g = V::loadn(dy + i, r);
+        const R d = V::select(V::lanes(r), V::sub(V::loadn(x + i, r), av), V::zero());
+        sx = V::fmadd(g, d, sx);
+        return V::add(acc, g);
+      });
+  *sdy = double(V::hsum(sg));
+  *sdyx = double(V::hsum(sx));
+}
+
+template <class V>
+void nm_grad_input(typename V::T* dx, const typename V::T* dy, const typename V::T* x,
+                   std::int64_t n, typename V::T a, typename V::T k, typename V::T b,
+                   typename V::T c) {
+  const auto av = V::set1(a), kv = V::set1(k), bv = V::set1(b), cv = V::set1(c);
+  map2<V>(dx, dy, x, n, [&](auto g, auto v) {
+    return V::fnmadd(V::sub(v, av), bv, V::fmadd(g, kv, cv));
+  });
+}
+
+template <class V>
+constexpr NormTable<typename V::T> make_norm_table() {
+  return {&nm_moments<V>, &nm_affine<V>, &nm_grad_sums<V>, &nm_grad_input<V>};
+}
+
+}  // namespace
+}  // namespace fastdl

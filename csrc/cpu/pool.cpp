@@ -1,0 +1,379 @@
+// pool.cpp: 2-D max, average and adaptive-average pooling of NCHW planes, forward and backward.
+//
+// Shapes: x, dx (planes = N*C, H, W); y, dy, argmax (planes, OH, OW), contiguous. Floor mode:
+// OH = (H + 2 ph - kh) / sh + 1, likewise OW; the caller guarantees ph <= kh / 2 and pw <= kw / 2
+// (PyTorch's rule), so every window holds at least one cell of the image.
+//   max      y = max over the window, padding -inf; argmax = ih * W + iw of the FIRST maximum in
+//            row-major window order; a NaN counts as larger than anything (the last NaN of the
+//            window wins, as PyTorch's CPU kernel: `val > max || isnan(val)`).
+//            dx = 0, then dx[argmax] += dy (overlapping windows accumulate).
+//   avg      y = sum over the window / (kh * kw): padding counts as zeros in the divisor
+//            (count_include_pad=True; floor mode never clips a window to fewer than kh x kw
+//            padded cells). dx[cell] = sum over the windows holding it of dy / (kh * kw).
+//   adaptive window of output i along an axis of n inputs and m outputs:
+//            [floor(i n / m), ceil((i + 1) n / m)), as PyTorch; y = mean over it,
+//            dx[cell] = sum over the windows holding it of dy / window size.
+// Gradients are written (=), never accumulated into the caller's array.
+//
+// Variants, in order of increasing complexity:
+//   1. *_reference: plain loops over every window cell; the oracle for tests.
+//   2. the per-plane kernels of pool_simd.h over a one-lane vector (generic ISA),
+//   3. ... over AVX2 and AVX-512 vectors (pool_avx2.cpp, pool_avx512.cpp): forward vectorised
+//      over ow (stride 1 loads, stride 2 loads + deinterleave, gathers otherwise), the border
+//      windows that padding clips done one at a time; backward as row scatters within a
+//      cache-resident plane.
+// OpenMP splits planes (and output rows of the forward passes when there are fewer planes than
+// threads); every output is computed by the same code whatever the split, so results do not
+// depend on the thread count.
+#include "cpu/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/threading.h"
+#include "cpu/pool_simd.h"
+#include "cpu/vec_generic.h"
+
+namespace fastdl {
+
+// ---------------------------------------------------------------------------------------------
+// Reference
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+// Adaptive window [start, end) of output i along an axis of n inputs and m outputs.
+inline std::int64_t adaptive_start(std::int64_t i, std::int64_t n, std::int64_t m) {
+  return i * n / m;
+}
+inline std::int64_t adaptive_end(std::int64_t i, std::int64_t n, std::int64_t m) {
+  return ((i + 1) * n + m - 1) / m;
+}
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward_reference(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s) {
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    const T* xp = x + p * s.h * s.w;
+    for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+      for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+        const std::int64_t h0 = std::max<std::int64_t>(oh * s.sh - s.ph, 0);
+        const std::int64_t w0 = std::max<std::int64_t>(ow * s.sw - s.pw, 0);
+        const std::int64_t h1 = std::min(oh * s.sh - s.ph + s.kh, s.h);
+        const std::int64_t w1 = std::min(ow * s.sw - s.pw + s.kw, s.w);
+        T m = -std::numeric_limits<T>::infinity();
+        std::int64_t at = h0 * s.w + w0;
+        for (std::int64_t ih = h0; ih < h1; ++ih) {
+          for (std::int64_t iw = w0; iw < w1; ++iw) {
+            const T v = xp[ih * s.w + iw];
+            if (v > m || std::isnan(v)) {
+              m = v;
+              at = ih * s.w + iw;
+            }
+          }
+        }
+        const std::int64_t o = (p * s.oh + oh) * s.ow + ow;
+        y[o] = m;
+        argmax[o] = at;
+      }
+    }
+  }
+}
+
+template <typename T>
+std::int64_t max_pool2d_backward_reference(T* dx, const T* dy, const std::int64_t* argmax,
+                                           const Pool2dShape& s) {
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  std::int64_t bad = -1;
+  std::fill(dx, dx + s.planes * hw, T(0));
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    for (std::int64_t o = 0; o < ohw; ++o) {
+      const std::int64_t a = argmax[p * ohw + o];
+      if (a < 0 || a >= hw) {
+        if (bad < 0) bad = p * ohw + o;
+        continue;
+      }
+      dx[p * hw + a] += dy[p * ohw + o];
+    }
+  }
+  return bad;
+}
+
+template <typename T>
+void avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s) {
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    const T* xp = x + p * s.h * s.w;
+    for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+      for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+        const std::int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
+        const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
+        const std::int64_t div = (he - hs) * (we - ws);
+        double sum = 0;
+        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(he, s.h); ++ih)
+          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(we, s.w); ++iw)
+            sum += double(xp[ih * s.w + iw]);
+        y[(p * s.oh + oh) * s.ow + ow] = T(sum / double(div));
+      }
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_backward_reference(T* dx, const T* dy, const Pool2dShape& s) {
+  std::fill(dx, dx + s.planes * s.h * s.w, T(0));
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    T* dxp = dx + p * s.h * s.w;
+    for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+      for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+        const std::int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
+        const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
+        const T g = dy[(p * s.oh + oh) * s.ow + ow] / T((he - hs) * (we - ws));
+        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(he, s.h); ++ih)
+          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(we, s.w); ++iw)
+            dxp[ih * s.w + iw] += g;
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s) {
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    const T* xp = x + p * s.h * s.w;
+    for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+      const std::int64_t h0 = adaptive_start(oh, s.h, s.oh), h1 = adaptive_end(oh, s.h, s.oh);
+      for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+        const std::int64_t w0 = adaptive_start(ow, s.w, s.ow), w1 = adaptive_end(ow, s.w, s.ow);
+        double sum = 0;
+        for (std::int64_t ih = h0; ih < h1; ++ih)
+          for (std::int64_t iw = w0; iw < w1; ++iw) sum += double(xp[ih * s.w + iw]);
+        y[(p * s.oh + oh) * s.ow + ow] = T(sum / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward_reference(T* dx, const T* dy, const Pool2dShape& s) {
+  std::fill(dx, dx + s.planes * s.h * s.w, T(0));
+  for (std::int64_t p = 0; p < s.planes; ++p) {
+    T* dxp = dx + p * s.h * s.w;
+    for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+      const std::int64_t h0 = adaptive_start(oh, s.h, s.oh), h1 = adaptive_end(oh, s.h, s.oh);
+      for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+        const std::int64_t w0 = adaptive_start(ow, s.w, s.ow), w1 = adaptive_end(ow, s.w, s.ow);
+        const T g = dy[(p * s.oh + oh) * s.ow + ow] / T((h1 - h0) * (w1 - w0));
+        for (std::int64_t ih = h0; ih < h1; ++ih)
+          for (std::int64_t iw = w0; iw < w1; ++iw) dxp[ih * s.w + iw] += g;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast kernels: the generic table here, the SIMD tables in pool_avx2/avx512.cpp
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+template <typename Tp>
+struct PoolOps<VecScalar<Tp>> {
+  static Tp even2(const Tp* p) { return *p; }
+  static Tp gather(const Tp* p, std::int64_t) { return *p; }
+  static void dup2(Tp v, Tp& lo, Tp& hi) { lo = hi = v; }
+  static void store_index(std::int64_t* d, std::int64_t b, std::int64_t, Tp off) {
+    *d = b + std::int64_t(off);
+  }
+};
+
+const PoolTable<float> pool_table_generic_f32 = make_pool_table<VecScalar<float>>();
+const PoolTable<double> pool_table_generic_f64 = make_pool_table<VecScalar<double>>();
+
+// Elements (input + output) per thread below which a second thread costs more than it gives.
+constexpr std::int64_t kGrain = 1 << 15;
+
+int pool_threads(std::int64_t elems, std::int64_t items) {
+  return int(std::min<std::int64_t>(
+      {get_num_threads(), std::max<std::int64_t>(items, 1), std::max<std::int64_t>(1, elems / kGrain)}));
+}
+
+// Runs f(plane, oh0, oh1) over every plane, cutting the output rows into blocks when there are
+// too few planes to keep every thread busy (forward passes only: output rows are independent).
+template <class F>
+void for_output_rows(const Pool2dShape& s, std::int64_t elems, F f) {
+  if (s.planes == 0 || s.oh == 0) return;
+  const int threads = pool_threads(elems, s.planes * s.oh);
+  std::int64_t per_plane = 1;
+  if (s.planes < 4 * threads) per_plane = std::min<std::int64_t>(s.oh, (4 * threads + s.planes - 1) / s.planes);
+  const std::int64_t rows = (s.oh + per_plane - 1) / std::max<std::int64_t>(per_plane, 1);
+  const std::int64_t items = s.planes * per_plane;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t it = 0; it < items; ++it) {
+    const std::int64_t p = it / per_plane, b = it % per_plane;
+    const std::int64_t oh0 = std::min(s.oh, b * rows), oh1 = std::min(s.oh, oh0 + rows);
+    if (oh0 < oh1) f(p, oh0, oh1);
+  }
+}
+
+template <class F>
+void for_planes(const Pool2dShape& s, std::int64_t elems, F f) {
+  const int threads = pool_threads(elems, s.planes);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t p = 0; p < s.planes; ++p) f(p);
+}
+
+std::int64_t elems_of(const Pool2dShape& s) { return s.planes * (s.h * s.w + s.oh * s.ow); }
+}  // namespace
+
+template <>
+const PoolTable<float>& pool_table<float>(Isa isa) {
+  return pick_isa(isa, pool_table_generic_f32, pool_table_avx2_f32, pool_table_avx512_f32);
+}
+template <>
+const PoolTable<double>& pool_table<double>(Isa isa) {
+  return pick_isa(isa, pool_table_generic_f64, pool_table_avx2_f64, pool_table_avx512_f64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
+    t.max_rows(y + p * ohw, argmax + p * ohw, x + p * hw, s, oh0, oh1);
+  });
+}
+
+template <typename T>
+std::int64_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
+                                 const Pool2dShape& s) {
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  std::vector<std::int64_t> bad(std::size_t(std::max<std::int64_t>(s.planes, 0)), -1);
+  // Zero and scatter one plane at a time, so the scatter hits a plane still in cache.
+  for_planes(s, elems_of(s), [&](std::int64_t p) {
+    T* d = dx + p * hw;
+    const T* g = dy + p * ohw;
+    const std::int64_t* a = argmax + p * ohw;
+    std::memset(static_cast<void*>(d), 0, std::size_t(hw) * sizeof(T));
+    for (std::int64_t o = 0; o < ohw; ++o) {
+      // One unsigned compare catches negative and too-large indices alike.
+      if (static_cast<std::uint64_t>(a[o]) >= static_cast<std::uint64_t>(hw)) {
+        if (bad[std::size_t(p)] < 0) bad[std::size_t(p)] = p * ohw + o;
+        continue;
+      }
+      d[a[o]] += g[o];
+    }
+  });
+  for (std::int64_t b : bad)
+    if (b >= 0) return b;
+  return -1;
+}
+
+template <typename T>
+void avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
+    t.avg_rows(y + p * ohw, x + p * hw, s, oh0, oh1);
+  });
+}
+
+template <typename T>
+void avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const int threads = pool_threads(elems_of(s), s.planes);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<T> scratch(std::size_t(s.w + s.ow));  // one expanded row + one scaled dy row
+#pragma omp for schedule(static)
+    for (std::int64_t p = 0; p < s.planes; ++p)
+      t.avg_plane_backward(dx + p * hw, dy + p * ohw, s, scratch.data());
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const int threads = pool_threads(elems_of(s), s.planes * s.oh);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<T> colsum(std::size_t(s.w));
+#pragma omp for schedule(static) collapse(2)
+    for (std::int64_t p = 0; p < s.planes; ++p) {
+      for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+        const T* xp = x + p * hw;
+        const std::int64_t h0 = adaptive_start(oh, s.h, s.oh), h1 = adaptive_end(oh, s.h, s.oh);
+        // Column sums of the window's rows (vectorised), then each output's run of columns.
+        t.row_put(colsum.data(), xp + h0 * s.w, s.w, false);
+        for (std::int64_t ih = h0 + 1; ih < h1; ++ih) t.row_acc(colsum.data(), xp + ih * s.w, s.w);
+        T* yr = y + p * ohw + oh * s.ow;
+        for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+          const std::int64_t w0 = adaptive_start(ow, s.w, s.ow), w1 = adaptive_end(ow, s.w, s.ow);
+          T sum = T(0);
+          for (std::int64_t iw = w0; iw < w1; ++iw) sum += colsum[std::size_t(iw)];
+          yr[ow] = sum / T((h1 - h0) * (w1 - w0));
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
+  const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  if (s.oh == 0 || s.ow == 0) {  // no window: no gradient
+    std::fill(dx, dx + s.planes * hw, T(0));
+    return;
+  }
+  const int threads = pool_threads(elems_of(s), s.planes);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<T> row(std::size_t(s.w));
+#pragma omp for schedule(static)
+    for (std::int64_t p = 0; p < s.planes; ++p) {
+      T* d = dx + p * hw;
+      std::int64_t done = 0;  // rows [0, done) of the plane are written
+      for (std::int64_t oh = 0; oh < s.oh; ++oh) {
+        const std::int64_t h0 = adaptive_start(oh, s.h, s.oh), h1 = adaptive_end(oh, s.h, s.oh);
+        // The gradient one input row of this window receives: each output's share over its run.
+        std::fill(row.begin(), row.end(), T(0));
+        const T* g = dy + p * ohw + oh * s.ow;
+        for (std::int64_t ow = 0; ow < s.ow; ++ow) {
+          const std::int64_t w0 = adaptive_start(ow, s.w, s.ow), w1 = adaptive_end(ow, s.w, s.ow);
+          const T share = g[ow] / T((h1 - h0) * (w1 - w0));
+          for (std::int64_t iw = w0; iw < w1; ++iw) row[std::size_t(iw)] += share;
+        }
+        for (std::int64_t ih = h0; ih < h1; ++ih) t.row_put(d + ih * s.w, row.data(), s.w, ih < done);
+        done = std::max(done, h1);
+      }
+    }
+  }
+}
+
+#define FASTDL_INSTANTIATE(T)                                                                    \
+  template void max_pool2d_forward<T>(T*, std::int64_t*, const T*, const Pool2dShape&, Isa);     \
+  template std::int64_t max_pool2d_backward<T>(T*, const T*, const std::int64_t*,                \
+                                               const Pool2dShape&);                              \
+  template void avg_pool2d_forward<T>(T*, const T*, const Pool2dShape&, Isa);                    \
+  template void avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, Isa);                   \
+  template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2dShape&, Isa);           \
+  template void adaptive_avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, Isa);          \
+  template void max_pool2d_forward_reference<T>(T*, std::int64_t*, const T*, const Pool2dShape&); \
+  template std::int64_t max_pool2d_backward_reference<T>(T*, const T*, const std::int64_t*,      \
+                                                         const Pool2dShape&);                    \
+  template void avg_pool2d_forward_reference<T>(T*, const T*, const Pool2dShape&);               \
+  template void avg_pool2d_backward_reference<T>(T*, const T*, const Pool2dShape&);              \
+  template void adaptive_avg_pool2d_forward_reference<T>(T*, const T*, const Pool2dShape&);      \
+  template void adaptive_avg_pool2d_backward_reference<T>(T*, const T*, const Pool2dShape&);
+FASTDL_INSTANTIATE(float)
+FASTDL_INSTANTIATE(double)
+#undef FASTDL_INSTANTIATE
+
+}  // namespace fastdl

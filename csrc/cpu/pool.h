@@ -1,0 +1,83 @@
+// pool.h: 2-D max / average / adaptive-average pooling over the H x W planes of an NCHW array,
+// forward and backward (pool.cpp documents the semantics).
+//
+// A "plane" is one (n, c) image: x is (planes, H, W) and y (planes, OH, OW), contiguous. The
+// window of output (oh, ow) starts at (oh * sh - ph, ow * sw - pw) and is kh x kw; cells outside
+// the image are padding (-inf for max, zeros counted by the divisor for avg).
+#pragma once
+
+#include <cstdint>
+
+#include "common/cpu.h"
+
+namespace fastdl {
+
+struct Pool2dShape {
+  std::int64_t planes;  // N * C
+  std::int64_t h, w;    // input plane
+  std::int64_t oh, ow;  // output plane
+  std::int64_t kh, kw, sh, sw, ph, pw;  // window, stride, padding (all 1 / 1 / 0 for adaptive)
+};
+
+// Floor-mode output size of a pooled axis: (in + 2 pad - kernel) / stride + 1.
+inline std::int64_t pool_out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p) {
+  return (in + 2 * p - k) / s + 1;
+}
+
+// One ISA's per-plane kernels (single-threaded; the dispatch splits planes and output rows).
+template <typename T>
+struct PoolTable {
+  // Output rows [oh0, oh1) of one plane; x, y and argmax point at the plane.
+  void (*max_rows)(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s, std::int64_t oh0,
+                   std::int64_t oh1);
+  void (*avg_rows)(T* y, const T* x, const Pool2dShape& s, std::int64_t oh0, std::int64_t oh1);
+  // The whole input-gradient plane (written, =).
+  void (*avg_plane_backward)(T* dx, const T* dy, const Pool2dShape& s, T* scratch);
+  // dst[i] = src[i] (add = false) or dst[i] += src[i]: the row step of the scatter passes.
+  void (*row_put)(T* dst, const T* src, std::int64_t n, bool add);
+  // dst[i] += src[i], the row step of adaptive average pooling's vertical sums.
+  void (*row_acc)(T* dst, const T* src, std::int64_t n);
+};
+
+template <typename T>
+const PoolTable<T>& pool_table(Isa isa);
+
+extern const PoolTable<float> pool_table_avx2_f32;
+extern const PoolTable<double> pool_table_avx2_f64;
+extern const PoolTable<float> pool_table_avx512_f32;
+extern const PoolTable<double> pool_table_avx512_f64;
+
+// ---- fast kernels (ISA from cpu_isa() unless given), OpenMP over planes -----------------------
+// max_pool2d_backward returns the flat index of the first out-of-range argmax entry (those are
+// skipped), or -1 when every index was inside the H x W plane.
+template <typename T>
+void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s,
+                        Isa isa = cpu_isa());
+template <typename T>
+std::int64_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
+                                 const Pool2dShape& s);
+template <typename T>
+void avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa = cpu_isa());
+template <typename T>
+void avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa = cpu_isa());
+template <typename T>
+void adaptive_avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa = cpu_isa());
+template <typename T>
+void adaptive_avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa = cpu_isa());
+
+// ---- plain-loop references: the test oracle ---------------------------------------------------
+template <typename T>
+void max_pool2d_forward_reference(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s);
+template <typename T>
+std::int64_t max_pool2d_backward_reference(T* dx, const T* dy, const std::int64_t* argmax,
+                                           const Pool2dShape& s);
+template <typename T>
+void avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s);
+template <typename T>
+void avg_pool2d_backward_reference(T* dx, const T* dy, const Pool2dShape& s);
+template <typename T>
+void adaptive_avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s);
+template <typename T>
+void adaptive_avg_pool2d_backward_reference(T* dx, const T* dy, const Pool2dShape& s);
+
+}  // namespace fastdl

@@ -1,0 +1,33 @@
+"""The autograd Functions, one module per op family (named as fastdl.ops' modules where the
+family has one), each with ``forward`` and ``backward`` side by side. The engine that runs them
+(Function, Tensor, backward) is fastdl.tensor; a family module does
+``from ..tensor import Function, Tensor``.
+
+    elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
+    shape         Sum, Reshape, Transpose, GetItem, ToDevice (reduce, rearrange, move)
+    dense         MatMul, Linear                             (fastdl.ops kernels from here on)
+    activation    ReLU, Sigmoid, Tanh
+    softmax       Softmax, LogSoftmax
+    loss          CrossEntropy, MSELoss, BCEWithLogits
+    dropout       Dropout
+
+Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
+fastdl.nn.functional runs Linear, the losses and Dropout (and the activations and softmax too).
+"""
+
+from .elementwise import *  # noqa: F401,F403
+from .elementwise import __all__ as _elementwise
+from .shape import *  # noqa: F401,F403
+from .shape import __all__ as _shape
+from .dense import *  # noqa: F401,F403
+from .dense import __all__ as _dense
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _activation
+from .softmax import *  # noqa: F401,F403
+from .softmax import __all__ as _softmax
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss
+from .dropout import *  # noqa: F401,F403
+from .dropout import __all__ as _dropout
+
+__all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout]

@@ -1,0 +1,129 @@
+"""Normalisation over channels: batch_norm, forward and backward.
+
+    batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
+               eps=1e-5) -> (y, save_mean, save_invstd)
+        x (N, C) or (N, C, *); statistics over every axis but 1.
+        training: mean and biased variance of the batch; running_mean / running_var, when
+            given, become (1 - momentum) * old + momentum * batch (variance unbiased), in place.
+        eval (training=False): normalise with running_mean / running_var (required).
+        y = (x - mean) * invstd * weight + bias, invstd = 1 / sqrt(var + eps); save_mean and
+        save_invstd (C,) are the statistics used. weight / bias may be None (1 and 0).
+    batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True)
+        -> (dx, dweight, dbias); dweight = sum(dy * xhat), dbias = sum(dy) over every axis but 1,
+        returned even when weight / bias were None. training:
+        dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: weight * invstd * dy.
+
+running_mean / running_var are updated in place, so they must already be C-contiguous (C,)
+arrays of the op's dtype on x's device (TypeError otherwise; DESIGN section 2). The statistics
+are computed in one pass over x (exact two-pass moments per cache-resident run, merged in double),
+accurate for inputs with a large mean. Kernels: csrc/cpu/norm*.cpp, csrc/cuda/norm.cu.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ._util import check_shape, prepare, shape_str
+from .activation import _contig, _kernel
+
+__all__ = ["batch_norm", "batch_norm_backward"]
+
+
+def _flag(op: str, name: str, v) -> bool:
+    if not isinstance(v, (bool, numbers.Integral)) and type(v).__name__ != "bool_":
+        raise TypeError(f"{op}: {name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _real(op: str, name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{op}: {name} must be finite, got {v}")
+    return v
+
+
+def _ncl(op: str, x):
+    """(N, C, L) of x (N, C, *)."""
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x must be (N, C) or (N, C, *), got shape {shape_str(x.shape)}")
+    return x.shape[0], x.shape[1], math.prod(x.shape[2:])
+
+
+def _channels(op: str, c: int, **vectors):
+    for name, v in vectors.items():
+        if v is not None:
+            check_shape(op, name, v, (c,))
+
+
+def _running(op: str, name: str, a, be, dtype, c: int):
+    """A running statistic updated in place: exactly the right array already (TypeError if not)."""
+    if a is None:
+        return None
+    if not isinstance(a, be.xp.ndarray):
+        raise TypeError(f"{op}: {name} is updated in place and must be a {be.xp.__name__} array "
+                        f"on x's device, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{op}: {name} is updated in place and must have dtype {dtype}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise TypeError(f"{op}: {name} is updated in place and must be C-contiguous")
+    if not a.flags.writeable:
+        raise ValueError(f"{op}: {name} is updated in place but is read-only")
+    check_shape(op, name, a, (c,))
+    return a
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch normalisation over every axis but 1; returns (y, save_mean, save_invstd)."""
+    op = "batch_norm"
+    training = _flag(op, "training", training)
+    momentum = _real(op, "momentum", momentum)
+    eps = _real(op, "eps", eps)
+    if eps < 0:
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
+    be, dtype, x, weight, bias = prepare(op, x=x, weight=weight, bias=bias)
+    n, c, l = _ncl(op, x)
+    _channels(op, c, weight=weight, bias=bias)
+    running_mean = _running(op, "running_mean", running_mean, be, dtype, c)
+    running_var = _running(op, "running_var", running_var, be, dtype, c)
+    if training:
+        if n * l == 0:
+            raise ValueError(f"{op}: the batch statistics of an empty input (shape "
+                             f"{shape_str(x.shape)}) are undefined in training mode")
+        if n * l == 1:
+            raise ValueError(f"{op}: Expected more than 1 value per channel when training, got "
+                             f"input of shape {shape_str(x.shape)}")
+    elif running_mean is None or running_var is None:
+        raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
+    x3 = _contig(be, x).reshape(n, c, l)
+    y = be.empty((n, c, l), dtype)
+    save_mean = be.empty((c,), dtype)
+    save_invstd = be.empty((c,), dtype)
+    _kernel(be, op, "batch_norm_forward")(
+        y, save_mean, save_invstd, x3, None if weight is None else _contig(be, weight),
+        None if bias is None else _contig(be, bias), running_mean, running_var, training,
+        momentum, eps)
+    return y.reshape(x.shape), save_mean, save_invstd
+
+
+def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
+    """Gradients of batch_norm: (dx, dweight, dbias)."""
+    op = "batch_norm_backward"
+    training = _flag(op, "training", training)
+    be, dtype, dy, x, weight, save_mean, save_invstd = prepare(
+        op, dy=dy, x=x, weight=weight, save_mean=save_mean, save_invstd=save_invstd)
+    n, c, l = _ncl(op, x)
+    check_shape(op, "dy", dy, x.shape)
+    if save_mean is None or save_invstd is None:
+        raise TypeError(f"{op}: save_mean and save_invstd must be the arrays batch_norm returned, got None")
+    _channels(op, c, weight=weight, save_mean=save_mean, save_invstd=save_invstd)
+    dx = be.empty((n, c, l), dtype)
+    dweight = be.empty((c,), dtype)
+    dbias = be.empty((c,), dtype)
+    _kernel(be, op, "batch_norm_backward")(
+        dx, dweight, dbias, _contig(be, dy).reshape(n, c, l), _contig(be, x).reshape(n, c, l),
+        None if weight is None else _contig(be, weight), _contig(be, save_mean),
+        _contig(be, save_invstd), training)
+    return dx.reshape(x.shape), dweight, dbias

@@ -1,0 +1,242 @@
+"""batch_norm forward (training and eval) and backward: against the float64 NumPy reference,
+the plain-loop kernel oracle on every ISA, torch.nn.functional.batch_norm (outputs and running
+statistics) and float64 finite differences; large-mean inputs, thread-count repeatability."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _core, ops
+
+import reference as ref
+from helpers import assert_close, gradcheck
+
+DTYPES = [np.float32, np.float64]
+ORDER = ["generic", "avx2", "avx512"]
+ISAS = [i for i in ORDER if ORDER.index(i) <= ORDER.index(_core.cpu_isa_supported())]
+# (N, C), (N, C, L) and (N, C, H, W); rows shorter than 32 take the block path, longer ones the
+# run path, longer than 2048 several runs a row; batch 1 and odd sizes.
+SHAPES = [(4, 3), (2, 5), (7, 17, 1), (3, 2, 31), (2, 3, 33), (1, 3, 7, 7), (5, 4, 3, 5),
+          (2, 3, 4100), (16, 1, 17)]
+
+
+def _params(rng, c, dtype, affine=True):
+    w = (rng.standard_normal(c) if affine else None)
+    b = (rng.standard_normal(c) if affine else None)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    return cast(w), cast(b), cast(rm), cast(rv)
+
+
+def _np32(x, w, b, eps=1e-5):
+    """The same forward in NumPy in x's dtype: the tolerance yardstick."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + x.dtype.type(eps))
+    return y * w.reshape(shape) + b.reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_training(rng, shape, affine, dtype):
+    x = rng.standard_normal(shape) * 3 + 1
+    w, b, rm, rv = _params(rng, shape[1], dtype, affine)
+    rm0, rv0 = rm.copy(), rv.copy()
+    xd = x.astype(dtype)
+    y, sm, si = ops.batch_norm(xd, w, b, rm, rv, True, 0.1, 1e-5)
+    want_y, want_m, want_i = ref.batch_norm(xd, w, b, None, None, True)
+    base = _np32(xd, w if affine else np.ones(shape[1], dtype), b if affine else np.zeros(shape[1], dtype))
+    assert y.shape == shape and sm.shape == si.shape == (shape[1],)
+    assert_close(y, want_y, dtype, base, name="y", ulps=32)
+    assert_close(sm, want_m, dtype, name="save_mean")
+    assert_close(si, want_i, dtype, name="save_invstd", ulps=16)
+    want_rm, want_rv = ref.batch_norm_running(xd, rm0, rv0, 0.1)
+    assert_close(rm, want_rm, dtype, name="running_mean")
+    assert_close(rv, want_rv, dtype, name="running_var")
+    dy = rng.standard_normal(shape)
+    dx, dw, db = ops.batch_norm_backward(dy.astype(dtype), xd, w, sm, si, True)
+    want = ref.batch_norm_backward(dy, xd, w, sm, si, True)
+    m = x.size // shape[1]
+    for got, exp, name in zip((dx, dw, db), want, ("dx", "dweight", "dbias")):
+        assert_close(got, exp, dtype, name=name, ulps=16 + 4 * m ** 0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 33), (1, 3, 7, 7), (0, 3, 5)], ids=str)
+def test_eval(rng, shape, affine, dtype):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    w, b, rm, rv = _params(rng, shape[1], dtype, affine)
+    rm0, rv0 = rm.copy(), rv.copy()
+    y, sm, si = ops.batch_norm(x, w, b, rm, rv, training=False)
+    want_y, want_m, want_i = ref.batch_norm(x, w, b, rm, rv, False)
+    assert_close(y, want_y, dtype, name="y", ulps=16)
+    np.testing.assert_array_equal(sm, rm)
+    assert_close(si, want_i, dtype, name="save_invstd")
+    np.testing.assert_array_equal(rm, rm0)  # eval leaves the running statistics alone
+    np.testing.assert_array_equal(rv, rv0)
+    dy = rng.standard_normal(shape)
+    dx, dw, db = ops.batch_norm_backward(dy.astype(dtype), x, w, sm, si, training=False)
+    for got, exp, name in zip((dx, dw, db), ref.batch_norm_backward(dy, x, w, sm, si, False),
+                              ("dx", "dweight", "dbias")):
+        assert_close(got, exp, dtype, name=name, ulps=32)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(6, 3), (3, 4, 5), (2, 3, 7, 6), (2, 2, 40)], ids=str)
+def test_against_torch(rng, shape, training):
+    torch = pytest.importorskip("torch")
+    x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+    w, b, rm, rv = _params(rng, shape[1], np.float32)
+    rmt, rvt = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+    xt = torch.from_numpy(x).requires_grad_()
+    wt, bt = torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
+    yt = torch.nn.functional.batch_norm(xt, rmt, rvt, wt, bt, training, 0.3, 1e-3)
+    y, sm, si = ops.batch_norm(x, w, b, rm, rv, training, 0.3, 1e-3)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rm, rmt.numpy(), rtol=1e-6, atol=1e-7)  # updated as torch does
+    np.testing.assert_allclose(rv, rvt.numpy(), rtol=1e-6, atol=1e-7)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    dx, dw, db = ops.batch_norm_backward(dy, x, w, sm, si, training)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_large_mean(rng):
+    """1e4 + noise in float32: the one-pass statistics keep their digits (a naive sum of squares
+    in float32 would lose all of them)."""
+    for shape in [(8, 3, 1000), (64, 5), (4, 2, 9, 9)]:
+        x = (1e4 + rng.standard_normal(shape) * 0.1).astype(np.float32)
+        y, sm, si = ops.batch_norm(x, None, None, None, None)
+        _, want_m, want_i = ref.batch_norm(x, None, None, None, None)
+        np.testing.assert_allclose(sm, want_m, rtol=1e-7)  # the float32 rounding of the mean
+        np.testing.assert_allclose(si, want_i, rtol=2e-6)
+        # y: x - mean is exact in float32 near the mean; what is left is the mean's rounding.
+        want_y = ref.batch_norm(x, None, None, None, None)[0]
+        assert np.max(np.abs(y - want_y)) < 1e-3 * 10  # 0.5 ulp(1e4) / std 0.1 ~ 5e-3 would be naive
+        assert_close(y, want_y, np.float32, _np32(x, np.ones(shape[1], np.float32),
+                                                  np.zeros(shape[1], np.float32)), name="y")
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 2, 4), (2, 2, 3, 3), (2, 2, 40)], ids=str)
+def test_gradcheck(rng, shape, training):
+    x = rng.standard_normal(shape) * 2 + 0.5
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+
+    def fwd(x, w, b):
+        return ops.batch_norm(x, w, b, rm.copy(), rv.copy(), training)[0]
+
+    def bwd(g, x, w, b):
+        _, sm, si = ops.batch_norm(x, w, b, rm.copy(), rv.copy(), training)
+        return ops.batch_norm_backward(g, x, w, sm, si, training)
+
+    gradcheck(fwd, bwd, [x, w, b], wrt=[0, 1, 2], rng=rng)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_kernel_reference(rng, isa, dtype):
+    # Row lengths around the vector widths and the run length (2048), and the block path.
+    for n, c, l in [(3, 2, 1), (2, 3, 15), (2, 2, 32), (1, 2, 63), (2, 1, 129), (1, 2, 2049), (3, 1, 5000)]:
+        x = (rng.standard_normal((n, c, l)) * 2 + 5).astype(dtype)
+        w, b, rm, rv = _params(rng, c, dtype)
+        outs = []
+        for f, kw in ((_core.batch_norm_forward, {"isa": isa}), (_core.batch_norm_forward_reference, {})):
+            y, sm, si = np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)
+            rm_, rv_ = rm.copy(), rv.copy()
+            f(y, sm, si, x, w, b, rm_, rv_, True, 0.1, 1e-5, **kw)
+            dy = np.cos(x)
+            dx, dw, db = np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)
+            g = _core.batch_norm_backward if kw else _core.batch_norm_backward_reference
+            g(dx, dw, db, dy, x, w, sm, si, True, **kw)
+            outs.append((y, sm, si, rm_, rv_, dx, dw, db))
+        for got, want, name in zip(*outs, ("y", "save_mean", "save_invstd", "running_mean",
+                                           "running_var", "dx", "dweight", "dbias")):
+            assert_close(got, want, dtype, name=f"{name} {n}x{c}x{l}", ulps=16 + (n * l) ** 0.5)
+
+
+def test_thread_count_invariance(rng):
+    for shape in [(32, 8, 300), (256, 64), (4, 3, 5000)]:
+        x = (rng.standard_normal(shape) + 2).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        runs = []
+        for threads in (1, 2, 1):
+            fastdl.set_num_threads(threads)
+            rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+            y, sm, si = ops.batch_norm(x, None, None, rm, rv)
+            runs.append((y, sm, si, rm, rv, *ops.batch_norm_backward(dy, x, None, sm, si)))
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_noncontiguous_and_dtypes(rng):
+    base = rng.standard_normal((6, 4, 10, 3)).astype(np.float32)
+    x = base[:, 1:, ::2].transpose(0, 1, 3, 2)
+    y, sm, si = ops.batch_norm(x, None, None, None, None)
+    assert_close(y, ref.batch_norm(x, None, None, None, None)[0], np.float32, ulps=32)
+    dy = np.ones_like(x)[..., ::-1]
+    assert_close(ops.batch_norm_backward(dy, x, None, sm, si)[0],
+                 ref.batch_norm_backward(dy, x, None, sm, si)[0], np.float32, ulps=64)
+    assert ops.batch_norm(np.arange(12).reshape(4, 3), None, None, None, None)[0].dtype == np.float32
+
+
+X = np.ones((2, 3, 4), np.float32)
+C3 = np.ones(3, np.float32)
+BAD = [
+    (lambda: ops.batch_norm(np.ones(3), None, None, None, None), ValueError, "x must be (N, C) or (N, C, *)"),
+    (lambda: ops.batch_norm(X, np.ones(4), None, None, None), ValueError, "weight must have shape (3,), got (4,)"),
+    (lambda: ops.batch_norm(X, None, np.ones((3, 1)), None, None), ValueError, "bias must have shape (3,)"),
+    (lambda: ops.batch_norm(X, None, None, np.zeros(3), None), TypeError,
+     "running_mean is updated in place and must have dtype float32, got float64"),
+    (lambda: ops.batch_norm(X, None, None, None, np.ones(6, np.float32)[::2]), TypeError,
+     "running_var is updated in place and must be C-contiguous"),
+    (lambda: ops.batch_norm(X, None, None, [0.0, 0.0, 0.0], None), TypeError,
+     "running_mean is updated in place and must be a numpy array"),
+    (lambda: ops.batch_norm(X, None, None, np.zeros(4, np.float32), None), ValueError,
+     "running_mean must have shape (3,), got (4,)"),
+    (lambda: ops.batch_norm(X, None, None, None, None, training=False), ValueError,
+     "eval mode (training=False) needs running_mean and running_var"),
+    (lambda: ops.batch_norm(np.ones((1, 3)), None, None, None, None), ValueError,
+     "Expected more than 1 value per channel when training"),
+    (lambda: ops.batch_norm(np.ones((1, 3, 1, 1)), None, None, None, None), ValueError,
+     "Expected more than 1 value per channel when training"),
+    (lambda: ops.batch_norm(np.ones((0, 3)), None, None, None, None), ValueError,
+     "are undefined in training mode"),
+    (lambda: ops.batch_norm(X, None, None, None, None, momentum="0.1"), TypeError, "momentum must be a real number"),
+    (lambda: ops.batch_norm(X, None, None, None, None, eps=-1.0), ValueError, "eps must be >= 0"),
+    (lambda: ops.batch_norm(X, None, None, None, None, training="yes"), TypeError, "training must be a bool"),
+    (lambda: ops.batch_norm(X.astype(complex), None, None, None, None), TypeError, "real numeric dtype"),
+    (lambda: ops.batch_norm_backward(np.ones((2, 3, 5)), X, None, C3, C3), ValueError,
+     "dy must have shape (2, 3, 4), got (2, 3, 5)"),
+    (lambda: ops.batch_norm_backward(X, X, None, np.ones(2), C3), ValueError, "save_mean must have shape (3,)"),
+    (lambda: ops.batch_norm_backward(X, X, None, None, C3), TypeError, "save_mean and save_invstd must be"),
+    # The extension checks every relation itself, for direct callers.
+    (lambda: _core.batch_norm_forward(np.empty_like(X), C3.copy(), C3.copy(), X[:, :2], None, None,
+                                      None, None, True, 0.1, 1e-5), ValueError,
+     "x: expected shape (2, 3, 4), got shape (2, 2, 4)"),
+    (lambda: _core.batch_norm_forward(np.empty_like(X), C3.copy(), C3.copy(), X, None, None,
+                                      np.zeros(3), C3.copy(), True, 0.1, 1e-5), TypeError,
+     "running_mean: expected dtype float32, got float64"),
+    (lambda: _core.batch_norm_forward(np.empty_like(X), C3.copy(), C3.copy(), X, None, None,
+                                      None, None, False, 0.1, 1e-5), ValueError, "required in eval mode"),
+    (lambda: _core.batch_norm_forward(np.empty((1, 3, 1), np.float32), C3.copy(), C3.copy(),
+                                      np.ones((1, 3, 1), np.float32), None, None, None, None, True,
+                                      0.1, 1e-5), ValueError, "expected more than 1 value per channel"),
+    (lambda: _core.batch_norm_backward(np.empty_like(X), C3.copy(), np.empty(2, np.float32), X, X, None,
+                                       C3, C3, True), ValueError, "dbias: expected shape (3,), got shape (2,)"),
+]
+
+
+@pytest.mark.parametrize("call,exc,msg", BAD, ids=[m for _, _, m in BAD])
+def test_bad_input(call, exc, msg):
+    with pytest.raises(exc) as info:
+        call()
+    assert msg in str(info.value)

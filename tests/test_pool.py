@@ -1,0 +1,284 @@
+"""max / avg / adaptive-avg 2-D pooling, forward and backward: against the float64 NumPy
+reference (explicit windows), the plain-loop kernel oracle on every ISA, PyTorch (ties, NaN,
+padding, non-divisible adaptive windows) and float64 finite differences."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _core, ops
+
+import reference as ref
+from helpers import assert_close, gradcheck
+
+DTYPES = [np.float32, np.float64]
+ORDER = ["generic", "avx2", "avx512"]
+ISAS = [i for i in ORDER if ORDER.index(i) <= ORDER.index(_core.cpu_isa_supported())]
+
+# (kernel_size, stride, padding): kernels 1 / 2 / 3 / (2, 3), strides None / 1 / 2 / 3 / (1, 2),
+# paddings 0 / 1 / (0, 1); kernel 3 stride 2 (and the like) overlap, so the backward accumulates.
+CONFIGS = [
+    (1, None, 0), (1, 2, 0), (2, None, 0), (2, 1, 0), (2, 2, 1), (2, 3, 1), (3, 1, 1), (3, 2, 0),
+    (3, 2, 1), (3, 3, 1), ((2, 3), (1, 2), (0, 1)), ((2, 3), None, (1, 1)), (3, (1, 2), 0),
+    ((3, 1), (2, 1), (1, 0)),
+]
+SHAPES = [(2, 3, 7, 9), (1, 1, 17, 3), (1, 2, 5, 40)]
+
+
+def _fits(shape, k, p):
+    k, p = ref._pair(k), ref._pair(p)
+    return all(k[i] <= shape[2 + i] + 2 * p[i] for i in range(2))
+
+
+def _cases():
+    for shape in SHAPES:
+        for k, s, p in CONFIGS:
+            if _fits(shape, k, p):
+                yield pytest.param(shape, k, s, p, id=f"{shape}-k{k}-s{s}-p{p}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s,p", list(_cases()))
+def test_forward_backward(rng, shape, k, s, p, dtype):
+    x = rng.standard_normal(shape)
+    xd = x.astype(dtype)
+    y, am = ops.max_pool2d(xd, k, s, p)
+    want_y, want_am = ref.max_pool2d(xd, k, s, p)  # ties decided on the values the kernel saw
+    assert am.dtype == np.int64
+    np.testing.assert_array_equal(am, want_am)
+    assert_close(y, want_y, dtype)
+    dy = rng.standard_normal(y.shape)
+    assert_close(ops.max_pool2d_backward(dy.astype(dtype), am, shape),
+                 ref.max_pool2d_backward(dy, am, shape), dtype)
+    assert_close(ops.avg_pool2d(xd, k, s, p), ref.avg_pool2d(x, k, s, p), dtype)
+    assert_close(ops.avg_pool2d_backward(dy.astype(dtype), shape, k, s, p),
+                 ref.avg_pool2d_backward(dy, shape, k, s, p), dtype)
+
+
+ADAPTIVE = [((2, 3, 7, 9), (3, 4)), ((1, 2, 10, 10), 4), ((1, 1, 5, 6), (7, 3)), ((2, 2, 9, 33), 1),
+            ((1, 3, 8, 40), (None, 5)), ((1, 1, 1, 1), 1), ((3, 1, 6, 17), (6, 17))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size", ADAPTIVE, ids=str)
+def test_adaptive(rng, shape, size, dtype):
+    x = rng.standard_normal(shape)
+    y = ops.adaptive_avg_pool2d(x.astype(dtype), size)
+    assert_close(y, ref.adaptive_avg_pool2d(x, size), dtype)
+    dy = rng.standard_normal(y.shape)
+    assert_close(ops.adaptive_avg_pool2d_backward(dy.astype(dtype), shape),
+                 ref.adaptive_avg_pool2d_backward(dy, shape), dtype)
+
+
+# Widths around the vector lengths (8 and 16 floats, 4 and 8 doubles) and their strided blocks.
+KERNEL_GEOMS = [((1, 2, 5, 16), 2, 2, 0), ((1, 1, 4, 17), 3, 1, 1), ((2, 1, 5, 40), 3, 2, 1),
+                ((1, 2, 3, 63), (2, 3), (1, 3), (0, 1)), ((1, 1, 6, 65), 2, 1, 0),
+                ((1, 1, 3, 130), 3, 3, 1), ((1, 1, 4, 100), (1, 4), (1, 4), 0),
+                ((3, 2, 8, 34), 2, 2, 1), ((1, 1, 7, 7), 2, 2, 0)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_kernel_reference(rng, isa, dtype):
+    for shape, k, s, p in KERNEL_GEOMS:
+        k2, s2, p2 = ref._pair(k), ref._pair(s), ref._pair(p)
+        args = (*k2, *s2, *p2)
+        oh, ow = ref._geometry(shape[2:], k, s, p)[3]
+        # Few distinct values: many ties, and a sprinkle of NaN and -inf, decided as the oracle.
+        x = rng.integers(-2, 3, shape).astype(dtype)
+        x[rng.random(shape) < 0.03] = np.nan
+        x[rng.random(shape) < 0.03] = -np.inf
+        y, am = np.empty((*shape[:2], oh, ow), dtype), np.empty((*shape[:2], oh, ow), np.int64)
+        y2, am2 = np.empty_like(y), np.empty_like(am)
+        _core.max_pool2d_forward(y, am, x, *args, isa=isa)
+        _core.max_pool2d_forward_reference(y2, am2, x, *args)
+        np.testing.assert_array_equal(y, y2, err_msg=f"max {shape} {k} {s} {p}")
+        np.testing.assert_array_equal(am, am2, err_msg=f"argmax {shape} {k} {s} {p}")
+        x = rng.standard_normal(shape).astype(dtype)
+        _core.avg_pool2d_forward(y, x, *args, isa=isa)
+        _core.avg_pool2d_forward_reference(y2, x, *args)
+        assert_close(y, y2, dtype, name=f"avg {shape} {k} {s} {p}")
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx, dx2 = np.empty(shape, dtype), np.empty(shape, dtype)
+        _core.avg_pool2d_backward(dx, dy, *args, isa=isa)
+        _core.avg_pool2d_backward_reference(dx2, dy, *args)
+        assert_close(dx, dx2, dtype, name=f"avg backward {shape} {k} {s} {p}")
+        _core.max_pool2d_backward(dx, dy, am)
+        _core.max_pool2d_backward_reference(dx2, dy, am)
+        np.testing.assert_array_equal(dx, dx2)
+        ya, ya2 = np.empty((*shape[:2], oh + 1, ow + 2), dtype), np.empty((*shape[:2], oh + 1, ow + 2), dtype)
+        _core.adaptive_avg_pool2d_forward(ya, x, isa=isa)
+        _core.adaptive_avg_pool2d_forward_reference(ya2, x)
+        assert_close(ya, ya2, dtype, name=f"adaptive {shape}")
+        _core.adaptive_avg_pool2d_backward(dx, ya, isa=isa)
+        _core.adaptive_avg_pool2d_backward_reference(dx2, ya)
+        assert_close(dx, dx2, dtype, name=f"adaptive backward {shape}")
+
+
+TORCH_CONFIGS = [(2, None, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (2, 1, 1), (3, 3, 0)]
+
+
+@pytest.mark.parametrize("k,s,p", TORCH_CONFIGS, ids=str)
+def test_ties_nan_against_torch(rng, k, s, p):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.integers(0, 3, (2, 3, 9, 37)).astype(np.float32)  # ties everywhere
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[0, 0, :3, :3] = np.nan  # windows with several NaN
+    x[1, 2, 4:, :] = -np.inf  # windows of -inf only
+    y, am = ops.max_pool2d(x, k, s, p)
+    yt, amt = F.max_pool2d(torch.from_numpy(x), k, s, p, return_indices=True)
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(am, amt.numpy())
+    xt = torch.from_numpy(x).requires_grad_()
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    F.max_pool2d(xt, k, s, p).backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ops.max_pool2d_backward(dy, am, x.shape), xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,s,p", TORCH_CONFIGS, ids=str)
+def test_avg_against_torch(rng, k, s, p):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((2, 3, 11, 37)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = F.avg_pool2d(xt, k, s, p)  # count_include_pad=True, floor mode: the defaults
+    y = ops.avg_pool2d(x, k, s, p)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ops.avg_pool2d_backward(dy, x.shape, k, s, p), xt.grad.numpy(),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("hw,size", [((7, 9), (3, 4)), ((10, 10), 4), ((5, 6), (7, 3)),
+                                     ((13, 1), (5, 1)), ((8, 8), (None, 3)), ((6, 17), 1)], ids=str)
+def test_adaptive_against_torch(rng, hw, size):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((2, 3, *hw)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = F.adaptive_avg_pool2d(xt, size)
+    y = ops.adaptive_avg_pool2d(x, size)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ops.adaptive_avg_pool2d_backward(dy, x.shape), xt.grad.numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (0, 1))], ids=str)
+def test_gradcheck(rng, k, s, p):
+    shape = (2, 2, 5, 7)
+    # Distinct values a whole step apart: no finite-difference step moves a window's argmax.
+    x = rng.permutation(np.prod(shape)).reshape(shape) * 0.5 + rng.random(shape) * 0.01
+    gradcheck(lambda x: ops.max_pool2d(x, k, s, p)[0],
+              lambda g, x: ops.max_pool2d_backward(g, ops.max_pool2d(x, k, s, p)[1], x.shape),
+              [x], wrt=[0], rng=rng)
+    gradcheck(lambda x: ops.avg_pool2d(x, k, s, p),
+              lambda g, x: ops.avg_pool2d_backward(g, x.shape, k, s, p), [x], wrt=[0], rng=rng)
+    gradcheck(lambda x: ops.adaptive_avg_pool2d(x, (3, 4)),
+              lambda g, x: ops.adaptive_avg_pool2d_backward(g, x.shape), [x], wrt=[0], rng=rng)
+
+
+def test_noncontiguous_and_unbatched(rng):
+    base = rng.standard_normal((3, 4, 20, 30)).astype(np.float32)
+    for view in (base[:, :, ::2, 1::2], base.transpose(0, 1, 3, 2), base[::-1, 1:3],
+                 np.asfortranarray(base)):
+        assert_close(ops.max_pool2d(view, 3, 2, 1)[0], ref.max_pool2d(view, 3, 2, 1)[0], np.float32)
+        assert_close(ops.avg_pool2d(view, 2), ref.avg_pool2d(view, 2), np.float32)
+        assert_close(ops.adaptive_avg_pool2d(view, 3), ref.adaptive_avg_pool2d(view, 3), np.float32)
+        dy = rng.standard_normal((*view.shape[:2], 3, 3)).astype(np.float32)[..., ::-1, :]
+        assert_close(ops.adaptive_avg_pool2d_backward(dy, view.shape),
+                     ref.adaptive_avg_pool2d_backward(dy, view.shape), np.float32)
+    x3 = base[0]  # (C, H, W), as PyTorch accepts
+    y, am = ops.max_pool2d(x3, 2)
+    y4, am4 = ops.max_pool2d(x3[None], 2)
+    np.testing.assert_array_equal(y, y4[0])
+    np.testing.assert_array_equal(ops.max_pool2d_backward(y, am, x3.shape),
+                                  ops.max_pool2d_backward(y4, am4, (1, *x3.shape))[0])
+    np.testing.assert_array_equal(ops.avg_pool2d(x3, 3, 1, 1), ops.avg_pool2d(x3[None], 3, 1, 1)[0])
+    np.testing.assert_array_equal(ops.avg_pool2d_backward(y, x3.shape), ops.avg_pool2d_backward(y4, (1, *x3.shape))[0])
+    np.testing.assert_array_equal(ops.adaptive_avg_pool2d(x3, 4), ops.adaptive_avg_pool2d(x3[None], 4)[0])
+    assert ops.adaptive_avg_pool2d_backward(y, x3.shape).shape == x3.shape
+    # Integer input is pooled as float32.
+    assert ops.max_pool2d(np.arange(16).reshape(1, 1, 4, 4), 2)[0].dtype == np.float32
+
+
+def test_empty_batch():
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    y, am = ops.max_pool2d(x, 2)
+    assert y.shape == am.shape == (0, 3, 4, 4)
+    assert ops.max_pool2d_backward(y, am, x.shape).shape == x.shape
+    assert ops.avg_pool2d(x, 3, 1, 1).shape == (0, 3, 8, 8)
+    assert ops.avg_pool2d_backward(y, x.shape).shape == x.shape
+    assert ops.adaptive_avg_pool2d(x, 2).shape == (0, 3, 2, 2)
+    assert ops.adaptive_avg_pool2d_backward(y, x.shape).shape == x.shape
+
+
+def test_thread_count_invariance(rng):
+    x = rng.standard_normal((4, 16, 33, 40)).astype(np.float32)
+    runs = []
+    for threads in (1, 2):
+        fastdl.set_num_threads(threads)
+        y, am = ops.max_pool2d(x, 3, 2, 1)
+        dy = np.ones_like(y)
+        runs.append((y, am, ops.max_pool2d_backward(dy, am, x.shape), ops.avg_pool2d(x, 3, 2, 1),
+                     ops.avg_pool2d_backward(dy, x.shape, 3, 2, 1), ops.adaptive_avg_pool2d(x, 5),
+                     ops.adaptive_avg_pool2d_backward(x[:, :, :5, :5], x.shape)))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+X = np.ones((1, 2, 6, 6), np.float32)
+Y, AM = ops.max_pool2d(X, 2)
+BAD = [
+    (lambda: ops.max_pool2d(np.ones((6, 6)), 2), ValueError, "x must be 4-D (N, C, H, W) or 3-D"),
+    (lambda: ops.avg_pool2d(np.ones((1, 1, 1, 6, 6)), 2), ValueError, "got shape (1, 1, 1, 6, 6)"),
+    (lambda: ops.max_pool2d(X, 0), ValueError, "kernel_size must be >= 1, got 0"),
+    (lambda: ops.avg_pool2d(X, 2, 0), ValueError, "stride must be >= 1, got 0"),
+    (lambda: ops.max_pool2d(X, 3, 1, -1), ValueError, "padding must be between 0 and kernel_size / 2 = 1, got -1"),
+    (lambda: ops.avg_pool2d(X, 3, 1, 2), ValueError, "padding must be between 0 and kernel_size / 2 = 1, got 2"),
+    (lambda: ops.max_pool2d(X, (2, 7)), ValueError, "kernel_size 7 is larger than the padded input (6 + 2 * 0 = 6)"),
+    (lambda: ops.max_pool2d(X, 2.5), TypeError, "kernel_size must be an int or an (h, w) pair, got float"),
+    (lambda: ops.max_pool2d(X, (2, 2, 2)), ValueError, "kernel_size must be an int or an (h, w) pair, got (2, 2, 2)"),
+    (lambda: ops.max_pool2d(X, True), TypeError, "kernel_size must be an int"),
+    (lambda: ops.avg_pool2d(np.ones((1, 1, 0, 4)), 1), ValueError, "H, W >= 1"),
+    (lambda: ops.max_pool2d(np.ones((1, 1, 4, 4), complex)), TypeError, "real numeric dtype"),
+    (lambda: ops.max_pool2d_backward(Y, AM.astype(np.float32), X.shape), TypeError, "argmax must be the int64"),
+    (lambda: ops.max_pool2d_backward(Y, AM[:, :, :2], X.shape), ValueError, "argmax must have dy's shape (1, 2, 3, 3)"),
+    (lambda: ops.max_pool2d_backward(Y, AM + 100, X.shape), ValueError, "argmax: expected flat indices into the 6 x 6 input plane"),
+    (lambda: ops.max_pool2d_backward(Y, AM - 100, X.shape), ValueError, "got -100 at flat position 0"),
+    (lambda: ops.max_pool2d_backward(Y, AM, (1, 3, 6, 6)), ValueError, "dy must have the batch and channels (1, 3)"),
+    (lambda: ops.max_pool2d_backward(Y, AM, (2, 6, 6)), ValueError, "dy must have 3 dimensions like input_shape"),
+    (lambda: ops.avg_pool2d_backward(Y, (1, 2, 8, 8)), ValueError, "dy must have shape (1, 2, 4, 4) for input_shape (1, 2, 8, 8)"),
+    (lambda: ops.avg_pool2d_backward(Y, (1, 2, 6)), ValueError, "dy must have 3 dimensions"),
+    (lambda: ops.avg_pool2d_backward(Y, "abc"), TypeError, "input_shape must be a tuple of ints"),
+    (lambda: ops.adaptive_avg_pool2d(X, -1), ValueError, "output_size must be >= 0"),
+    (lambda: ops.adaptive_avg_pool2d(X, (2, 2.0)), TypeError, "output_size must be an int"),
+    (lambda: ops.adaptive_avg_pool2d_backward(Y, (1, 2, 0, 6)), ValueError, "H, W >= 1"),
+    # The extension checks every relation itself, for direct callers.
+    (lambda: _core.max_pool2d_forward(np.empty((1, 2, 3, 4), np.float32), np.empty((1, 2, 3, 3), np.int64),
+                                      X, 2, 2, 2, 2, 0, 0), ValueError, "y: expected shape (1, 2, 3, 3), got shape (1, 2, 3, 4)"),
+    (lambda: _core.max_pool2d_forward(Y.copy(), AM.copy(), np.ones((1, 2, 6, 12), np.float32)[..., ::2],
+                                      2, 2, 2, 2, 0, 0), TypeError, "x: must be C-contiguous"),
+    (lambda: _core.avg_pool2d_forward(np.empty((1, 2, 3, 3)), X, 2, 2, 2, 2, 0, 0), TypeError,
+     "x: expected dtype float64, got float32"),
+    (lambda: _core.avg_pool2d_forward(np.empty((1, 2, 6, 6), np.float32), X, 3, 3, 1, 1, 2, 1), ValueError,
+     "pad_h: expected 0 <= pad <= kernel / 2 = 1, got 2"),
+    (lambda: _core.avg_pool2d_backward(np.empty((1, 2, 6, 6), np.float32), Y, 2, 2, 0, 2, 0, 0), ValueError,
+     "stride_h: expected a stride >= 1, got 0"),
+    (lambda: _core.max_pool2d_backward(np.empty((1, 2, 6, 6), np.float32), Y, AM.astype(np.int32)), TypeError,
+     "argmax: expected dtype int64, got int32"),
+    (lambda: _core.max_pool2d_forward(Y.copy(), AM.copy(), X.astype(np.int32), 2, 2, 2, 2, 0, 0), TypeError,
+     "x: expected dtype float32, got int32"),
+    (lambda: _core.adaptive_avg_pool2d_forward(np.empty((1, 3, 2, 2), np.float32), X), ValueError,
+     "y: expected shape (1, 2, 2, 2), got shape (1, 3, 2, 2)"),
+]
+
+
+@pytest.mark.parametrize("call,exc,msg", BAD, ids=[m for _, _, m in BAD])
+def test_bad_input(call, exc, msg):
+    with pytest.raises(exc) as info:
+        call()
+    assert msg in str(info.value)
