@@ -242,10 +242,9 @@ void max_pool2d_backward(float* dx, const float* dy, const int64_t* argmax, cons
   CUDA_CHECK(cudaMemcpyAsync(&value, argmax + first, sizeof(int64_t), cudaMemcpyDeviceToHost,
                              stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
-  const int64_t ohw = int64_t(s.oh) * s.ow;
-  FASTDL_CHECK(false, ValueError, "max_pool2d_backward: argmax value ", value, " at flat position ",
-               first, " (plane ", int64_t(first) / ohw, ") is out of range [0, H*W) with H*W = ",
-               int64_t(s.h) * s.w);
+  FASTDL_CHECK(false, ValueError, "argmax: expected flat indices into the ", s.h, " x ", s.w,
+               " input plane (0 <= index < ", int64_t(s.h) * s.w, "), got ", value,
+               " at flat position ", first);
 }
 
 void avg_pool2d_forward(float* y, const float* x, const PoolShape& s, cudaStream_t stream) {

@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 
 #include "bindings/args.h"
 #include "bindings/cuda/families.h"
@@ -21,28 +23,40 @@
 namespace fastdl::bindings {
 namespace {
 
-void check_ncl(const ArrayView& a) {
-  FASTDL_CHECK(a.ndim == 3, ValueError, a.name, ": expected a 3-D (N, C, L) array, got shape ",
+// The messages are the CPU binding's (bindings/cpu/norm.cpp), word for word, so fastdl.ops
+// fails the same way on both devices.
+void check_3d(const ArrayView& a) {
+  FASTDL_CHECK(a.ndim == 3, ValueError, a.name, ": expected a 3-D array, got shape ",
                shape_str(a));
+}
+
+// a has exactly the shape `dims` (nd of them).
+void check_dims(const ArrayView& a, std::initializer_list<int64_t> dims) {
+  bool ok = a.ndim == int(dims.size());
+  std::string want = "(";
+  int i = 0;
+  for (const int64_t d : dims) {
+    want += (i ? ", " : "") + std::to_string(d);
+    ok = ok && a.shape[i] == d;
+    ++i;
+  }
+  want += dims.size() == 1 ? ",)" : ")";
+  FASTDL_CHECK(ok, ValueError, a.name, ": expected shape ", want, ", got shape ", shape_str(a));
+}
+
+void check_input(const ArrayView& a, std::initializer_list<int64_t> dims) {
+  check_dims(a, dims);
   check_contiguous(a);
 }
 
-// A per-channel vector (C,) of x (N, C, L), C-contiguous.
-void check_channels(const ArrayView& v, const ArrayView& x) {
-  FASTDL_CHECK(v.ndim == 1 && v.shape[0] == x.shape[1], ValueError, v.name, ": expected shape (",
-               x.shape[1], ",) to match the C of ", x.name, " with shape ", shape_str(x),
-               ", got shape ", shape_str(v));
-  check_contiguous(v);
-}
-
-// An optional per-channel input: null when obj is None.
-const float* optional_channels(const py::handle& obj, const char* name, const ArrayView& x,
-                               ArrayView& view, bool inplace) {
+// An optional (C,) vector: null when obj is None; writable when the kernel updates it.
+float* channel_vector(const py::handle& obj, const char* name, int64_t c, ArrayView& view,
+                      bool written) {
   if (obj.is_none()) return nullptr;
   view = cuda_view(obj, name);
-  check_channels(view, x);
-  if (inplace) check_output(view);
-  return view.data<float>();
+  check_input(view, {c});
+  FASTDL_CHECK(!written || !view.readonly, ValueError, name, ": updated in place, but read-only");
+  return view.mutable_data<float>();
 }
 
 void batch_norm_forward_py(const py::handle& y_obj, const py::handle& mean_obj,
@@ -53,28 +67,36 @@ void batch_norm_forward_py(const py::handle& y_obj, const py::handle& mean_obj,
   const ArrayView y = cuda_view(y_obj, "y"), save_mean = cuda_view(mean_obj, "save_mean"),
                   save_invstd = cuda_view(invstd_obj, "save_invstd"), x = cuda_view(x_obj, "x");
   check_output(y);
-  check_output(save_mean);
-  check_output(save_invstd);
-  check_ncl(x);
-  check_shape(y, x);
-  check_channels(save_mean, x);
-  check_channels(save_invstd, x);
-  ArrayView weight, bias, rm, rv;
-  const float* pw = optional_channels(weight_obj, "weight", x, weight, false);
-  const float* pb = optional_channels(bias_obj, "bias", x, bias, false);
-  float* prm = const_cast<float*>(optional_channels(rm_obj, "running_mean", x, rm, true));
-  float* prv = const_cast<float*>(optional_channels(rv_obj, "running_var", x, rv, true));
+  check_3d(y);
+  const int64_t n = y.shape[0], c = y.shape[1], l = y.shape[2];
+  check_input(x, {n, c, l});
+  for (const ArrayView* a : {&save_mean, &save_invstd}) {
+    check_output(*a);
+    check_dims(*a, {c});
+  }
+  if (training) {
+    FASTDL_CHECK(n * l > 1, ValueError,
+                 "x: expected more than 1 value per channel when training, got shape ",
+                 shape_str(x), " (", n * l, " per channel)");
+  } else {
+    FASTDL_CHECK(!rm_obj.is_none() && !rv_obj.is_none(), ValueError,
+                 "running_mean, running_var: required in eval mode (training=False), got None");
+  }
   FASTDL_CHECK(std::isfinite(eps) && eps >= 0, ValueError,
-               "batch_norm: eps: expected a finite number >= 0, got ", eps);
-  FASTDL_CHECK(std::isfinite(momentum), ValueError,
-               "batch_norm: momentum: expected a finite number, got ", momentum);
+               "eps: expected a finite value >= 0, got ", eps);
+  FASTDL_CHECK(std::isfinite(momentum), ValueError, "momentum: expected a finite value, got ",
+               momentum);
+  ArrayView weight, bias, rm, rv;
+  const float* pw = channel_vector(weight_obj, "weight", c, weight, false);
+  const float* pb = channel_vector(bias_obj, "bias", c, bias, false);
+  float* prm = channel_vector(rm_obj, "running_mean", c, rm, training);
+  float* prv = channel_vector(rv_obj, "running_var", c, rv, training);
   py::gil_scoped_release nogil;
   check_on_current_device({&y, &save_mean, &save_invstd, &x, pw ? &weight : nullptr,
                            pb ? &bias : nullptr, prm ? &rm : nullptr, prv ? &rv : nullptr});
   cuda::batch_norm_forward(y.mutable_data<float>(), save_mean.mutable_data<float>(),
                            save_invstd.mutable_data<float>(), x.data<float>(), pw, pb, prm, prv,
-                           x.shape[0], x.shape[1], x.shape[2], training, momentum, eps,
-                           as_stream(stream));
+                           n, c, l, training, momentum, eps, as_stream(stream));
 }
 
 void batch_norm_backward_py(const py::handle& dx_obj, const py::handle& dw_obj,
@@ -87,25 +109,25 @@ void batch_norm_backward_py(const py::handle& dx_obj, const py::handle& dw_obj,
                   x = cuda_view(x_obj, "x"), save_mean = cuda_view(mean_obj, "save_mean"),
                   save_invstd = cuda_view(invstd_obj, "save_invstd");
   check_output(dx);
-  check_output(dweight);
-  check_output(dbias);
-  check_ncl(x);
-  check_shape(dx, x);
-  check_shape(dy, x);
-  check_contiguous(dy);
-  check_channels(dweight, x);
-  check_channels(dbias, x);
-  check_channels(save_mean, x);
-  check_channels(save_invstd, x);
+  check_3d(dx);
+  const int64_t n = dx.shape[0], c = dx.shape[1], l = dx.shape[2];
+  check_input(dy, {n, c, l});
+  check_input(x, {n, c, l});
+  for (const ArrayView* a : {&dweight, &dbias}) {
+    check_output(*a);
+    check_dims(*a, {c});
+  }
+  check_input(save_mean, {c});
+  check_input(save_invstd, {c});
   ArrayView weight;
-  const float* pw = optional_channels(weight_obj, "weight", x, weight, false);
+  const float* pw = channel_vector(weight_obj, "weight", c, weight, false);
   py::gil_scoped_release nogil;
   check_on_current_device({&dx, &dweight, &dbias, &dy, &x, &save_mean, &save_invstd,
                            pw ? &weight : nullptr});
   cuda::batch_norm_backward(dx.mutable_data<float>(), dweight.mutable_data<float>(),
                             dbias.mutable_data<float>(), dy.data<float>(), x.data<float>(), pw,
-                            save_mean.data<float>(), save_invstd.data<float>(), x.shape[0],
-                            x.shape[1], x.shape[2], training, as_stream(stream));
+                            save_mean.data<float>(), save_invstd.data<float>(), n, c, l,
+                            training, as_stream(stream));
 }
 
 }  // namespace

@@ -21,70 +21,95 @@
 namespace fastdl::bindings {
 namespace {
 
+// The messages are the CPU binding's (bindings/cpu/pool.cpp), word for word, so fastdl.ops
+// fails the same way on both devices.
 std::string shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " +
          std::to_string(d) + ")";
 }
 
 void check_4d(const ArrayView& a) {
-  FASTDL_CHECK(a.ndim == 4, ValueError, a.name, ": expected a 4-D array (N, C, H, W), got shape ",
+  FASTDL_CHECK(a.ndim == 4, ValueError, a.name, ": expected a 4-D array, got shape ",
                shape_str(a));
-  check_contiguous(a);
+}
+
+// The image side: x or dx (N, C, H, W), H and W >= 1.
+void check_image(const ArrayView& a) {
+  check_4d(a);
+  FASTDL_CHECK(a.shape[2] >= 1 && a.shape[3] >= 1, ValueError, a.name,
+               ": expected an image of at least 1 x 1 (N, C, H, W), got shape ", shape_str(a));
 }
 
 // a is (n, c, h, w) exactly.
 void check_shape4(const ArrayView& a, int64_t n, int64_t c, int64_t h, int64_t w) {
-  check_4d(a);
-  FASTDL_CHECK(a.shape[0] == n && a.shape[1] == c && a.shape[2] == h && a.shape[3] == w,
+  FASTDL_CHECK(a.ndim == 4 && a.shape[0] == n && a.shape[1] == c && a.shape[2] == h &&
+                   a.shape[3] == w,
                ValueError, a.name, ": expected shape ", shape4(n, c, h, w), ", got shape ",
                shape_str(a));
 }
 
-int narrow(int64_t v, const char* op, const char* what) {
-  FASTDL_CHECK(v >= 0 && v <= 0x7fffffff, ValueError, op, ": ", what, " = ", v,
+// One pooled axis ('h' or 'w'): kernel >= 1, stride >= 1, 0 <= pad <= kernel / 2 (PyTorch's
+// rule) and a kernel no larger than the padded input.
+void check_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p) {
+  FASTDL_CHECK(k >= 1, ValueError, "kernel_", axis, ": expected a kernel size >= 1, got ", k);
+  FASTDL_CHECK(s >= 1, ValueError, "stride_", axis, ": expected a stride >= 1, got ", s);
+  FASTDL_CHECK(p >= 0 && 2 * p <= k, ValueError, "pad_", axis,
+               ": expected 0 <= pad <= kernel / 2 = ", k / 2, ", got ", p);
+  FASTDL_CHECK(k <= in + 2 * p, ValueError, "kernel_", axis, ": kernel size ", k,
+               " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+}
+
+int narrow(int64_t v, const char* what) {
+  FASTDL_CHECK(v >= 0 && v <= 0x7fffffff, ValueError, what, " = ", v,
                " exceeds the CUDA kernels' limit of 2^31 - 1");
   return int(v);
 }
 
-// The window geometry over input planes (h, w), all checked; OH, OW computed.
-cuda::PoolShape window_shape(const char* op, const ArrayView& in, int64_t kernel_h,
-                             int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h,
-                             int64_t pad_w) {
-  FASTDL_CHECK(kernel_h >= 1 && kernel_w >= 1, ValueError, op,
-               ": kernel_size: expected >= 1, got (", kernel_h, ", ", kernel_w, ")");
-  FASTDL_CHECK(stride_h >= 1 && stride_w >= 1, ValueError, op, ": stride: expected >= 1, got (",
-               stride_h, ", ", stride_w, ")");
-  FASTDL_CHECK(pad_h >= 0 && pad_w >= 0 && 2 * pad_h <= kernel_h && 2 * pad_w <= kernel_w,
-               ValueError, op, ": padding: expected >= 0 and at most half the kernel size (",
-               kernel_h, ", ", kernel_w, "), got (", pad_h, ", ", pad_w, ")");
-  const int64_t h = in.shape[2], w = in.shape[3];
-  const int64_t span_h = h + 2 * pad_h - kernel_h, span_w = w + 2 * pad_w - kernel_w;
-  FASTDL_CHECK(span_h >= 0 && span_w >= 0, ValueError, op, ": the kernel (", kernel_h, ", ",
-               kernel_w, ") is larger than the padded input (", h + 2 * pad_h, ", ",
-               w + 2 * pad_w, ") of ", in.name, " with shape ", shape_str(in));
+// big (N, C, H, W) and small (N, C, OH, OW) of a windowed pool, the written one checked first;
+// returns the geometry.
+cuda::PoolShape window_shape(const ArrayView& big, const ArrayView& small, bool big_is_output,
+                             int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                             int64_t pw) {
+  check_output(big_is_output ? big : small);
+  check_image(big);
+  check_4d(small);
+  const int64_t n = big.shape[0], c = big.shape[1], h = big.shape[2], w = big.shape[3];
+  check_axis('h', h, kh, sh, ph);
+  check_axis('w', w, kw, sw, pw);
+  const int64_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+  check_shape4(small, n, c, oh, ow);
+  check_contiguous(big_is_output ? small : big);
   cuda::PoolShape s{};
-  s.planes = in.shape[0] * in.shape[1];
-  s.h = narrow(h, op, "H"), s.w = narrow(w, op, "W");
-  s.oh = narrow(span_h / stride_h + 1, op, "OH"), s.ow = narrow(span_w / stride_w + 1, op, "OW");
-  s.kh = narrow(kernel_h, op, "kernel_h"), s.kw = narrow(kernel_w, op, "kernel_w");
-  s.sh = narrow(stride_h, op, "stride_h"), s.sw = narrow(stride_w, op, "stride_w");
-  s.ph = narrow(pad_h, op, "pad_h"), s.pw = narrow(pad_w, op, "pad_w");
+  s.planes = n * c;
+  s.h = narrow(h, "H"), s.w = narrow(w, "W"), s.oh = narrow(oh, "OH"), s.ow = narrow(ow, "OW");
+  s.kh = narrow(kh, "kernel_h"), s.kw = narrow(kw, "kernel_w");
+  s.sh = narrow(sh, "stride_h"), s.sw = narrow(sw, "stride_w");
+  s.ph = narrow(ph, "pad_h"), s.pw = narrow(pw, "pad_w");
   return s;
 }
 
-// The plane sizes of an adaptive pool (or of a max-pool backward): in (N, C, H, W) and
-// out (N, C, OH, OW) share N and C.
-cuda::PoolShape plane_shape(const char* op, const ArrayView& in, const ArrayView& out) {
-  check_4d(in);
-  check_4d(out);
-  FASTDL_CHECK(out.shape[0] == in.shape[0] && out.shape[1] == in.shape[1], ValueError, out.name,
-               ": expected N = ", in.shape[0], " and C = ", in.shape[1], " of ", in.name,
-               " with shape ", shape_str(in), ", got shape ", shape_str(out));
+// Plane sizes when the output size comes from the small array's shape (adaptive pools, the
+// max-pool backward): big (N, C, H, W), small (N, C, OH, OW).
+cuda::PoolShape plane_shape(const ArrayView& big, const ArrayView& small, bool big_is_output) {
+  check_output(big_is_output ? big : small);
+  check_image(big);
+  check_4d(small);
+  check_contiguous(big_is_output ? small : big);
+  check_shape4(small, big.shape[0], big.shape[1], small.shape[2], small.shape[3]);
   cuda::PoolShape s{};
-  s.planes = in.shape[0] * in.shape[1];
-  s.h = narrow(in.shape[2], op, "H"), s.w = narrow(in.shape[3], op, "W");
-  s.oh = narrow(out.shape[2], op, "OH"), s.ow = narrow(out.shape[3], op, "OW");
+  s.planes = big.shape[0] * big.shape[1];
+  s.h = narrow(big.shape[2], "H"), s.w = narrow(big.shape[3], "W");
+  s.oh = narrow(small.shape[2], "OH"), s.ow = narrow(small.shape[3], "OW");
   return s;
+}
+
+// argmax: int64 (checked by cuda_view), the shape of `like`, C-contiguous.
+void check_argmax(const ArrayView& argmax, const ArrayView& like, bool output) {
+  check_shape4(argmax, like.shape[0], like.shape[1], like.shape[2], like.shape[3]);
+  if (output)
+    check_output(argmax);
+  else
+    check_contiguous(argmax);
 }
 
 #define WINDOW                                                                              \
@@ -97,15 +122,10 @@ cuda::PoolShape plane_shape(const char* op, const ArrayView& in, const ArrayView
 
 void max_pool2d_forward_py(const py::handle& y_obj, const py::handle& argmax_obj,
                            const py::handle& x_obj, WINDOW, std::uintptr_t stream) {
-  const char* op = "max_pool2d";
   const ArrayView y = cuda_view(y_obj, "y"), argmax = cuda_view(argmax_obj, "argmax", kInt64),
                   x = cuda_view(x_obj, "x");
-  check_output(y);
-  check_output(argmax);
-  check_4d(x);
-  const cuda::PoolShape s = window_shape(op, x, WINDOW_ARGS);
-  check_shape4(y, x.shape[0], x.shape[1], s.oh, s.ow);
-  check_shape4(argmax, x.shape[0], x.shape[1], s.oh, s.ow);
+  const cuda::PoolShape s = window_shape(x, y, false, WINDOW_ARGS);
+  check_argmax(argmax, y, true);
   py::gil_scoped_release nogil;
   check_on_current_device({&y, &argmax, &x});
   cuda::max_pool2d_forward(y.mutable_data<float>(), argmax.mutable_data<int64_t>(),
@@ -114,12 +134,10 @@ void max_pool2d_forward_py(const py::handle& y_obj, const py::handle& argmax_obj
 
 void max_pool2d_backward_py(const py::handle& dx_obj, const py::handle& dy_obj,
                             const py::handle& argmax_obj, std::uintptr_t stream) {
-  const char* op = "max_pool2d_backward";
   const ArrayView dx = cuda_view(dx_obj, "dx"), dy = cuda_view(dy_obj, "dy"),
                   argmax = cuda_view(argmax_obj, "argmax", kInt64);
-  check_output(dx);
-  const cuda::PoolShape s = plane_shape(op, dx, dy);
-  check_shape4(argmax, dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]);
+  const cuda::PoolShape s = plane_shape(dx, dy, true);
+  check_argmax(argmax, dy, false);
   py::gil_scoped_release nogil;
   check_on_current_device({&dx, &dy, &argmax});
   cuda::max_pool2d_backward(dx.mutable_data<float>(), dy.data<float>(),
@@ -128,12 +146,8 @@ void max_pool2d_backward_py(const py::handle& dx_obj, const py::handle& dy_obj,
 
 void avg_pool2d_forward_py(const py::handle& y_obj, const py::handle& x_obj, WINDOW,
                            std::uintptr_t stream) {
-  const char* op = "avg_pool2d";
   const ArrayView y = cuda_view(y_obj, "y"), x = cuda_view(x_obj, "x");
-  check_output(y);
-  check_4d(x);
-  const cuda::PoolShape s = window_shape(op, x, WINDOW_ARGS);
-  check_shape4(y, x.shape[0], x.shape[1], s.oh, s.ow);
+  const cuda::PoolShape s = window_shape(x, y, false, WINDOW_ARGS);
   py::gil_scoped_release nogil;
   check_on_current_device({&y, &x});
   cuda::avg_pool2d_forward(y.mutable_data<float>(), x.data<float>(), s, as_stream(stream));
@@ -141,12 +155,8 @@ void avg_pool2d_forward_py(const py::handle& y_obj, const py::handle& x_obj, WIN
 
 void avg_pool2d_backward_py(const py::handle& dx_obj, const py::handle& dy_obj, WINDOW,
                             std::uintptr_t stream) {
-  const char* op = "avg_pool2d_backward";
   const ArrayView dx = cuda_view(dx_obj, "dx"), dy = cuda_view(dy_obj, "dy");
-  check_output(dx);
-  check_4d(dx);
-  const cuda::PoolShape s = window_shape(op, dx, WINDOW_ARGS);
-  check_shape4(dy, dx.shape[0], dx.shape[1], s.oh, s.ow);
+  const cuda::PoolShape s = window_shape(dx, dy, true, WINDOW_ARGS);
   py::gil_scoped_release nogil;
   check_on_current_device({&dx, &dy});
   cuda::avg_pool2d_backward(dx.mutable_data<float>(), dy.data<float>(), s, as_stream(stream));
@@ -154,10 +164,8 @@ void avg_pool2d_backward_py(const py::handle& dx_obj, const py::handle& dy_obj, 
 
 void adaptive_avg_pool2d_forward_py(const py::handle& y_obj, const py::handle& x_obj,
                                     std::uintptr_t stream) {
-  const char* op = "adaptive_avg_pool2d";
   const ArrayView y = cuda_view(y_obj, "y"), x = cuda_view(x_obj, "x");
-  check_output(y);
-  const cuda::PoolShape s = plane_shape(op, x, y);
+  const cuda::PoolShape s = plane_shape(x, y, false);
   py::gil_scoped_release nogil;
   check_on_current_device({&y, &x});
   cuda::adaptive_avg_pool2d_forward(y.mutable_data<float>(), x.data<float>(), s,
@@ -166,10 +174,8 @@ void adaptive_avg_pool2d_forward_py(const py::handle& y_obj, const py::handle& x
 
 void adaptive_avg_pool2d_backward_py(const py::handle& dx_obj, const py::handle& dy_obj,
                                      std::uintptr_t stream) {
-  const char* op = "adaptive_avg_pool2d_backward";
   const ArrayView dx = cuda_view(dx_obj, "dx"), dy = cuda_view(dy_obj, "dy");
-  check_output(dx);
-  const cuda::PoolShape s = plane_shape(op, dx, dy);
+  const cuda::PoolShape s = plane_shape(dx, dy, true);
   py::gil_scoped_release nogil;
   check_on_current_device({&dx, &dy});
   cuda::adaptive_avg_pool2d_backward(dx.mutable_data<float>(), dy.data<float>(), s,
