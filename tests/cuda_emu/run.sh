@@ -17,9 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=${EMU_DIR:-/tmp/fastdl-cuda-emu}
 if [ -z "${CUDA_INC:-}" ]; then
-  cuda_root=$(dirname "$(readlink -f "$(command -v nvcc)")")/..
-  CUDA_INC=$cuda_root/include
-  [ -f "$CUDA_INC/cuda_runtime_api.h" ] || CUDA_INC=$cuda_root/targets/x86_64-linux/include
+  for d in "${CUDA_HOME:-/usr/local/cuda}"/include "${CUDA_HOME:-/usr/local/cuda}"/targets/*/include \
+           "$(dirname "$(readlink -f "$(command -v nvcc)")")/../include"; do
+    [ -f "$d/cuda_runtime_api.h" ] && { CUDA_INC=$d; break; }
+  done
 fi
 mkdir -p "$out/cuda"
 if [ -z "${CPU_LIB:-}" ]; then
