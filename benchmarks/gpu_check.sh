@@ -5,7 +5,8 @@
 #   1. prints nvidia-smi (no GPU: says so in the report and exits 3, never hangs),
 #   2. builds _core and _cuda with CMake for this GPU's architecture (no network, no pip) and
 #      drops the modules into python/fastdl/,
-#   3. runs every GPU test in tests/ (pytest -m gpu: test_cuda*.py and any other gpu-marked test),
+#   3. runs every GPU test in tests/ (pytest -m gpu: test_cuda*.py and any other gpu-marked test)
+#      and tests/test_api.py (its stub check reads the freshly built _cuda),
 #   4. runs every GPU benchmark in benchmarks/ (pytest -m gpu: bench_cuda_*.py), short rounds,
 #   5. writes OUTDIR/gpu_report.md: pass/fail counts, benchmark tables (median, GFLOP/s or GB/s,
 #      ratio to the fastest in the group), the failures' tails; raw logs, junit and benchmark
@@ -101,13 +102,18 @@ if ((!build_ok)); then
 fi
 echo "- build: ok in ${build_s} s (CMake, sm_$arch)" >>"$REPORT"
 
-# ---- 3. GPU tests -----------------------------------------------------------------------------
+# ---- 3. GPU tests (and test_api.py, whose stub check reads the built _cuda) ---------------------
 export PYTHONPATH=$PWD/python
 t0=$SECONDS
 timeout -k 5 "$(cap "$(left 90)" 150)" $PY -m pytest tests -m gpu -q -p no:cacheprovider -rfE \
   --junitxml="$OUTDIR/tests.xml" >"$OUTDIR/tests.log" 2>&1
 test_rc=$?
 tests_s=$((SECONDS - t0))
+t0=$SECONDS
+timeout -k 5 "$(cap "$(left 80)" 60)" $PY -m pytest tests/test_api.py -q -p no:cacheprovider -rfE \
+  --junitxml="$OUTDIR/api.xml" >"$OUTDIR/api.log" 2>&1
+api_rc=$?
+api_s=$((SECONDS - t0))
 
 # ---- 4. GPU benchmarks ------------------------------------------------------------------------
 t0=$SECONDS
@@ -119,9 +125,10 @@ bench_rc=$?
 bench_s=$((SECONDS - t0))
 
 # ---- 5. report --------------------------------------------------------------------------------
-$PY benchmarks/gpu_check_report.py "$OUTDIR" "$test_rc" "$tests_s" "$bench_rc" "$bench_s" >>"$REPORT" 2>&1 ||
-  echo "(the report generator failed: see above)" >>"$REPORT"
-((test_rc == 0 && bench_rc == 0)) || status=1
+$PY benchmarks/gpu_check_report.py "$OUTDIR" "tests=$test_rc,$tests_s" "api=$api_rc,$api_s" \
+  "bench=$bench_rc,$bench_s" >>"$REPORT" 2>&1 || echo "(the report generator failed: see above)" >>"$REPORT"
+((test_rc == 0 && api_rc == 0 && bench_rc == 0)) || status=1
 echo "- total: $((SECONDS - START)) s" >>"$REPORT"
-echo "gpu_check: tests rc=$test_rc, benchmarks rc=$bench_rc, $((SECONDS - START)) s (report: $REPORT)"
+echo "gpu_check: tests rc=$test_rc, test_api rc=$api_rc, benchmarks rc=$bench_rc," \
+     "$((SECONDS - START)) s (report: $REPORT)"
 exit $status

@@ -1,10 +1,9 @@
 """The markdown body of gpu_check.sh's report, from the junit XML and benchmark JSON it wrote.
 
-    python benchmarks/gpu_check_report.py OUTDIR TEST_RC TEST_S BENCH_RC BENCH_S
+    python benchmarks/gpu_check_report.py OUTDIR STEP=RC,SECONDS ...   (steps: tests, api, bench)
 
-Reads OUTDIR/tests.xml, OUTDIR/bench.xml, OUTDIR/bench.json (each may be missing: a step that
-timed out or crashed) and the logs' tails, and prints: pass/fail/skip counts of the GPU tests and
-benchmarks, one table per benchmark group (median time, GFLOP/s or GB/s, ratio to the fastest
+Reads OUTDIR/<step>.xml (junit), OUTDIR/bench.json, OUTDIR/<step>.log (each may be missing: a
+step that timed out or crashed) and prints: pass/fail/skip counts of every step, one table per benchmark group (median time, GFLOP/s or GB/s, ratio to the fastest
 of the group), then each failure's message tail. Standard library only.
 """
 
@@ -87,16 +86,23 @@ def bench_tables(path: Path) -> list[str]:
     return out or ["(no benchmarks ran)"]
 
 
-def main(outdir: str, test_rc: str, test_s: str, bench_rc: str, bench_s: str) -> None:
+LABELS = {"tests": "GPU tests (pytest -m gpu)", "api": "tests/test_api.py (stubs vs the built _cuda)",
+          "bench": "GPU benchmarks (pytest -m gpu benchmarks)"}
+
+
+def main(outdir: str, *steps: str) -> None:
     d = Path(outdir)
-    lines = []
-    tests, tfail = junit_counts(d / "tests.xml")
-    bench, bfail = junit_counts(d / "bench.xml")
+    runs = []
+    for spec in steps:
+        name, _, rest = spec.partition("=")
+        rc, _, secs = rest.partition(",")
+        counts, fails = junit_counts(d / f"{name}.xml")
+        runs.append((name, rc, secs, counts, fails))
     timed_out = {"124", "137"}
-    ok = test_rc == "0" and bench_rc == "0"
-    lines += ["", f"## Result: {'PASS' if ok else 'FAIL'}", ""]
-    for what, counts, rc, secs in (("GPU tests", tests, test_rc, test_s),
-                                   ("GPU benchmarks", bench, bench_rc, bench_s)):
+    ok = all(rc == "0" for _, rc, _, _, _ in runs)
+    lines = ["", f"## Result: {'PASS' if ok else 'FAIL'}", ""]
+    for name, rc, secs, counts, _ in runs:
+        what = LABELS.get(name, name)
         note = " (TIMED OUT)" if rc in timed_out else ""
         if counts is None:
             lines.append(f"- {what}: no results (exit {rc}{note}, {secs} s)")
@@ -106,18 +112,20 @@ def main(outdir: str, test_rc: str, test_s: str, bench_rc: str, bench_s: str) ->
             lines.append(f"- {what}: {counts['passed']} passed, {counts['failed']} failed, "
                          f"{counts['errors']} errors, {counts['skipped']} skipped "
                          f"(exit {rc}{note}, {secs} s)")
-    if tests is not None and "error" not in tests and tests["passed"] == 0 and tests["failed"] == 0:
-        lines.append("- WARNING: no GPU test ran (is CuPy importable? see tests.log)")
+            if name == "tests" and counts["passed"] == 0 and counts["failed"] == 0:
+                lines.append("- WARNING: no GPU test ran (is CuPy importable? see tests.log)")
     lines += ["", "## Benchmarks", ""] + bench_tables(d / "bench.json")
-    if tfail or bfail:
+    failures = [f for run in runs for f in run[4]]
+    if failures:
         lines += ["## Failures", ""]
-        for name, text in tfail + bfail:
+        for name, text in failures:
             lines += [f"### {name}", "", "```", text, "```", ""]
-    for what, rc, log in (("tests", test_rc, "tests.log"), ("benchmarks", bench_rc, "bench.log")):
+    for name, rc, _, _, _ in runs:
         if rc != "0":
-            lines += [f"## Tail of {log} ({what} exit {rc})", "", "```", log_tail(d / log), "```", ""]
+            lines += [f"## Tail of {name}.log (exit {rc})", "", "```", log_tail(d / f"{name}.log"),
+                      "```", ""]
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:])
