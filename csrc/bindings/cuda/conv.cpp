@@ -14,7 +14,6 @@
 
 #include "bindings/args.h"
 #include "bindings/cuda/families.h"
-#include "bindings/cuda/launch.h"
 #include "common/check.h"
 #include "cuda/conv.cuh"
 

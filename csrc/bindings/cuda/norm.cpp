@@ -16,7 +16,6 @@
 
 #include "bindings/args.h"
 #include "bindings/cuda/families.h"
-#include "bindings/cuda/launch.h"
 #include "common/check.h"
 #include "cuda/norm.cuh"
 

@@ -1,0 +1,331 @@
+// args.cpp: the argument checks of args.h, shared by the _core and _cuda bindings.
+#include "bindings/args.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/optim.h"  // check_hyper (inline; PyTorch's hyper-parameter messages)
+
+namespace fastdl::bindings {
+
+namespace {
+
+// "cupy.ndarray", for the message that an argument is not a CUDA array.
+std::string qualified_type_name(const py::handle& obj) {
+  const py::handle t = py::type::of(obj);
+  return std::string(py::str(t.attr("__module__"))) + "." +
+         std::string(py::str(t.attr("__qualname__")));
+}
+
+// '<f8' -> 'float64' for messages; the raw typestr, quoted, if NumPy cannot parse it.
+std::string typestr_name(const std::string& typestr) {
+  try {
+    return std::string(py::str(py::dtype(typestr)));
+  } catch (const py::error_already_set&) {
+    return "'" + typestr + "'";
+  }
+}
+
+bool overlap(const ArrayView& a, const ArrayView& b) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a.ptr);
+  const auto pb = reinterpret_cast<std::uintptr_t>(b.ptr);
+  const auto na = std::uintptr_t(a.nbytes()), nb = std::uintptr_t(b.nbytes());
+  return na > 0 && nb > 0 && pa < pb + nb && pb < pa + na;
+}
+
+}  // namespace
+
+// ---- dtypes and views ------------------------------------------------------------------------
+
+std::string DType::typestr() const { return byteorder + (kind + std::to_string(itemsize)); }
+
+std::string DType::name() const {
+  const std::string bits = std::to_string(itemsize * 8);
+  switch (kind) {
+    case 'f': return "float" + bits;
+    case 'i': return "int" + bits;
+    case 'u': return "uint" + bits;
+    case 'b': return "bool";
+    default: return "'" + typestr() + "'";
+  }
+}
+
+DType dtype_of(const py::dtype& dt) {
+  const char order = dt.byteorder();
+  return {dt.kind(), order == '=' ? '<' : order, int64_t(dt.itemsize())};
+}
+
+std::string ArrayView::dtype_name() const {
+  return descr ? std::string(py::str(py::handle(descr))) : dtype.name();
+}
+
+ArrayView view_of(const py::array& a, const char* name) {
+  ArrayView v;
+  v.name = name;
+  const py::dtype dt = a.dtype();
+  v.descr = dt.ptr();  // borrowed: the array holds its descriptor
+  v.dtype = dtype_of(dt);
+  v.ndim = int(a.ndim());
+  FASTDL_CHECK(v.ndim <= ArrayView::kMaxDims, ValueError, name, ": expected at most ",
+               ArrayView::kMaxDims, " axes, got ", v.ndim);
+  const int64_t item = v.dtype.itemsize;
+  for (int i = 0; i < v.ndim; ++i) {
+    v.shape[i] = a.shape(i);
+    const int64_t bytes = a.strides(i);
+    v.whole_strides = v.whole_strides && item > 0 && bytes % item == 0;
+    v.strides[i] = item > 0 ? bytes / item : 0;
+  }
+  v.size = int64_t(a.size());
+  v.ptr = const_cast<void*>(a.data());
+  v.readonly = !a.writeable();
+  v.c_contig = (a.flags() & py::array::c_style) != 0;
+  return v;
+}
+
+ArrayView cuda_view(const py::handle& obj, const char* name, const DType& want) {
+  FASTDL_CHECK(py::hasattr(obj, "__cuda_array_interface__"), TypeError, name,
+               ": expected a CUDA array exposing __cuda_array_interface__ (a CuPy array), got ",
+               qualified_type_name(obj));
+  const py::dict cai = obj.attr("__cuda_array_interface__");
+  ArrayView v;
+  v.name = name;
+  v.dtype = want;
+  const auto typestr = cai["typestr"].cast<std::string>();
+  FASTDL_CHECK(typestr == want.typestr(), TypeError, name, ": expected dtype ", want.name(),
+               ", got ", typestr_name(typestr));
+  FASTDL_CHECK(!cai.contains("mask") || cai["mask"].is_none(), TypeError, name,
+               ": masked CUDA arrays are not supported");
+  const auto shape = cai["shape"].cast<py::tuple>();
+  FASTDL_CHECK(shape.size() <= size_t(ArrayView::kMaxDims), ValueError, name,
+               ": expected at most ", ArrayView::kMaxDims, " axes, got ", shape.size());
+  for (const py::handle d : shape) {
+    v.shape[v.ndim] = d.cast<int64_t>();
+    v.size *= v.shape[v.ndim++];
+  }
+  const auto data = cai["data"].cast<py::tuple>();
+  v.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  v.readonly = data[1].cast<bool>();
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    std::vector<int64_t> strides;
+    for (const py::handle s : cai["strides"].cast<py::tuple>()) {
+      const auto bytes = s.cast<int64_t>();
+      FASTDL_CHECK(bytes % want.itemsize == 0, ValueError, name,
+                   ": strides must be multiples of the item size, got ", bytes, " bytes");
+      strides.push_back(bytes / want.itemsize);
+    }
+    FASTDL_CHECK(strides.size() == size_t(v.ndim), ValueError, name, ": ", strides.size(),
+                 " strides for shape ", shape_str(v));
+    std::copy(strides.begin(), strides.end(), v.strides);
+  } else {  // C order
+    if (v.ndim > 0) v.strides[v.ndim - 1] = 1;
+    for (int i = v.ndim - 2; i >= 0; --i) v.strides[i] = v.strides[i + 1] * v.shape[i + 1];
+  }
+  // NumPy's rule, which the CPU views take from NumPy itself: axes of length 1 may have any
+  // stride, and an empty array is contiguous.
+  if (v.size != 0) {
+    int64_t expect = 1;
+    for (int i = v.ndim - 1; i >= 0; --i) {
+      if (v.shape[i] != 1 && v.strides[i] != expect) v.c_contig = false;
+      expect *= v.shape[i];
+    }
+  }
+  return v;
+}
+
+// ---- checks on one or two views --------------------------------------------------------------
+
+std::string shape_str(const ArrayView& a) {
+  std::string s = "(";
+  for (int i = 0; i < a.ndim; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape[i]);
+  }
+  return s + (a.ndim == 1 ? ",)" : ")");
+}
+
+bool same_shape(const ArrayView& a, const ArrayView& b) {
+  return a.ndim == b.ndim && std::equal(a.shape, a.shape + a.ndim, b.shape);
+}
+
+void check_dtype(const ArrayView& a, const ArrayView& like) {
+  FASTDL_CHECK(a.dtype == like.dtype, TypeError, a.name, ": expected dtype ", like.dtype_name(),
+               ", got ", a.dtype_name());
+}
+
+void check_dtype(const ArrayView& a, const DType& want) {
+  FASTDL_CHECK(a.dtype == want, TypeError, a.name, ": expected dtype ", want.name(), ", got ",
+               a.dtype_name());
+}
+
+void check_ndim(const ArrayView& a, int lo, int hi) {
+  FASTDL_CHECK(a.ndim >= lo && a.ndim <= hi, ValueError, a.name, ": expected ", lo,
+               (lo == hi ? "" : " or " + std::to_string(hi)), "-D array, got shape ",
+               shape_str(a));
+}
+
+void check_dim(const ArrayView& a, int axis, int64_t want) {
+  FASTDL_CHECK(a.shape[axis] == want, ValueError, a.name, ": expected size ", want,
+               " along axis ", axis, ", got shape ", shape_str(a));
+}
+
+void check_shape(const ArrayView& a, const ArrayView& like) {
+  FASTDL_CHECK(same_shape(a, like), ValueError, a.name, ": expected shape ", shape_str(like),
+               ", got shape ", shape_str(a));
+}
+
+void check_contiguous(const ArrayView& a) {
+  FASTDL_CHECK(a.c_contiguous(), TypeError, a.name, ": must be C-contiguous");
+}
+
+void check_whole_strides(const ArrayView& a) {
+  FASTDL_CHECK(a.whole_strides, ValueError, a.name,
+               ": strides must be multiples of the item size");
+}
+
+void check_output(const ArrayView& out) {
+  FASTDL_CHECK(!out.readonly, ValueError, out.name, ": output array is read-only");
+  FASTDL_CHECK(out.c_contiguous(), TypeError, out.name,
+               ": output must be C-contiguous, got strides that are not");
+}
+
+void check_like(const ArrayView& a, const ArrayView& like) {
+  check_dtype(a, like);
+  check_shape(a, like);
+  check_contiguous(a);
+}
+
+// ---- dense: gemm and sum_rows ----------------------------------------------------------------
+
+GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b, int bias_axis) {
+  check_output(out);
+  check_ndim(out, 2, 3);
+  check_ndim(a, 2, 3);
+  check_ndim(b, 2, 3);
+  check_dtype(a, out);
+  check_dtype(b, out);
+  const bool batched = out.ndim == 3;
+  FASTDL_CHECK(batched || (a.ndim == 2 && b.ndim == 2), ValueError,
+               "out: expected a 3-D output for a batched product, got shape ", shape_str(out));
+  const int oa = a.ndim - 2, ob = b.ndim - 2, oc = out.ndim - 2;
+  GemmDims d{batched ? out.shape[0] : 1, a.shape[oa], b.shape[ob + 1], a.shape[oa + 1]};
+  FASTDL_CHECK(b.shape[ob] == d.k, ValueError, "b: expected ", d.k, " rows to match a of shape ",
+               shape_str(a), ", got shape ", shape_str(b));
+  check_dim(out, oc, d.m);
+  check_dim(out, oc + 1, d.n);
+  if (a.ndim == 3) check_dim(a, 0, d.batch);
+  if (b.ndim == 3) check_dim(b, 0, d.batch);
+  FASTDL_CHECK(bias_axis == 0 || bias_axis == 1, ValueError, "bias_axis: expected 0 or 1, got ",
+               bias_axis);
+  return d;
+}
+
+void check_gemm_bias(const ArrayView& bias, const ArrayView& out, const GemmDims& d,
+                     int bias_axis) {
+  check_dtype(bias, out);
+  check_ndim(bias, 1, 1);
+  check_dim(bias, 0, bias_axis == 0 ? d.m : d.n);
+  FASTDL_CHECK(bias.c_contiguous(), TypeError, bias.name, ": must be contiguous");
+}
+
+void check_sum_rows(const ArrayView& out, const ArrayView& x) {
+  check_output(out);
+  check_ndim(x, 2, 2);
+  check_ndim(out, 1, 1);
+  check_dtype(x, out);
+  check_dim(out, 0, x.shape[1]);
+  check_contiguous(x);
+}
+
+// ---- softmax and losses ----------------------------------------------------------------------
+
+std::pair<int64_t, int64_t> rows_cols(const ArrayView& a) {
+  FASTDL_CHECK(a.ndim >= 1, ValueError, a.name, ": expected at least 1-D, got a 0-D array");
+  const int64_t n = a.shape[a.ndim - 1];
+  return {n ? a.size / n : 0, n};
+}
+
+void check_targets(const ArrayView& probs, const ArrayView& target) {
+  check_ndim(probs, 2, 2);
+  check_dtype(target, kInt64);
+  check_ndim(target, 1, 1);
+  check_dim(target, 0, probs.shape[0]);
+  check_contiguous(target);
+}
+
+void check_batch(int64_t n, const char* what) {
+  FASTDL_CHECK(n > 0, ValueError, what, ": the mean over an empty batch (N = 0) is undefined");
+}
+
+void check_elements(int64_t n, const char* what) {
+  FASTDL_CHECK(n > 0, ValueError, what, ": the mean over zero elements is undefined");
+}
+
+// ---- dropout and element-wise ----------------------------------------------------------------
+
+void check_p(double p) {
+  FASTDL_CHECK(p >= 0.0 && p <= 1.0, ValueError, "p: expected a probability in [0, 1], got ", p);
+}
+
+BiasAddDims check_bias_add(const ArrayView& out, const ArrayView& x, const ArrayView& b,
+                           int axis) {
+  check_output(out);
+  check_like(x, out);
+  check_dtype(b, out);
+  check_ndim(b, 1, 1);
+  check_contiguous(b);
+  FASTDL_CHECK(axis >= 0 && axis < out.ndim, ValueError, "axis: expected 0 <= axis < ",
+               out.ndim, ", got ", axis);
+  check_dim(b, 0, out.shape[axis]);
+  BiasAddDims d{1, out.shape[axis], 1};
+  for (int i = 0; i < axis; ++i) d.outer *= out.shape[i];
+  for (int i = axis + 1; i < out.ndim; ++i) d.inner *= out.shape[i];
+  return d;
+}
+
+// ---- optimizers ------------------------------------------------------------------------------
+
+void check_inplace(const ArrayView& a, const std::string& op) {
+  FASTDL_CHECK(a.c_contiguous(), TypeError, op, ": ", a.name,
+               ": expected a C-contiguous array (it is updated in place), got strides that are not");
+  FASTDL_CHECK(!a.readonly, ValueError, op, ": ", a.name, ": array is read-only");
+}
+
+void check_state(const ArrayView& a, const ArrayView& p, const std::string& op) {
+  FASTDL_CHECK(a.dtype == p.dtype, TypeError, op, ": ", a.name, ": expected dtype ",
+               p.dtype_name(), " (that of p), got ", a.dtype_name());
+  FASTDL_CHECK(same_shape(a, p), ValueError, op, ": ", a.name, ": expected shape ", shape_str(p),
+               " (that of p), got ", shape_str(a));
+}
+
+void check_grad_shape(const ArrayView& g, const ArrayView& p, const std::string& op) {
+  FASTDL_CHECK(same_shape(g, p), ValueError, op, ": ", g.name, ": expected shape ", shape_str(p),
+               " (that of p), got ", shape_str(g));
+}
+
+void check_distinct(const std::string& op, const std::vector<const ArrayView*>& w,
+                    const ArrayView& g) {
+  for (size_t i = 0; i < w.size(); ++i) {
+    for (size_t j = i + 1; j < w.size(); ++j)
+      FASTDL_CHECK(!overlap(*w[i], *w[j]), ValueError, op, ": ", w[i]->name, " and ", w[j]->name,
+                   " share memory; each must be its own array");
+    FASTDL_CHECK(!overlap(*w[i], g) || (w[i]->ptr == g.ptr && i == 0), ValueError, op,
+                 ": g shares memory with ", w[i]->name);
+  }
+}
+
+void check_clip_args(double max_norm, double norm_type) {
+  const char* op = "clip_grad_norm_";
+  fastdl::check_hyper(max_norm >= 0, op, "max_norm", max_norm, ">= 0");
+  fastdl::check_hyper(norm_type > 0, op, "norm_type", norm_type, "a positive number or inf");
+}
+
+// PyTorch's clip_grad_norm_: coef = max_norm / (total + 1e-6), applied unless coef >= 1 (a NaN
+// total therefore makes the gradients NaN, as clamp(coef, max=1) does in PyTorch).
+double clip_coef(double total, double max_norm, double norm_type, bool error_if_nonfinite) {
+  FASTDL_CHECK(!error_if_nonfinite || std::isfinite(total), RuntimeError, "clip_grad_norm_",
+               ": the total norm of order ", norm_type, " of the gradients is non-finite (",
+               total, "), so it cannot be clipped; pass error_if_nonfinite=False to scale anyway");
+  return max_norm / (total + 1e-6);
+}
+
+}  // namespace fastdl::bindings

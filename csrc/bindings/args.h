@@ -1,0 +1,178 @@
+// args.h: the one set of argument checks behind both extension modules (_core and _cuda).
+//
+// Adding a family's bindings (say conv):
+//   1. csrc/bindings/cpu/conv.cpp defines `void bind_conv(py::module_& m)` in namespace
+//      fastdl::bindings; declare it in csrc/bindings/cpu/families.h and call it once from
+//      PYBIND11_MODULE in csrc/bindings/core.cpp. Likewise csrc/bindings/cuda/conv.cpp,
+//      cuda/families.h and cuda.cpp for the GPU. CMake globs both folders: no CMake edit.
+//   2. Turn every array argument into an ArrayView first -- view_of(py::array, "x") on the CPU,
+//      cuda_view(obj, "x") on the GPU (it also checks the dtype, float32 by default) -- and
+//      check the views with the functions below, never with a private copy: the messages are
+//      the contract the tests match (TypeError for type/dtype/layout, ValueError for shape and
+//      value, each naming the argument, what was expected and what was given).
+//   3. Checks a family's CPU and GPU bindings share beyond these (gemm's shapes, the optimizer
+//      state rules) belong here too, in that family's section, so the two stay one.
+//   4. Release the GIL around the kernel only: a view holds borrowed pointers, so the Python
+//      objects it was made from must outlive it (function arguments always do).
+//
+// An ArrayView is a non-owning description of an array -- shape, element strides, dtype, data
+// pointer, read-only and C-contiguous flags -- built the same way from a NumPy array and from an
+// object's __cuda_array_interface__, so one check serves both modules. Host code only: compiled
+// by the host compiler in both targets, and pybind11 is included only by csrc/bindings/.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/check.h"
+
+namespace fastdl::bindings {
+
+namespace py = pybind11;
+using std::int64_t;
+
+// An element type as __cuda_array_interface__ spells it ("<f4"): NumPy's kind character, byte
+// order ('<' little, '>' big, '|' not applicable; NumPy's native '=' is stored as '<', x86-64
+// being little-endian) and size in bytes.
+struct DType {
+  char kind = '?';
+  char byteorder = '|';
+  int64_t itemsize = 0;
+
+  friend bool operator==(const DType& a, const DType& b) {
+    return a.kind == b.kind && a.byteorder == b.byteorder && a.itemsize == b.itemsize;
+  }
+  friend bool operator!=(const DType& a, const DType& b) { return !(a == b); }
+  std::string typestr() const;  // "<f4"
+  std::string name() const;     // NumPy's name, "float32", for the kinds f, i, u and b
+};
+inline constexpr DType kFloat32{'f', '<', 4};
+inline constexpr DType kFloat64{'f', '<', 8};
+inline constexpr DType kInt64{'i', '<', 8};
+inline constexpr DType kUint8{'u', '|', 1};
+
+DType dtype_of(const py::dtype& dt);
+
+struct ArrayView {
+  // NumPy's limit (NPY_MAXDIMS); a CUDA array with more axes is refused by cuda_view.
+  static constexpr int kMaxDims = 64;
+
+  const char* name = "";           // the argument's name, as messages print it
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};  // in elements; meaningful only when whole_strides
+  bool whole_strides = true;       // every byte stride is a multiple of the item size
+  int64_t size = 1;                // number of elements
+  DType dtype;
+  void* ptr = nullptr;
+  bool readonly = false;
+  bool c_contig = true;            // NumPy's rule: axes of length 1 may have any stride
+  PyObject* descr = nullptr;       // the NumPy dtype (borrowed) for messages; null for CUDA views
+
+  bool c_contiguous() const { return c_contig; }
+  int64_t nbytes() const { return size * dtype.itemsize; }
+  template <class T>
+  const T* data() const { return static_cast<const T*>(ptr); }
+  template <class T>
+  T* mutable_data() const { return static_cast<T*>(ptr); }
+  // How messages print the dtype: NumPy's str() of it ("float32", ">f4").
+  std::string dtype_name() const;
+};
+
+// A view of a NumPy array (any dtype, any strides); never raises.
+ArrayView view_of(const py::array& a, const char* name);
+
+// A view of an object exposing __cuda_array_interface__ (a CuPy array) whose dtype must be
+// `want`: TypeError if it is not a CUDA array or has another dtype, ValueError for strides that
+// are not whole elements.
+ArrayView cuda_view(const py::handle& obj, const char* name, const DType& want = kFloat32);
+
+// ---- checks on one or two views --------------------------------------------------------------
+
+std::string shape_str(const ArrayView& a);                // "(3, 4)", "(5,)"
+bool same_shape(const ArrayView& a, const ArrayView& b);
+void check_dtype(const ArrayView& a, const ArrayView& like);  // TypeError
+void check_dtype(const ArrayView& a, const DType& want);      // TypeError
+void check_ndim(const ArrayView& a, int lo, int hi);          // ValueError: lo <= ndim <= hi
+void check_dim(const ArrayView& a, int axis, int64_t want);   // ValueError: shape[axis] == want
+void check_shape(const ArrayView& a, const ArrayView& like);  // ValueError: like's shape
+void check_contiguous(const ArrayView& a);                    // TypeError: C-contiguous input
+void check_whole_strides(const ArrayView& a);                 // ValueError
+// An output: writable (ValueError) and C-contiguous (TypeError).
+void check_output(const ArrayView& out);
+// An input of an element-wise kernel: the dtype and shape of `like`, C-contiguous.
+void check_like(const ArrayView& a, const ArrayView& like);
+
+// Runs f(float{}) or f(double{}) for dt; TypeError "<name>: expected dtype float32 or float64,
+// got <dt_name()>" for any other dtype.
+template <typename F, typename Name>
+auto dispatch_float(const DType& dt, const char* name, Name&& dt_name, F&& f) {
+  if (dt == kFloat32) return f(float{});
+  if (dt == kFloat64) return f(double{});
+  throw fastdl::TypeError(std::string(name) + ": expected dtype float32 or float64, got " +
+                          dt_name());
+}
+template <typename F>
+auto dispatch_float(const ArrayView& a, F&& f) {
+  return dispatch_float(a.dtype, a.name, [&] { return a.dtype_name(); }, std::forward<F>(f));
+}
+
+// ---- dense: gemm and sum_rows ----------------------------------------------------------------
+
+// gemm's shapes: out (B?, M, N), a (B?, M, K), b (B?, K, N), a 2-D operand shared by the batch.
+struct GemmDims {
+  int64_t batch, m, n, k;
+};
+// Checks out, a, b and bias_axis (0 or 1) of one gemm call.
+GemmDims check_gemm(const ArrayView& out, const ArrayView& a, const ArrayView& b, int bias_axis);
+// Then the bias, when there is one: out's dtype, length M for bias_axis 0, N for 1, contiguous.
+void check_gemm_bias(const ArrayView& bias, const ArrayView& out, const GemmDims& d,
+                     int bias_axis);
+// out (N,) = x (M, N) summed over rows; x C-contiguous.
+void check_sum_rows(const ArrayView& out, const ArrayView& x);
+
+// ---- softmax and losses ----------------------------------------------------------------------
+
+// (rows, n) of a softmax over the last axis: rows = size / n.
+std::pair<int64_t, int64_t> rows_cols(const ArrayView& a);
+// Class indices of probs (N, C): target int64 (N,), C-contiguous (their values are the
+// caller's to check: on the host or on the device).
+void check_targets(const ArrayView& probs, const ArrayView& target);
+// The mean over an empty batch or zero elements is undefined: ValueError "<what>: ...".
+void check_batch(int64_t n, const char* what);
+void check_elements(int64_t n, const char* what);
+
+// ---- dropout and element-wise ----------------------------------------------------------------
+
+void check_p(double p);  // a probability in [0, 1]
+// out = x + b broadcast along `axis`: returns (outer, c, inner) with c = out.shape[axis].
+struct BiasAddDims {
+  int64_t outer, c, inner;
+};
+BiasAddDims check_bias_add(const ArrayView& out, const ArrayView& x, const ArrayView& b,
+                           int axis);
+
+// ---- optimizers ------------------------------------------------------------------------------
+// Messages open with the op ("sgd_step_: buf: ...").
+
+// An array updated in place: C-contiguous (TypeError) and writable (ValueError).
+void check_inplace(const ArrayView& a, const std::string& op);
+// A state buffer of p: p's dtype (TypeError) and shape (ValueError).
+void check_state(const ArrayView& a, const ArrayView& p, const std::string& op);
+// The gradient: p's shape (ValueError).
+void check_grad_shape(const ArrayView& g, const ArrayView& p, const std::string& op);
+// Buffers one step writes must not share memory; g may be p itself (written[0]), nothing else.
+void check_distinct(const std::string& op, const std::vector<const ArrayView*>& written,
+                    const ArrayView& g);
+// clip_grad_norm_: PyTorch's checks of max_norm and norm_type before anything is read, and the
+// factor to scale by once the total norm is known (>= 1: leave the gradients as they are);
+// RuntimeError for a non-finite total when error_if_nonfinite.
+void check_clip_args(double max_norm, double norm_type);
+double clip_coef(double total, double max_norm, double norm_type, bool error_if_nonfinite);
+
+}  // namespace fastdl::bindings
