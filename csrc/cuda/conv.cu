@@ -25,8 +25,9 @@
 //        backward_data    C/g chans   N*H*W pixels    K/g*R*S   A = w^T, B = dy gathered
 //        backward_weight  K/g filters C/g*R*S         N*OH*OW   A = dy,  B = im2col(x)^T
 //      A 64 x 64 block tile, depth in slices of 16; 256 threads each own a 4 x 4 register tile
-//      (rows ty*4 + i, columns tx + 16 j, so a warp's stores of one (i, j) are 16 consecutive
-//      pixels). Slices are double-buffered in shared memory (k-major), the next slice is fetched
+//      (rows ty*4 + i, columns tx*4 + j: one float4 of A and one of B per depth step, a
+//      broadcast and 256 contiguous bytes per warp, so no bank conflicts). Slices are
+//      double-buffered in shared memory (k-major), the next slice is fetched
 //      into registers while the current one is multiplied (gemm.cu's scheme). Each loader picks
 //      the thread-to-element map that makes its global reads coalesced (KFast: 16 threads walk
 //      the depth of one row, RowFast: 64 threads walk the rows at one depth) and does the
@@ -38,9 +39,12 @@
 //
 // Known costs: backward_data gathers dy for every (k, r, s) and skips those whose oh is not an
 // integer, so with stride s it does s_h * s_w times the useful multiply-adds (stride 1, the
-// common case, wastes nothing). The 4 x 4 register tile is shared-memory-bandwidth bound
-// (5 shared loads per 16 FMA): expect well under cuDNN on large layers; a 128 x 128 tile with
-// 8 x 8 per thread, as gemm.cu uses, is the next step when K/g and the pixels are both large.
+// common case, wastes nothing). Per depth step a warp does 512 FMA (4 SM-cycles of FMA issue
+// on sm_80/90) for 2 shared-memory float4 loads (~3 cycles of shared bandwidth: a 32-byte
+// broadcast and 256 contiguous bytes), so the main loop should be FMA-bound, not shared-memory
+// bound; the gathers' index arithmetic (two int divisions per element) is the next cost. A
+// 128 x 128 tile with 8 x 8 per thread, as gemm.cu uses, is the step after that when K/g and the
+// pixels are both large. (Predictions: no GPU was at hand when this was written.)
 //
 // Napkin math: forward does 2 N K OH OW C/g R S FLOP; a ResNet 3x3 layer N=32, C=K=128, 28x28
 // is 7.4 GFLOP over 13 MB of x and y: compute-bound (~0.11 ms at 67 TFLOP/s fp32).
@@ -449,10 +453,11 @@ struct BackwardWeightOp {
 };
 
 // C tile (blockIdx.y, blockIdx.x) of group blockIdx.z / splits over depth chunk blockIdx.z %
-// splits. Prefetch slice t+1 into registers, multiply slice t from buffer t%2, store slice t+1
+// splits. Two blocks per SM (as gemm.cu): 91-101 registers and no spills on sm_90, where a
+// bound of three blocks (85 registers) makes backward_data spill. Prefetch slice t+1 into registers, multiply slice t from buffer t%2, store slice t+1
 // into the other buffer, one barrier per slice.
 template <class Op>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
 conv_gemm_kernel(const Op op, int splits, int64_t chunk) {
   using ALoader = typename Op::ALoader;
   using BLoader = typename Op::BLoader;
@@ -490,10 +495,8 @@ conv_gemm_kernel(const Op op, int splits, int64_t chunk) {
 #pragma unroll
     for (int kk = 0; kk < kBK; ++kk) {
       const float4 a = *reinterpret_cast<const float4*>(&as[cur][kk][ty * 4]);
-      const float av[4] = {a.x, a.y, a.z, a.w};
-      float bv[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = bs[cur][kk][tx + 16 * j];
+      const float4 b = *reinterpret_cast<const float4*>(&bs[cur][kk][tx * 4]);
+      const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -515,7 +518,7 @@ conv_gemm_kernel(const Op op, int splits, int64_t chunk) {
     if (row >= rows) continue;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int64_t col = tile_n + tx + 16 * j;
+      const int64_t col = tile_n + tx * 4 + j;
       if (col < cols) op.store(grp, split, row, col, acc[i][j]);
     }
   }
