@@ -55,7 +55,8 @@ def operands(layer):
     n, c, h, w, k, r, s, stride, pad, groups = LAYERS[layer]
     rng = cp.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-    wt = rng.standard_normal((k, c // groups, r, s), dtype=np.float32) * (1 / np.sqrt(c // groups * r * s))
+    scale = float(1 / np.sqrt(c // groups * r * s))  # a Python float keeps float32 (NEP 50)
+    wt = rng.standard_normal((k, c // groups, r, s), dtype=np.float32) * scale
     oh, ow = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
     dy = rng.standard_normal((n, k, oh, ow), dtype=np.float32)
     flops = 2 * n * k * oh * ow * (c // groups) * r * s
