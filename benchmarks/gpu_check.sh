@@ -73,7 +73,7 @@ build_ok=1
 timeout -k 5 "$(cap "$(left 120)" 200)" bash -c '
   set -e
   BUILD=$1 arch=$2 PY=$3
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFASTDL_CUDA=ON -DFASTDL_WERROR=ON \
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFASTDL_CUDA=ON -DFASTDL_WERROR=OFF \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DSKBUILD_PROJECT_VERSION=0.1.0 \
     -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)"
   cmake --build "$BUILD" -j "$(nproc)"
