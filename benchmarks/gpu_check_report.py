@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_check_report.py OUTDIR STEP=RC,SECONDS ...   (steps: tests, api, bench)
 
-Reads OUTDIR/<step>.xml (junit), OUTDIR/bench.json, OUTDIR/<step>.log (each may be missing: a
+Reads OUTDIR/<step>.xml (junit; the benchmarks: bench-<file>.xml), OUTDIR/bench-<file>.json,
+OUTDIR/<step>.log (each may be missing: a
 step that timed out or crashed) and prints: pass/fail/skip counts of every step, one table per benchmark group (median time, GFLOP/s or GB/s, ratio to the fastest
 of the group), then each failure's message tail. Standard library only.
 """
@@ -17,17 +18,20 @@ from pathlib import Path
 TAIL = 25  # lines of each failure's traceback
 
 
-def junit_counts(path: Path):
-    """(counts, failures [(name, text)]) of a pytest junit file, or (None, []) when absent."""
-    if not path.exists():
+def junit_counts(paths):
+    """(counts, failures [(name, text)]) over pytest junit files, or (None, []) when none exists."""
+    paths = [p for p in paths if p.exists()]
+    if not paths:
         return None, []
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as e:
-        return {"error": f"unreadable junit file ({e})"}, []
+    cases = []
+    for path in paths:
+        try:
+            cases += list(ET.parse(path).getroot().iter("testcase"))
+        except ET.ParseError as e:
+            return {"error": f"unreadable junit file {path.name} ({e})"}, []
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
     failures = []
-    for case in root.iter("testcase"):
+    for case in cases:
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
         bad = case.find("failure")
         if bad is None:
@@ -57,16 +61,19 @@ def fmt_rate(extra: dict) -> str:
     return ""
 
 
-def bench_tables(path: Path) -> list[str]:
-    if not path.exists():
-        return ["(no benchmark JSON: the benchmark step did not finish)"]
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        return [f"(unreadable benchmark JSON: {e})"]
+def bench_tables(paths) -> list[str]:
     groups: dict[str, list] = {}
-    for b in data.get("benchmarks", []):
-        groups.setdefault(b.get("group") or b["name"], []).append(b)
+    notes = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            notes.append(f"(unreadable benchmark JSON {path.name}: {e})")
+            continue
+        for b in data.get("benchmarks", []):
+            groups.setdefault(b.get("group") or b["name"], []).append(b)
+    if not paths:
+        return ["(no benchmark JSON: the benchmark step did not finish)"]
     out = []
     for group in sorted(groups):
         rows = groups[group]
@@ -83,11 +90,11 @@ def bench_tables(path: Path) -> list[str]:
             out.append(f"| {r['name'].split('[', 1)[-1].rstrip(']')} | {med * 1e3:.3f} ms | "
                        f"{fmt_rate(extra)} | {med / best:.2f}x |")
         out.append("")
-    return out or ["(no benchmarks ran)"]
+    return notes + (out or ["(no benchmarks ran)"])
 
 
 LABELS = {"tests": "GPU tests (pytest -m gpu)", "api": "tests/test_api.py (stubs vs the built _cuda)",
-          "bench": "GPU benchmarks (pytest -m gpu benchmarks)"}
+          "bench": "GPU benchmarks (pytest -m gpu, one run per bench_*.py)"}
 
 
 def main(outdir: str, *steps: str) -> None:
@@ -96,7 +103,8 @@ def main(outdir: str, *steps: str) -> None:
     for spec in steps:
         name, _, rest = spec.partition("=")
         rc, _, secs = rest.partition(",")
-        counts, fails = junit_counts(d / f"{name}.xml")
+        files = sorted(d.glob("bench-*.xml")) if name == "bench" else [d / f"{name}.xml"]
+        counts, fails = junit_counts(files)
         runs.append((name, rc, secs, counts, fails))
     timed_out = {"124", "137"}
     ok = all(rc == "0" for _, rc, _, _, _ in runs)
@@ -114,7 +122,7 @@ def main(outdir: str, *steps: str) -> None:
                          f"(exit {rc}{note}, {secs} s)")
             if name == "tests" and counts["passed"] == 0 and counts["failed"] == 0:
                 lines.append("- WARNING: no GPU test ran (is CuPy importable? see tests.log)")
-    lines += ["", "## Benchmarks", ""] + bench_tables(d / "bench.json")
+    lines += ["", "## Benchmarks", ""] + bench_tables(sorted(d.glob("bench-*.json")))
     failures = [f for run in runs for f in run[4]]
     if failures:
         lines += ["## Failures", ""]
