@@ -23,6 +23,8 @@
 //        pass             rows        cols            depth
 //        forward          K/g filters N*OH*OW pixels  C/g*R*S   A = w,   B = im2col(x)
 //        backward_data    C/g chans   N*H*W pixels    K/g*R*S   A = w^T, B = dy gathered
+//                         (one GEMM per stride phase: the pixels with ih % stride_h = a,
+//                         iw % stride_w = b, and only the taps (r, s) that reach them)
 //        backward_weight  K/g filters C/g*R*S         N*OH*OW   A = dy,  B = im2col(x)^T
 //      A 64 x 64 block tile, depth in slices of 16; 256 threads each own a 4 x 4 register tile
 //      (rows ty*4 + i, columns tx*4 + j: one float4 of A and one of B per depth step, a
@@ -37,9 +39,7 @@
 //      second kernel adds them in a fixed order, so results are deterministic (no atomics).
 //   db: one block per channel, double accumulation, a fixed-order tree.
 //
-// Known costs: backward_data gathers dy for every (k, r, s) and skips those whose oh is not an
-// integer, so with stride s it does s_h * s_w times the useful multiply-adds (stride 1, the
-// common case, wastes nothing). Per depth step a warp does 512 FMA (4 SM-cycles of FMA issue
+// Known costs: per depth step a warp does 512 FMA (4 SM-cycles of FMA issue
 // on sm_80/90) for 2 shared-memory float4 loads (~3 cycles of shared bandwidth: a 32-byte
 // broadcast and 256 contiguous bytes), so the main loop should be FMA-bound, not shared-memory
 // bound; the gathers' index arithmetic (two int divisions per element) is the next cost. A
@@ -51,6 +51,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <numeric>
 
 #include "common/check.h"
 #include "cuda/common.cuh"
@@ -293,16 +294,37 @@ struct ForwardOp {
   }
 };
 
-// -- backward_data: rows = input channels of the group, cols = input pixels, depth = (k, r, s)
+// -- backward_data, one stride phase at a time: rows = input channels of the group, cols = the
+//    input pixels with ih % stride_h == a and iw % stride_w == b, depth = (k, the taps r, s that
+//    reach such pixels). Tap r reaches row ih iff stride_h divides ih + pad_h - r dil_h, which
+//    depends only on ih % stride_h: those r are r0, r0 + step, ... (an arithmetic progression,
+//    step = stride_h / gcd(stride_h, dil_h)), so every multiply-add the GEMM does is a real one.
+struct Phase {
+  int a, b;              // first row and column of the phase
+  int hp, wp;            // its rows and columns: ceil((H - a) / stride_h), likewise
+  int r0, rstep, nr;     // taps along R: r0 + i * rstep, i < nr
+  int s0, sstep, ns;     // taps along S
+};
+
 struct BackwardDataOp {
   Geom g;
+  Phase ph;
   float* dx;
   const float* dy;
   const float* w;
 
   __device__ int rows() const { return g.cg; }
-  __device__ int64_t cols() const { return g.n * g.hw; }
-  __device__ int64_t depth() const { return g.krs; }
+  __device__ int64_t cols() const { return g.n * ph.hp * ph.wp; }
+  __device__ int64_t depth() const { return int64_t(g.kg) * ph.nr * ph.ns; }
+
+  // depth index q -> (k, r, s)
+  __device__ __forceinline__ void tap(int q, int& k, int& r, int& s) const {
+    const int taps = ph.nr * ph.ns;
+    k = q / taps;
+    const int t = q - k * taps, ri = t / ph.ns;
+    r = ph.r0 + ri * ph.rstep;
+    s = ph.s0 + (t - ri * ph.ns) * ph.sstep;
+  }
 
   struct ALoader {  // w^T: element (c, (k, r, s)) = w[grp*kg + k][c][r][s]
     using Map = KFast;
@@ -320,15 +342,16 @@ struct BackwardDataOp {
         const int64_t q = q0 + Map::kk(i);
         float val = 0.0f;
         if (row < rows_left && q < q_end) {
-          const int qi = int(q), k = qi / g.rs, rem = qi - k * g.rs;
-          val = __ldg(base + (int64_t(k) * g.cg + row) * g.rs + rem);
+          int k, r, s;
+          op.tap(int(q), k, r, s);
+          val = __ldg(base + (int64_t(k) * g.cg + row) * g.rs + r * g.s + s);
         }
         v[i] = val;
       }
     }
   };
 
-  struct BLoader {  // dy at the (oh, ow) that tap (r, s) of this input pixel maps to, if any
+  struct BLoader {  // dy at the (oh, ow) that tap (r, s) of this input pixel maps to, if inside
     using Map = RowFast;
     const float* dyb = nullptr;  // dy of the pixel's image and group; null past the end
     int th0 = 0, tw0 = 0;        // ih + pad_h, iw + pad_w
@@ -336,12 +359,12 @@ struct BackwardDataOp {
       const Geom& g = op.g;
       const int64_t p = tile_n + Map::row(0);
       if (p >= op.cols()) return;
-      const int64_t n = p / g.hw;
-      const int pix = int(p - n * g.hw);
-      const int ih = pix / g.w, iw = pix - ih * g.w;
+      const int plane = op.ph.hp * op.ph.wp;
+      const int64_t n = p / plane;
+      const int pix = int(p - n * plane), i = pix / op.ph.wp, j = pix - i * op.ph.wp;
       dyb = op.dy + (n * g.k + int64_t(grp) * g.kg) * g.ohw;
-      th0 = ih + g.ph;
-      tw0 = iw + g.pw;
+      th0 = op.ph.a + i * g.sh + g.ph;
+      tw0 = op.ph.b + j * g.sw + g.pw;
     }
     __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
                          float (&v)[kLoads]) const {
@@ -351,13 +374,12 @@ struct BackwardDataOp {
         const int64_t q = q0 + Map::kk(i);
         float val = 0.0f;
         if (dyb && q < q_end) {
-          const int qi = int(q), k = qi / g.rs, rem = qi - k * g.rs;
-          const int r = rem / g.s, s = rem - r * g.s;
-          const int th = th0 - r * g.dh, tw = tw0 - s * g.dw;
+          int k, r, s;
+          op.tap(int(q), k, r, s);
+          const int th = th0 - r * g.dh, tw = tw0 - s * g.dw;  // multiples of the strides
           if (th >= 0 && tw >= 0) {
             const int oh = th / g.sh, ow = tw / g.sw;
-            if (oh * g.sh == th && ow * g.sw == tw && oh < g.oh && ow < g.ow)
-              val = __ldg(dyb + int64_t(k) * g.ohw + oh * g.ow + ow);
+            if (oh < g.oh && ow < g.ow) val = __ldg(dyb + int64_t(k) * g.ohw + oh * g.ow + ow);
           }
         }
         v[i] = val;
@@ -366,9 +388,11 @@ struct BackwardDataOp {
   };
 
   __device__ void store(int grp, int, int row, int64_t col, float v) const {
-    const int64_t n = col / g.hw;
-    const int pix = int(col - n * g.hw);
-    dx[(n * g.c + int64_t(grp) * g.cg + row) * g.hw + pix] = v;
+    const int plane = ph.hp * ph.wp;
+    const int64_t n = col / plane;
+    const int pix = int(col - n * plane), i = pix / ph.wp, j = pix - i * ph.wp;
+    dx[(n * g.c + int64_t(grp) * g.cg + row) * g.hw + (ph.a + i * g.sh) * g.w + ph.b +
+       j * g.sw] = v;
   }
 };
 
@@ -586,12 +610,30 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
   launch_gemm(ForwardOp{g, y, x, w, b}, g.kg, cols, g.groups, 1, std::max(g.crs, 1), stream);
 }
 
+// The taps t in [0, n) with (first + pad - t * dil) % stride == 0: (t0, step, count).
+void phase_taps(int first, int pad, int dil, int stride, int n, int& t0, int& step, int& count) {
+  step = stride / std::gcd(stride, dil);
+  t0 = 0;
+  while (t0 < std::min(n, step) && (first + pad - t0 * dil) % stride != 0) ++t0;
+  count = t0 < std::min(n, step) ? (n - 1 - t0) / step + 1 : 0;
+}
+
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& sh,
                           cudaStream_t stream) {
   const Geom g = make_geom(sh);
-  const int64_t cols = g.n * g.hw;
-  if (cols == 0 || g.cg == 0) return;
-  launch_gemm(BackwardDataOp{g, dx, dy, w}, g.cg, cols, g.groups, 1, std::max(g.krs, 1), stream);
+  if (g.n * g.hw == 0 || g.cg == 0) return;
+  // One GEMM per stride phase (a, b): stride 1 is one phase with every tap.
+  for (int a = 0; a < std::min(g.sh, g.h); ++a)
+    for (int b = 0; b < std::min(g.sw, g.w); ++b) {
+      Phase ph{};
+      ph.a = a, ph.b = b;
+      ph.hp = (g.h - a + g.sh - 1) / g.sh, ph.wp = (g.w - b + g.sw - 1) / g.sw;
+      phase_taps(a, g.ph, g.dh, g.sh, g.r, ph.r0, ph.rstep, ph.nr);
+      phase_taps(b, g.pw, g.dw, g.sw, g.s, ph.s0, ph.sstep, ph.ns);
+      const int64_t depth = int64_t(g.kg) * ph.nr * ph.ns;
+      launch_gemm(BackwardDataOp{g, ph, dx, dy, w}, g.cg, g.n * ph.hp * ph.wp, g.groups, 1,
+                  std::max<int64_t>(depth, 1), stream);
+    }
 }
 
 void conv2d_backward_weight(float* dw, float* db, const float* dy, const float* x,

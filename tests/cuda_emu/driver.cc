@@ -167,6 +167,13 @@ int main(int argc, char** argv) {
     conv_case(3, 12, 10, 9, 21, 3, 3, 2, 1, 1, 2, 1, 2, 3, 0, true);
     conv_case(2, 5, 12, 9, 3, 3, 4, 2, 2, 1, 0, 1, 1, 1, 1);  // dx one row taller (output_padding)
     conv_case(4, 20, 20, 20, 66, 3, 3, 1, 1, 1, 1, 1, 1, 2);  // multi-tile, split depth
+    // stride phases of backward_data: dilation sharing a factor with the stride (phases
+    // without taps), 1x1 stride 2 (odd rows get zeros), an image smaller than the stride
+    conv_case(2, 3, 9, 10, 4, 3, 3, 2, 2, 0, 1, 2, 2, 1);
+    conv_case(1, 4, 11, 8, 6, 3, 5, 3, 2, 1, 2, 2, 3, 2);
+    conv_case(2, 3, 7, 7, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1);
+    conv_case(1, 2, 2, 5, 3, 2, 2, 3, 3, 1, 1, 1, 1, 1);
+    conv_case(2, 4, 13, 11, 5, 4, 3, 4, 2, 2, 1, 1, 1, 1, 3);  // dx 3 rows taller, stride 4
   }
   if (only == "all" || only == "pool") {
     pool_case(1, 1, 1, 1, 1, 1, 1, 0, 0);
