@@ -238,7 +238,7 @@ struct ForwardOp {
     using Map = KFast;
     const float* base;
     int rows_left;
-    __device__ ALoader(const ForwardOp& op, int grp, int tile_m, int64_t)
+    __device__ ALoader(const ForwardOp& op, int grp, int tile_m, int64_t, int64_t)
         : base(op.w + (int64_t(grp) * op.g.kg + tile_m) * op.g.crs),
           rows_left(op.g.kg - tile_m) {}
     __device__ void load(const ForwardOp& op, int64_t q0, int64_t q_end,
@@ -256,7 +256,7 @@ struct ForwardOp {
     using Map = RowFast;
     const float* xb = nullptr;  // the pixel's image and group; null past the last pixel
     int ih0 = 0, iw0 = 0;
-    __device__ BLoader(const ForwardOp& op, int grp, int, int64_t tile_n) {
+    __device__ BLoader(const ForwardOp& op, int grp, int, int64_t tile_n, int64_t) {
       const Geom& g = op.g;
       const int64_t p = tile_n + Map::row(0);
       if (p >= op.cols()) return;
@@ -330,7 +330,7 @@ struct BackwardDataOp {
     using Map = KFast;
     const float* base;  // w of the group's first filter, channel tile_m
     int rows_left;
-    __device__ ALoader(const BackwardDataOp& op, int grp, int tile_m, int64_t)
+    __device__ ALoader(const BackwardDataOp& op, int grp, int tile_m, int64_t, int64_t)
         : base(op.w + (int64_t(grp) * op.g.kg * op.g.cg + tile_m) * op.g.rs),
           rows_left(op.g.cg - tile_m) {}
     __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
@@ -355,7 +355,7 @@ struct BackwardDataOp {
     using Map = RowFast;
     const float* dyb = nullptr;  // dy of the pixel's image and group; null past the end
     int th0 = 0, tw0 = 0;        // ih + pad_h, iw + pad_w
-    __device__ BLoader(const BackwardDataOp& op, int grp, int, int64_t tile_n) {
+    __device__ BLoader(const BackwardDataOp& op, int grp, int, int64_t tile_n, int64_t) {
       const Geom& g = op.g;
       const int64_t p = tile_n + Map::row(0);
       if (p >= op.cols()) return;
@@ -396,6 +396,33 @@ struct BackwardDataOp {
   }
 };
 
+// Pixel q of the batch as (image n, row oh, column ow), advanced by kBK per slice with adds and
+// carries: backward_weight's depth is every pixel, and decoding it by division (an int64 one
+// for n) each slice would cost more instructions than the slice's multiply-adds.
+struct PixelCursor {
+  int64_t q, n, dn;  // dn, doh, dow: kBK as (images, rows, columns)
+  int oh = 0, ow = 0, doh = 0, dow = 0;
+  __device__ PixelCursor(const Geom& g, int64_t first) : q(first), n(0), dn(0) {
+    if (g.ohw == 0) return;  // no pixels: depth 0, never read
+    n = q / g.ohw;
+    const int pix = int(q - n * g.ohw);
+    oh = pix / g.ow, ow = pix - oh * g.ow;
+    dn = kBK / g.ohw;
+    const int rem = kBK - int(dn) * g.ohw;
+    doh = rem / g.ow, dow = rem - doh * g.ow;
+  }
+  __device__ void advance(const Geom& g) {
+    q += kBK;
+    ow += dow;
+    int carry = ow >= g.ow;
+    ow -= carry ? g.ow : 0;
+    oh += doh + carry;
+    carry = oh >= g.oh;
+    oh -= carry ? g.oh : 0;
+    n += dn + carry;
+  }
+};
+
 // -- backward_weight: rows = filters of the group, cols = (c, r, s), depth = every pixel -------
 struct BackwardWeightOp {
   Geom g;
@@ -411,22 +438,22 @@ struct BackwardWeightOp {
     using Map = KFast;
     int64_t first_row;  // (grp*kg + tile_m) * OH*OW
     int rows_left;
-    __device__ ALoader(const BackwardWeightOp& op, int grp, int tile_m, int64_t)
-        : first_row((int64_t(grp) * op.g.kg + tile_m) * op.g.ohw), rows_left(op.g.kg - tile_m) {}
-    __device__ void load(const BackwardWeightOp& op, int64_t q0, int64_t q_end,
-                         float (&v)[kLoads]) const {
+    PixelCursor at;
+    __device__ ALoader(const BackwardWeightOp& op, int grp, int tile_m, int64_t, int64_t q_begin)
+        : first_row((int64_t(grp) * op.g.kg + tile_m) * op.g.ohw),
+          rows_left(op.g.kg - tile_m),
+          at(op.g, q_begin + Map::kk(0)) {}
+    // Called once per slice, in order: q0 = q_begin, q_begin + kBK, ...
+    __device__ void load(const BackwardWeightOp& op, int64_t, int64_t q_end, float (&v)[kLoads]) {
       const Geom& g = op.g;
-      const int64_t q = q0 + Map::kk(0);  // the same for every i
       const float* p = nullptr;
-      if (q < q_end) {
-        const int64_t n = q / g.ohw;
-        p = op.dy + n * g.k * g.ohw + first_row + (q - n * g.ohw);
-      }
+      if (at.q < q_end) p = op.dy + at.n * g.k * g.ohw + first_row + at.oh * g.ow + at.ow;
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
         const int row = Map::row(i);
         v[i] = p && row < rows_left ? __ldg(p + int64_t(row) * g.ohw) : 0.0f;
       }
+      at.advance(g);
     }
   };
 
@@ -434,7 +461,9 @@ struct BackwardWeightOp {
     using Map = KFast;
     int64_t coff[kLoads];  // (grp*cg + c) * H*W, or -1 past the last column
     int roff[kLoads], soff[kLoads];  // r * dil_h, s * dil_w
-    __device__ BLoader(const BackwardWeightOp& op, int grp, int, int64_t tile_n) {
+    PixelCursor at;
+    __device__ BLoader(const BackwardWeightOp& op, int grp, int, int64_t tile_n, int64_t q_begin)
+        : at(op.g, q_begin + Map::kk(0)) {
       const Geom& g = op.g;
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
@@ -448,19 +477,10 @@ struct BackwardWeightOp {
         }
       }
     }
-    __device__ void load(const BackwardWeightOp& op, int64_t q0, int64_t q_end,
-                         float (&v)[kLoads]) const {
+    __device__ void load(const BackwardWeightOp& op, int64_t, int64_t q_end, float (&v)[kLoads]) {
       const Geom& g = op.g;
-      const int64_t q = q0 + Map::kk(0);
-      const float* xb = nullptr;
-      int ih0 = 0, iw0 = 0;
-      if (q < q_end) {
-        const int64_t n = q / g.ohw;
-        const int pix = int(q - n * g.ohw), oh = pix / g.ow, ow = pix - oh * g.ow;
-        xb = op.x + n * g.c * g.hw;
-        ih0 = oh * g.sh - g.ph;
-        iw0 = ow * g.sw - g.pw;
-      }
+      const float* xb = at.q < q_end ? op.x + at.n * g.c * g.hw : nullptr;
+      const int ih0 = at.oh * g.sh - g.ph, iw0 = at.ow * g.sw - g.pw;
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
         const int ih = ih0 + roff[i], iw = iw0 + soff[i];
@@ -468,6 +488,7 @@ struct BackwardWeightOp {
                    ? __ldg(xb + coff[i] + ih * g.w + iw)
                    : 0.0f;
       }
+      at.advance(g);
     }
   };
 
@@ -493,8 +514,8 @@ conv_gemm_kernel(const Op op, int splits, int64_t chunk) {
   const int64_t q_begin = int64_t(split) * chunk;
   const int64_t q_end = min(op.depth(), q_begin + chunk);
 
-  const ALoader la(op, grp, tile_m, tile_n);
-  const BLoader lb(op, grp, tile_m, tile_n);
+  ALoader la(op, grp, tile_m, tile_n, q_begin);
+  BLoader lb(op, grp, tile_m, tile_n, q_begin);
   float va[kLoads], vb[kLoads];
   la.load(op, q_begin, q_end, va);
   lb.load(op, q_begin, q_end, vb);
