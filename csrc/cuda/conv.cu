@@ -42,7 +42,8 @@
 // Known costs: per depth step a warp does 512 FMA (4 SM-cycles of FMA issue
 // on sm_80/90) for 2 shared-memory float4 loads (~3 cycles of shared bandwidth: a 32-byte
 // broadcast and 256 contiguous bytes), so the main loop should be FMA-bound, not shared-memory
-// bound; the gathers' index arithmetic (two int divisions per element) is the next cost. A
+// bound. The gathers decode their depth index once per thread and then step it per slice with
+// adds and carries (Digits, PixelCursor), so no division is left in the main loop. A
 // 128 x 128 tile with 8 x 8 per thread, as gemm.cu uses, is the step after that when K/g and the
 // pixels are both large. (Predictions: no GPU was at hand when this was written.)
 //
@@ -223,6 +224,29 @@ __device__ __forceinline__ void store_tile(Tile& s, const float (&v)[kLoads]) {
 
 __device__ __forceinline__ bool inside(int i, int n) { return unsigned(i) < unsigned(n); }
 
+// A depth index q < 2^30 as digits (hi, mid, lo) in radices (., m, l) -- (c, r, s) of a filter
+// tap, say -- stepped by kBK per slice with adds and carries: the gathers walk the depth slice
+// by slice, and two divisions per element and slice would cost about as many instructions as
+// the slice's multiply-adds.
+struct Digits {
+  int hi = 0, mid = 0, lo = 0;
+  __device__ Digits() = default;
+  __device__ Digits(int q, int m, int l) {
+    const int rem = q % (m * l);
+    hi = q / (m * l), mid = rem / l, lo = rem % l;
+  }
+  // += step (itself digits of a value, each below its radix)
+  __device__ void add(const Digits& step, int m, int l) {
+    lo += step.lo;
+    int carry = lo >= l;
+    lo -= carry ? l : 0;
+    mid += step.mid + carry;
+    carry = mid >= m;
+    mid -= carry ? m : 0;
+    hi += step.hi + carry;
+  }
+};
+
 // -- forward: rows = filters of the group, cols = output pixels, depth = (c, r, s) ------------
 struct ForwardOp {
   Geom g;
@@ -256,31 +280,35 @@ struct ForwardOp {
     using Map = RowFast;
     const float* xb = nullptr;  // the pixel's image and group; null past the last pixel
     int ih0 = 0, iw0 = 0;
+    Digits at[kLoads];  // (c, r, s) of the next slice's depths q0 + kk(i)
+    Digits step;        // kBK as (c, r, s)
     __device__ BLoader(const ForwardOp& op, int grp, int, int64_t tile_n, int64_t) {
       const Geom& g = op.g;
       const int64_t p = tile_n + Map::row(0);
-      if (p >= op.cols()) return;
+      if (p >= op.cols() || g.crs == 0) return;
       const int64_t n = p / g.ohw;
       const int pix = int(p - n * g.ohw);
       const int oh = pix / g.ow, ow = pix - oh * g.ow;
       xb = op.x + (n * g.c + int64_t(grp) * g.cg) * g.hw;
       ih0 = oh * g.sh - g.ph;
       iw0 = ow * g.sw - g.pw;
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) at[i] = Digits(Map::kk(i), g.r, g.s);  // splits == 1: q0 = 0
+      step = Digits(kBK, g.r, g.s);
     }
-    __device__ void load(const ForwardOp& op, int64_t q0, int64_t q_end,
-                         float (&v)[kLoads]) const {
+    // Called once per slice, in order: q0 = 0, kBK, 2 kBK, ...
+    __device__ void load(const ForwardOp& op, int64_t q0, int64_t q_end, float (&v)[kLoads]) {
       const Geom& g = op.g;
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
-        const int64_t q = q0 + Map::kk(i);
         float val = 0.0f;
-        if (xb && q < q_end) {
-          const int qi = int(q), c = qi / g.rs, rem = qi - c * g.rs;
-          const int r = rem / g.s, s = rem - r * g.s;
-          const int ih = ih0 + r * g.dh, iw = iw0 + s * g.dw;
-          if (inside(ih, g.h) && inside(iw, g.w)) val = __ldg(xb + int64_t(c) * g.hw + ih * g.w + iw);
+        if (xb && q0 + Map::kk(i) < q_end) {
+          const int ih = ih0 + at[i].mid * g.dh, iw = iw0 + at[i].lo * g.dw;
+          if (inside(ih, g.h) && inside(iw, g.w))
+            val = __ldg(xb + int64_t(at[i].hi) * g.hw + ih * g.w + iw);
         }
         v[i] = val;
+        at[i].add(step, g.r, g.s);
       }
     }
   };
@@ -317,37 +345,35 @@ struct BackwardDataOp {
   __device__ int64_t cols() const { return g.n * ph.hp * ph.wp; }
   __device__ int64_t depth() const { return int64_t(g.kg) * ph.nr * ph.ns; }
 
-  // depth index q -> (k, r, s)
-  __device__ __forceinline__ void tap(int q, int& k, int& r, int& s) const {
-    const int taps = ph.nr * ph.ns;
-    k = q / taps;
-    const int t = q - k * taps, ri = t / ph.ns;
-    r = ph.r0 + ri * ph.rstep;
-    s = ph.s0 + (t - ri * ph.ns) * ph.sstep;
-  }
+
+  // The tap of digits (k, ri, si): filter k, rows r0 + ri * rstep, columns s0 + si * sstep.
+  __device__ __forceinline__ int tap_r(const Digits& d) const { return ph.r0 + d.mid * ph.rstep; }
+  __device__ __forceinline__ int tap_s(const Digits& d) const { return ph.s0 + d.lo * ph.sstep; }
 
   struct ALoader {  // w^T: element (c, (k, r, s)) = w[grp*kg + k][c][r][s]
     using Map = KFast;
     const float* base;  // w of the group's first filter, channel tile_m
     int rows_left;
+    Digits at, step;    // (k, ri, si) of this thread's depth q0 + kk (the same for every i)
     __device__ ALoader(const BackwardDataOp& op, int grp, int tile_m, int64_t, int64_t)
         : base(op.w + (int64_t(grp) * op.g.kg * op.g.cg + tile_m) * op.g.rs),
-          rows_left(op.g.cg - tile_m) {}
+          rows_left(op.g.cg - tile_m) {
+      if (op.ph.nr * op.ph.ns == 0) return;  // no taps: depth 0, never read
+      at = Digits(Map::kk(0), op.ph.nr, op.ph.ns);  // splits == 1: q0 = 0
+      step = Digits(kBK, op.ph.nr, op.ph.ns);
+    }
+    // Called once per slice, in order: q0 = 0, kBK, 2 kBK, ...
     __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
-                         float (&v)[kLoads]) const {
+                         float (&v)[kLoads]) {
       const Geom& g = op.g;
+      const bool in = q0 + Map::kk(0) < q_end;
+      const float* p = base + int64_t(at.hi) * g.cg * g.rs + op.tap_r(at) * g.s + op.tap_s(at);
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
         const int row = Map::row(i);
-        const int64_t q = q0 + Map::kk(i);
-        float val = 0.0f;
-        if (row < rows_left && q < q_end) {
-          int k, r, s;
-          op.tap(int(q), k, r, s);
-          val = __ldg(base + (int64_t(k) * g.cg + row) * g.rs + r * g.s + s);
-        }
-        v[i] = val;
+        v[i] = in && row < rows_left ? __ldg(p + int64_t(row) * g.rs) : 0.0f;
       }
+      at.add(step, op.ph.nr, op.ph.ns);
     }
   };
 
@@ -355,34 +381,38 @@ struct BackwardDataOp {
     using Map = RowFast;
     const float* dyb = nullptr;  // dy of the pixel's image and group; null past the end
     int th0 = 0, tw0 = 0;        // ih + pad_h, iw + pad_w
+    Digits at[kLoads], step;     // (k, ri, si) of the next slice's depths q0 + kk(i)
     __device__ BLoader(const BackwardDataOp& op, int grp, int, int64_t tile_n, int64_t) {
       const Geom& g = op.g;
       const int64_t p = tile_n + Map::row(0);
-      if (p >= op.cols()) return;
+      if (p >= op.cols() || op.ph.nr * op.ph.ns == 0) return;
       const int plane = op.ph.hp * op.ph.wp;
       const int64_t n = p / plane;
       const int pix = int(p - n * plane), i = pix / op.ph.wp, j = pix - i * op.ph.wp;
       dyb = op.dy + (n * g.k + int64_t(grp) * g.kg) * g.ohw;
       th0 = op.ph.a + i * g.sh + g.ph;
       tw0 = op.ph.b + j * g.sw + g.pw;
+#pragma unroll
+      for (int e = 0; e < kLoads; ++e) at[e] = Digits(Map::kk(e), op.ph.nr, op.ph.ns);
+      step = Digits(kBK, op.ph.nr, op.ph.ns);
     }
     __device__ void load(const BackwardDataOp& op, int64_t q0, int64_t q_end,
-                         float (&v)[kLoads]) const {
+                         float (&v)[kLoads]) {
       const Geom& g = op.g;
 #pragma unroll
       for (int i = 0; i < kLoads; ++i) {
-        const int64_t q = q0 + Map::kk(i);
         float val = 0.0f;
-        if (dyb && q < q_end) {
-          int k, r, s;
-          op.tap(int(q), k, r, s);
-          const int th = th0 - r * g.dh, tw = tw0 - s * g.dw;  // multiples of the strides
+        if (dyb && q0 + Map::kk(i) < q_end) {
+          // multiples of the strides by construction of the phase's taps
+          const int th = th0 - op.tap_r(at[i]) * g.dh, tw = tw0 - op.tap_s(at[i]) * g.dw;
           if (th >= 0 && tw >= 0) {
             const int oh = th / g.sh, ow = tw / g.sw;
-            if (oh < g.oh && ow < g.ow) val = __ldg(dyb + int64_t(k) * g.ohw + oh * g.ow + ow);
+            if (oh < g.oh && ow < g.ow)
+              val = __ldg(dyb + int64_t(at[i].hi) * g.ohw + oh * g.ow + ow);
           }
         }
         v[i] = val;
+        at[i].add(step, op.ph.nr, op.ph.ns);
       }
     }
   };
