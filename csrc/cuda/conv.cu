@@ -29,18 +29,18 @@
 //      A 64 x 64 block tile, depth in slices of 16; 256 threads each own a 4 x 4 register tile
 //      (rows ty*4 + i, columns tx*4 + j: one float4 of A and one of B per depth step, a
 //      broadcast and 256 contiguous bytes per warp, so no bank conflicts). Slices are
-//      double-buffered in shared memory (k-major), the next slice is fetched
-//      into registers while the current one is multiplied (gemm.cu's scheme). Each loader picks
+//      double-buffered in shared memory (k-major), the next slice is fetched into registers
+//      while the current one is multiplied (gemm.cu's scheme). Each loader picks
 //      the thread-to-element map that makes its global reads coalesced (KFast: 16 threads walk
-//      the depth of one row, RowFast: 64 threads walk the rows at one depth) and does the
-//      expensive index decoding once per thread (RowFast: its column is fixed) or once per slice.
+//      the depth of one row, RowFast: 64 threads walk the rows at one depth) and decodes its
+//      indices once per thread (RowFast: its column is fixed), then steps the depth digits.
 //      backward_weight's depth (every pixel of the batch) is split over blockIdx.z when the
 //      output alone has too few tiles to fill the GPU; the partial dw go to a workspace and a
 //      second kernel adds them in a fixed order, so results are deterministic (no atomics).
 //   db: one block per channel, double accumulation, a fixed-order tree.
 //
-// Known costs: per depth step a warp does 512 FMA (4 SM-cycles of FMA issue
-// on sm_80/90) for 2 shared-memory float4 loads (~3 cycles of shared bandwidth: a 32-byte
+// Known costs: per depth step a warp does 512 FMA (4 SM-cycles of FMA issue on sm_80/90)
+// for 2 shared-memory float4 loads (~3 cycles of shared bandwidth: a 32-byte
 // broadcast and 256 contiguous bytes), so the main loop should be FMA-bound, not shared-memory
 // bound. The gathers decode their depth index once per thread and then step it per slice with
 // adds and carries (Digits, PixelCursor), so no division is left in the main loop. A
@@ -661,6 +661,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
   launch_gemm(ForwardOp{g, y, x, w, b}, g.kg, cols, g.groups, 1, std::max(g.crs, 1), stream);
 }
 
+namespace {
+
 // The taps t in [0, n) with (first + pad - t * dil) % stride == 0: (t0, step, count).
 void phase_taps(int first, int pad, int dil, int stride, int n, int& t0, int& step, int& count) {
   step = stride / std::gcd(stride, dil);
@@ -668,6 +670,8 @@ void phase_taps(int first, int pad, int dil, int stride, int n, int& t0, int& st
   while (t0 < std::min(n, step) && (first + pad - t0 * dil) % stride != 0) ++t0;
   count = t0 < std::min(n, step) ? (n - 1 - t0) / step + 1 : 0;
 }
+
+}  // namespace
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& sh,
                           cudaStream_t stream) {
