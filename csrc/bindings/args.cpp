@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "cpu/optim.h"  // check_hyper (inline; PyTorch's hyper-parameter messages)
 
 namespace fastdl::bindings {
 
@@ -69,13 +68,14 @@ ArrayView view_of(const py::array& a, const char* name) {
   FASTDL_CHECK(v.ndim <= ArrayView::kMaxDims, ValueError, name, ": expected at most ",
                ArrayView::kMaxDims, " axes, got ", v.ndim);
   const int64_t item = v.dtype.itemsize;
+  const py::ssize_t* shape = a.shape();
+  const py::ssize_t* strides = a.strides();
   for (int i = 0; i < v.ndim; ++i) {
-    v.shape[i] = a.shape(i);
-    const int64_t bytes = a.strides(i);
-    v.whole_strides = v.whole_strides && item > 0 && bytes % item == 0;
-    v.strides[i] = item > 0 ? bytes / item : 0;
+    v.shape[i] = shape[i];
+    v.size *= shape[i];
+    v.whole_strides = v.whole_strides && item > 0 && strides[i] % item == 0;
+    v.strides[i] = item > 0 ? strides[i] / item : 0;
   }
-  v.size = int64_t(a.size());
   v.ptr = const_cast<void*>(a.data());
   v.readonly = !a.writeable();
   v.c_contig = (a.flags() & py::array::c_style) != 0;
@@ -311,6 +311,37 @@ void check_distinct(const std::string& op, const std::vector<const ArrayView*>& 
     FASTDL_CHECK(!overlap(*w[i], g) || (w[i]->ptr == g.ptr && i == 0), ValueError, op,
                  ": g shares memory with ", w[i]->name);
   }
+}
+
+fastdl::SgdHyper sgd_hyper(double lr, double momentum, double weight_decay, bool nesterov,
+                           double dampening, bool maximize, bool first_step) {
+  fastdl::SgdHyper h;
+  h.lr = lr, h.momentum = momentum, h.dampening = dampening, h.weight_decay = weight_decay;
+  h.nesterov = nesterov, h.maximize = maximize, h.first_step = first_step;
+  return h;
+}
+
+fastdl::AdamHyper adam_hyper(double step, double lr, double beta1, double beta2, double eps,
+                             double weight_decay, bool decoupled, bool amsgrad, bool maximize) {
+  fastdl::AdamHyper h;
+  h.step = step, h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps;
+  h.weight_decay = weight_decay, h.decoupled = decoupled, h.amsgrad = amsgrad;
+  h.maximize = maximize;
+  return h;
+}
+
+fastdl::RmspropHyper rmsprop_hyper(double lr, double alpha, double eps, double weight_decay,
+                                   double momentum, bool centered, bool maximize) {
+  fastdl::RmspropHyper h;
+  h.lr = lr, h.alpha = alpha, h.eps = eps, h.weight_decay = weight_decay;
+  h.momentum = momentum, h.centered = centered, h.maximize = maximize;
+  return h;
+}
+
+fastdl::AdagradHyper adagrad_hyper(double lr, double eps, double weight_decay, bool maximize) {
+  fastdl::AdagradHyper h;
+  h.lr = lr, h.eps = eps, h.weight_decay = weight_decay, h.maximize = maximize;
+  return h;
 }
 
 void check_clip_args(double max_norm, double norm_type) {

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "cpu/optim.h"  // the hyper-parameter structs (plain, shared by both modules)
 
 namespace fastdl::bindings {
 
@@ -64,8 +65,9 @@ struct ArrayView {
 
   const char* name = "";           // the argument's name, as messages print it
   int ndim = 0;
-  int64_t shape[kMaxDims] = {};
-  int64_t strides[kMaxDims] = {};  // in elements; meaningful only when whole_strides
+  // Entries [0, ndim) are set; the rest stay uninitialised (a view is made on every call).
+  int64_t shape[kMaxDims];
+  int64_t strides[kMaxDims];  // in elements; meaningful only when whole_strides
   bool whole_strides = true;       // every byte stride is a multiple of the item size
   int64_t size = 1;                // number of elements
   DType dtype;
@@ -121,6 +123,11 @@ template <typename F>
 auto dispatch_float(const ArrayView& a, F&& f) {
   return dispatch_float(a.dtype, a.name, [&] { return a.dtype_name(); }, std::forward<F>(f));
 }
+template <typename F>
+auto dispatch_float(const py::dtype& dt, const char* name, F&& f) {
+  return dispatch_float(dtype_of(dt), name, [&] { return std::string(py::str(dt)); },
+                        std::forward<F>(f));
+}
 
 // ---- dense: gemm and sum_rows ----------------------------------------------------------------
 
@@ -169,6 +176,14 @@ void check_grad_shape(const ArrayView& g, const ArrayView& p, const std::string&
 // Buffers one step writes must not share memory; g may be p itself (written[0]), nothing else.
 void check_distinct(const std::string& op, const std::vector<const ArrayView*>& written,
                     const ArrayView& g);
+// The steps' keyword arguments, as both modules take them, packed for the kernels.
+fastdl::SgdHyper sgd_hyper(double lr, double momentum, double weight_decay, bool nesterov,
+                           double dampening, bool maximize, bool first_step);
+fastdl::AdamHyper adam_hyper(double step, double lr, double beta1, double beta2, double eps,
+                             double weight_decay, bool decoupled, bool amsgrad, bool maximize);
+fastdl::RmspropHyper rmsprop_hyper(double lr, double alpha, double eps, double weight_decay,
+                                   double momentum, bool centered, bool maximize);
+fastdl::AdagradHyper adagrad_hyper(double lr, double eps, double weight_decay, bool maximize);
 // clip_grad_norm_: PyTorch's checks of max_norm and norm_type before anything is read, and the
 // factor to scale by once the total norm is known (>= 1: leave the gradients as they are);
 // RuntimeError for a non-finite total when error_if_nonfinite.

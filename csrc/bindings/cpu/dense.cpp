@@ -154,8 +154,7 @@ void product(void* c, const Mat& a, const Mat& b, int64_t batch, const fastdl::G
 // released.
 template <typename F>
 void nogil_float(const py::array& like, F&& f) {
-  const py::dtype dt = like.dtype();
-  dispatch_float(dtype_of(dt), "dtype", [&] { return std::string(py::str(dt)); }, [&](auto zero) {
+  dispatch_float(like.dtype(), "dtype", [&](auto zero) {
     py::gil_scoped_release nogil;
     f(zero);
     return 0;
@@ -280,7 +279,7 @@ void bind_dense(py::module_& m) {
   m.def(
       "gemm_blocking",
       [](const py::dtype& dt, std::optional<std::string> isa) {
-        return dispatch_float(dtype_of(dt), "dtype", [&] { return std::string(py::str(dt)); }, [&](auto zero) {
+        return dispatch_float(dt, "dtype", [&](auto zero) {
           const auto& t = fastdl::gemm_table<decltype(zero)>(isa_arg(isa));
           py::dict d;
           d["mr"] = t.mr, d["nr"] = t.nr, d["kc"] = t.kc, d["mc"] = t.mc, d["nc"] = t.nc;

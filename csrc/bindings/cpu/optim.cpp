@@ -226,10 +226,10 @@ void bind_optim(py::module_& m) {
       [](py::object p, py::object g, py::object buf, double lr, double momentum,
          double weight_decay, bool nesterov, double dampening, bool maximize, bool first_step,
          std::optional<std::string> isa, bool reference) {
-        fastdl::SgdHyper h;
-        h.lr = lr, h.momentum = momentum, h.dampening = dampening, h.weight_decay = weight_decay;
-        h.nesterov = nesterov, h.maximize = maximize, h.first_step = first_step;
-        sgd_step_py(p, g, buf, h, std::move(isa), reference);
+        sgd_step_py(p, g, buf,
+                    sgd_hyper(lr, momentum, weight_decay, nesterov, dampening, maximize,
+                              first_step),
+                    std::move(isa), reference);
       },
       py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"), py::arg("momentum") = 0.0,
       py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("dampening") = 0.0,
@@ -246,11 +246,10 @@ p -= lr * d. buf may be None when momentum == 0. isa / reference: for tests.)pbd
          double beta1, double beta2, double eps, double weight_decay, bool decoupled,
          bool amsgrad, py::object max_v, bool maximize, std::optional<std::string> isa,
          bool reference) {
-        fastdl::AdamHyper h;
-        h.step = step, h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps;
-        h.weight_decay = weight_decay, h.decoupled = decoupled, h.amsgrad = amsgrad;
-        h.maximize = maximize;
-        adam_step_py(p, g, m_, v, max_v, h, std::move(isa), reference);
+        adam_step_py(p, g, m_, v, max_v,
+                     adam_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+                                maximize),
+                     std::move(isa), reference);
       },
       py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr"),
       py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay") = 0.0,
@@ -266,10 +265,9 @@ step is the 1-based step count of the bias corrections. p -= lr / (1 - beta1^ste
       [](py::object p, py::object g, py::object square_avg, double lr, double alpha, double eps,
          double weight_decay, double momentum, py::object buf, bool centered,
          py::object grad_avg, bool maximize, std::optional<std::string> isa, bool reference) {
-        fastdl::RmspropHyper h;
-        h.lr = lr, h.alpha = alpha, h.eps = eps, h.weight_decay = weight_decay;
-        h.momentum = momentum, h.centered = centered, h.maximize = maximize;
-        rmsprop_step_py(p, g, square_avg, buf, grad_avg, h, std::move(isa), reference);
+        rmsprop_step_py(p, g, square_avg, buf, grad_avg,
+                        rmsprop_hyper(lr, alpha, eps, weight_decay, momentum, centered, maximize),
+                        std::move(isa), reference);
       },
       py::arg("p"), py::arg("g"), py::arg("square_avg"), py::arg("lr"), py::arg("alpha") = 0.99,
       py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0,
@@ -283,9 +281,8 @@ buf is needed when momentum > 0, grad_avg when centered.)pbdoc");
       "adagrad_step_",
       [](py::object p, py::object g, py::object sum_sq, double lr, double eps,
          double weight_decay, bool maximize, std::optional<std::string> isa, bool reference) {
-        fastdl::AdagradHyper h;
-        h.lr = lr, h.eps = eps, h.weight_decay = weight_decay, h.maximize = maximize;
-        adagrad_step_py(p, g, sum_sq, h, std::move(isa), reference);
+        adagrad_step_py(p, g, sum_sq, adagrad_hyper(lr, eps, weight_decay, maximize),
+                        std::move(isa), reference);
       },
       py::arg("p"), py::arg("g"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-10,
       py::arg("weight_decay") = 0.0, py::kw_only(), py::arg("maximize") = false,

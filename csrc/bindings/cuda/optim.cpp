@@ -162,10 +162,10 @@ void bind_optim(py::module_& m) {
       [](py::object p, py::object g, py::object buf, double lr, double momentum,
          double weight_decay, bool nesterov, double dampening, bool maximize, bool first_step,
          std::uintptr_t stream) {
-        fastdl::SgdHyper h;
-        h.lr = lr, h.momentum = momentum, h.dampening = dampening, h.weight_decay = weight_decay;
-        h.nesterov = nesterov, h.maximize = maximize, h.first_step = first_step;
-        sgd_step_py(p, g, buf, h, stream);
+        sgd_step_py(p, g, buf,
+                    sgd_hyper(lr, momentum, weight_decay, nesterov, dampening, maximize,
+                              first_step),
+                    stream);
       },
       py::arg("p"), py::arg("g"), py::arg("buf"), py::arg("lr"), py::arg("momentum") = 0.0,
       py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("dampening") = 0.0,
@@ -177,11 +177,10 @@ void bind_optim(py::module_& m) {
       [](py::object p, py::object g, py::object m_, py::object v, double step, double lr,
          double beta1, double beta2, double eps, double weight_decay, bool decoupled,
          bool amsgrad, py::object max_v, bool maximize, std::uintptr_t stream) {
-        fastdl::AdamHyper h;
-        h.step = step, h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps;
-        h.weight_decay = weight_decay, h.decoupled = decoupled, h.amsgrad = amsgrad;
-        h.maximize = maximize;
-        adam_step_py(p, g, m_, v, max_v, h, stream);
+        adam_step_py(p, g, m_, v, max_v,
+                     adam_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+                                maximize),
+                     stream);
       },
       py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr"),
       py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay") = 0.0,
@@ -193,10 +192,9 @@ void bind_optim(py::module_& m) {
       [](py::object p, py::object g, py::object square_avg, double lr, double alpha, double eps,
          double weight_decay, double momentum, py::object buf, bool centered,
          py::object grad_avg, bool maximize, std::uintptr_t stream) {
-        fastdl::RmspropHyper h;
-        h.lr = lr, h.alpha = alpha, h.eps = eps, h.weight_decay = weight_decay;
-        h.momentum = momentum, h.centered = centered, h.maximize = maximize;
-        rmsprop_step_py(p, g, square_avg, buf, grad_avg, h, stream);
+        rmsprop_step_py(p, g, square_avg, buf, grad_avg,
+                        rmsprop_hyper(lr, alpha, eps, weight_decay, momentum, centered, maximize),
+                        stream);
       },
       py::arg("p"), py::arg("g"), py::arg("square_avg"), py::arg("lr"), py::arg("alpha") = 0.99,
       py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0,
@@ -207,9 +205,7 @@ void bind_optim(py::module_& m) {
       "adagrad_step_",
       [](py::object p, py::object g, py::object sum_sq, double lr, double eps,
          double weight_decay, bool maximize, std::uintptr_t stream) {
-        fastdl::AdagradHyper h;
-        h.lr = lr, h.eps = eps, h.weight_decay = weight_decay, h.maximize = maximize;
-        adagrad_step_py(p, g, sum_sq, h, stream);
+        adagrad_step_py(p, g, sum_sq, adagrad_hyper(lr, eps, weight_decay, maximize), stream);
       },
       py::arg("p"), py::arg("g"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-10,
       py::arg("weight_decay") = 0.0, py::kw_only(), py::arg("maximize") = false,
