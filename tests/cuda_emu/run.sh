@@ -11,11 +11,12 @@
 # per case. Not part of pytest; run it after changing a kernel when no GPU is at hand.
 #
 # Needs: g++ >= 12, the CUDA toolkit headers (CUDA_INC), and libfastdl_cpu.a (CPU_LIB, built
-# here with CMake when absent).
+# here with CMake and $PYTHON's pybind11 when absent).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=${EMU_DIR:-/tmp/fastdl-cuda-emu}
+PY=${PYTHON:-python3}  # with pybind11 (CMake's configure needs it even for the CPU library)
 if [ -z "${CUDA_INC:-}" ]; then
   for d in "${CUDA_HOME:-/usr/local/cuda}"/include "${CUDA_HOME:-/usr/local/cuda}"/targets/*/include \
            "$(dirname "$(readlink -f "$(command -v nvcc)")")/../include"; do
@@ -25,12 +26,12 @@ fi
 mkdir -p "$out/cuda"
 if [ -z "${CPU_LIB:-}" ]; then
   cmake -S "$top" -B "$out/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFASTDL_CUDA=OFF \
-    -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
+    -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >/dev/null
   cmake --build "$out/build" --target fastdl_cpu >/dev/null
   CPU_LIB=$out/build/libfastdl_cpu.a
 fi
-python3 "$here/xform.py" "$top/csrc/cuda/device_util.cuh" "$out/cuda/device_util.cuh"
-for f in conv pool norm; do python3 "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
+"$PY" "$here/xform.py" "$top/csrc/cuda/device_util.cuh" "$out/cuda/device_util.cuh"
+for f in conv pool norm; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
 g++ -std=c++20 -O1 -w -I"$here" -I"$out" -I"$top/csrc" -isystem "$CUDA_INC" "$out"/conv.cc \
   "$out"/pool.cc "$out"/norm.cc "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
 "$out/emu_test" "${1:-all}"
