@@ -27,3 +27,43 @@ def timed_sync(benchmark, fn, sync, flops=None, nbytes=None):
     out = benchmark(run)
     record(benchmark, flops=flops, nbytes=nbytes)
     return out
+
+
+_COPY_ROOF = {}
+
+
+def copy_roof(nbytes):
+    """GB/s of np.copyto moving nbytes (half read, half written) on fastdl's thread count (one
+    slice a thread: NumPy releases the GIL while it copies): the roof of a streaming op that
+    moves as many bytes. Minimum time of a few copies, measured once per size and process."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    import fastdl
+
+    if nbytes not in _COPY_ROOF:
+        half = max(1, nbytes // 2)
+        src = np.ones(half, np.uint8)
+        dst = np.empty_like(src)
+        k = max(1, fastdl.get_num_threads())
+        parts = [(dst[i * half // k:(i + 1) * half // k], src[i * half // k:(i + 1) * half // k])
+                 for i in range(k)]
+        best = float("inf")
+        with ThreadPoolExecutor(k) as pool:
+            for _ in range(7):
+                t0 = time.perf_counter()
+                list(pool.map(lambda p: np.copyto(*p), parts))
+                best = min(best, time.perf_counter() - t0)
+        _COPY_ROOF[nbytes] = 2 * half / best / 1e9
+    return _COPY_ROOF[nbytes]
+
+
+def record_roof(benchmark, nbytes):
+    """record(nbytes=...) plus the copy roof of as many bytes and the share of it reached."""
+    record(benchmark, nbytes=nbytes)
+    if "GB/s" in benchmark.extra_info:
+        roof = copy_roof(nbytes)
+        benchmark.extra_info["copy GB/s"] = round(roof, 1)
+        benchmark.extra_info["% of copy"] = round(100 * benchmark.extra_info["GB/s"] / roof)

@@ -173,6 +173,19 @@ void check_shape(const ArrayView& a, const ArrayView& like) {
                ", got shape ", shape_str(a));
 }
 
+void check_shape(const ArrayView& a, std::initializer_list<int64_t> want) {
+  bool ok = a.ndim == int(want.size());
+  std::string w = "(";
+  int i = 0;
+  for (const int64_t d : want) {
+    w += (i ? ", " : "") + std::to_string(d);
+    ok = ok && a.shape[i] == d;
+    ++i;
+  }
+  w += want.size() == 1 ? ",)" : ")";
+  FASTDL_CHECK(ok, ValueError, a.name, ": expected shape ", w, ", got shape ", shape_str(a));
+}
+
 void check_contiguous(const ArrayView& a) {
   FASTDL_CHECK(a.c_contiguous(), TypeError, a.name, ": must be C-contiguous");
 }
@@ -357,6 +370,135 @@ double clip_coef(double total, double max_norm, double norm_type, bool error_if_
                ": the total norm of order ", norm_type, " of the gradients is non-finite (",
                total, "), so it cannot be clipped; pass error_if_nonfinite=False to scale anyway");
   return max_norm / (total + 1e-6);
+}
+
+// ---- pooling ---------------------------------------------------------------------------------
+
+namespace {
+// One pooled axis ('h' or 'w').
+void check_pool_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p) {
+  FASTDL_CHECK(k >= 1, ValueError, "kernel_", axis, ": expected a kernel size >= 1, got ", k);
+  FASTDL_CHECK(s >= 1, ValueError, "stride_", axis, ": expected a stride >= 1, got ", s);
+  FASTDL_CHECK(p >= 0 && 2 * p <= k, ValueError, "pad_", axis,
+               ": expected 0 <= pad <= kernel / 2 = ", k / 2, ", got ", p);
+  FASTDL_CHECK(k <= in + 2 * p, ValueError, "kernel_", axis, ": kernel size ", k,
+               " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+}
+
+void check_image(const ArrayView& a) {
+  check_ndim(a, 4, 4);
+  FASTDL_CHECK(a.shape[2] >= 1 && a.shape[3] >= 1, ValueError, a.name,
+               ": expected an image of at least 1 x 1 (N, C, H, W), got shape ", shape_str(a));
+}
+
+// The array written is an output; the other one an input of its dtype.
+void check_pair(const ArrayView& image, const ArrayView& pooled, bool image_is_output) {
+  const ArrayView& out = image_is_output ? image : pooled;
+  const ArrayView& in = image_is_output ? pooled : image;
+  check_output(out);
+  check_dtype(in, out);
+  check_contiguous(in);
+  check_image(image);
+  check_ndim(pooled, 4, 4);
+}
+}  // namespace
+
+Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  check_pair(image, pooled, image_is_output);
+  const int64_t n = image.shape[0], c = image.shape[1], h = image.shape[2], w = image.shape[3];
+  check_pool_axis('h', h, kh, sh, ph);
+  check_pool_axis('w', w, kw, sw, pw);
+  const int64_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+  check_shape(pooled, {n, c, oh, ow});
+  return {n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+}
+
+void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output) {
+  check_dtype(argmax, kInt64);
+  check_shape(argmax, pooled);
+  if (output)
+    check_output(argmax);
+  else
+    check_contiguous(argmax);
+}
+
+Pool2dDims check_max_pool2d_backward(const ArrayView& dx, const ArrayView& dy,
+                                     const ArrayView& argmax) {
+  check_pair(dx, dy, true);
+  check_shape(dy, {dx.shape[0], dx.shape[1], dy.shape[2], dy.shape[3]});
+  check_argmax(argmax, dy, false);
+  return {dx.shape[0] * dx.shape[1], dx.shape[2], dx.shape[3], dy.shape[2], dy.shape[3],
+          1, 1, 1, 1, 0, 0};
+}
+
+Pool2dDims check_adaptive_pool2d(const ArrayView& image, const ArrayView& pooled,
+                                 bool image_is_output) {
+  check_pair(image, pooled, image_is_output);
+  check_shape(pooled, {image.shape[0], image.shape[1], pooled.shape[2], pooled.shape[3]});
+  return {image.shape[0] * image.shape[1], image.shape[2], image.shape[3], pooled.shape[2],
+          pooled.shape[3], 1, 1, 1, 1, 0, 0};
+}
+
+// ---- normalisation ---------------------------------------------------------------------------
+
+namespace {
+void check_channels(const ArrayView& a, const ArrayView& like, int64_t c, bool output) {
+  check_dtype(a, like);
+  check_shape(a, {c});
+  if (output)
+    check_output(a);
+  else
+    check_contiguous(a);
+}
+}  // namespace
+
+NormDims check_batch_norm_forward(const ArrayView& y, const ArrayView& save_mean,
+                                  const ArrayView& save_invstd, const ArrayView& x,
+                                  const ArrayView* weight, const ArrayView* bias,
+                                  const ArrayView* running_mean, const ArrayView* running_var,
+                                  bool training, double momentum, double eps) {
+  check_output(y);
+  check_ndim(y, 3, 3);
+  check_like(x, y);
+  const NormDims d{y.shape[0], y.shape[1], y.shape[2]};
+  check_channels(save_mean, y, d.c, true);
+  check_channels(save_invstd, y, d.c, true);
+  for (const ArrayView* a : {weight, bias})
+    if (a) check_channels(*a, y, d.c, false);
+  for (const ArrayView* a : {running_mean, running_var}) {
+    if (!a) continue;
+    check_channels(*a, y, d.c, false);
+    if (training)
+      FASTDL_CHECK(!a->readonly, ValueError, a->name, ": updated in place, but read-only");
+  }
+  if (training)
+    FASTDL_CHECK(d.n * d.l > 1, ValueError,
+                 "x: expected more than 1 value per channel when training, got shape ",
+                 shape_str(x), " (", d.n * d.l, " per channel)");
+  else
+    FASTDL_CHECK(running_mean && running_var, ValueError,
+                 "running_mean, running_var: required in eval mode (training=False), got None");
+  FASTDL_CHECK(std::isfinite(eps) && eps >= 0, ValueError, "eps: expected a finite value >= 0, got ", eps);
+  FASTDL_CHECK(std::isfinite(momentum), ValueError, "momentum: expected a finite value, got ", momentum);
+  return d;
+}
+
+NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight,
+                                   const ArrayView& dbias, const ArrayView& dy, const ArrayView& x,
+                                   const ArrayView* weight, const ArrayView& save_mean,
+                                   const ArrayView& save_invstd) {
+  check_output(dx);
+  check_ndim(dx, 3, 3);
+  check_like(dy, dx);
+  check_like(x, dx);
+  const NormDims d{dx.shape[0], dx.shape[1], dx.shape[2]};
+  check_channels(dweight, dx, d.c, true);
+  check_channels(dbias, dx, d.c, true);
+  if (weight) check_channels(*weight, dx, d.c, false);
+  check_channels(save_mean, dx, d.c, false);
+  check_channels(save_invstd, dx, d.c, false);
+  return d;
 }
 
 }  // namespace fastdl::bindings

@@ -25,6 +25,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,7 @@ void check_dtype(const ArrayView& a, const DType& want);      // TypeError
 void check_ndim(const ArrayView& a, int lo, int hi);          // ValueError: lo <= ndim <= hi
 void check_dim(const ArrayView& a, int axis, int64_t want);   // ValueError: shape[axis] == want
 void check_shape(const ArrayView& a, const ArrayView& like);  // ValueError: like's shape
+void check_shape(const ArrayView& a, std::initializer_list<int64_t> want);  // ValueError
 void check_contiguous(const ArrayView& a);                    // TypeError: C-contiguous input
 void check_whole_strides(const ArrayView& a);                 // ValueError
 // An output: writable (ValueError) and C-contiguous (TypeError).
@@ -189,5 +191,49 @@ fastdl::AdagradHyper adagrad_hyper(double lr, double eps, double weight_decay, b
 // RuntimeError for a non-finite total when error_if_nonfinite.
 void check_clip_args(double max_norm, double norm_type);
 double clip_coef(double total, double max_norm, double norm_type, bool error_if_nonfinite);
+
+// ---- pooling ---------------------------------------------------------------------------------
+// image: x or dx (N, C, H, W); pooled: y, dy or argmax (N, C, OH, OW). One float dtype (argmax
+// int64); the array written is an output (writable, C-contiguous), the others C-contiguous inputs.
+
+// One pooling call's sizes: planes = N * C, the window (1 / 1 / 0 for the adaptive pools).
+struct Pool2dDims {
+  int64_t planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+};
+// A windowed pool, forward (image read, pooled written) or backward (the reverse): kernel >= 1,
+// stride >= 1, 0 <= pad <= kernel / 2 (PyTorch's rule) and a kernel no larger than the padded
+// input, H, W >= 1, pooled of the floor-mode shape OH = (H + 2 pad - kernel) / stride + 1.
+Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+// max_pool2d's argmax: int64 of pooled's shape; written by the forward, read by the backward
+// (its values are the kernel's to check: on the host or on the device).
+void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output);
+// max_pool2d_backward: dx written, dy and argmax (N, C, any OH, OW) read.
+Pool2dDims check_max_pool2d_backward(const ArrayView& dx, const ArrayView& dy,
+                                     const ArrayView& argmax);
+// An adaptive pool: the output size is the pooled array's (any OH, OW >= 0).
+Pool2dDims check_adaptive_pool2d(const ArrayView& image, const ArrayView& pooled,
+                                 bool image_is_output);
+
+// ---- normalisation ---------------------------------------------------------------------------
+// x, y, dy, dx (N, C, L) of one float dtype; per-channel vectors (C,) of that dtype,
+// C-contiguous; the optional ones are null pointers when None.
+
+struct NormDims {
+  int64_t n, c, l;
+};
+// batch_norm_forward: y, save_mean, save_invstd written; the running statistics writable when
+// training (updated in place); eval needs them; training needs N * L > 1 (PyTorch: "expected
+// more than 1 value per channel"); eps finite and >= 0, momentum finite.
+NormDims check_batch_norm_forward(const ArrayView& y, const ArrayView& save_mean,
+                                  const ArrayView& save_invstd, const ArrayView& x,
+                                  const ArrayView* weight, const ArrayView* bias,
+                                  const ArrayView* running_mean, const ArrayView* running_var,
+                                  bool training, double momentum, double eps);
+// batch_norm_backward: dx, dweight, dbias written.
+NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight,
+                                   const ArrayView& dbias, const ArrayView& dy, const ArrayView& x,
+                                   const ArrayView* weight, const ArrayView& save_mean,
+                                   const ArrayView& save_invstd);
 
 }  // namespace fastdl::bindings

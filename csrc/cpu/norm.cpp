@@ -22,8 +22,12 @@
 // channel in double with Chan's formula, in a fixed order. Rows shorter than kMinRow (the (N, C)
 // case) go by blocks of rows with double accumulators instead. The split into runs and blocks
 // never depends on the thread count, so results are bitwise the same for every thread count.
+// When the channels share evenly among the threads, each thread takes whole channels and runs
+// the statistics pass and the element-wise pass over a channel back to back, the second reading
+// it from L2 (same runs, same merge order); otherwise the passes split rows.
 // The normalised output is (x - a) * scale + shift with a = mean rounded to T and the rounding
 // folded into shift: x - a is exact for x near the mean, so a large mean costs no digits.
+// Outputs of kStreamBytes and more leave through non-temporal stores (vec_stream.h).
 #include "cpu/norm.h"
 
 #include <algorithm>
@@ -122,6 +126,9 @@ constexpr std::int64_t kRun = 2048;     // elements of a run: 8 KiB of floats, r
 constexpr std::int64_t kMinRow = 32;    // shorter rows go by blocks of rows
 constexpr std::int64_t kBlock = 8192;   // elements of such a block (about)
 constexpr std::int64_t kGrain = 1 << 15;  // elements per thread worth waking a thread for
+// Outputs of at least this many bytes are written with non-temporal stores (vec_stream.h): far
+// beyond the L2s, they would only be read back from memory anyway.
+constexpr std::int64_t kStreamBytes = std::int64_t(16) << 20;
 
 int norm_threads(std::int64_t elems, std::int64_t items) {
   return int(std::min<std::int64_t>(
@@ -140,6 +147,51 @@ struct Moments {
   }
 };
 
+std::int64_t runs_of(std::int64_t l) { return (l + kRun - 1) / kRun; }
+std::int64_t run_length(std::int64_t l, std::int64_t r) { return std::min(kRun, l - r * kRun); }
+
+// Whether each thread takes whole channels: then the two passes over a channel (statistics,
+// then the element-wise map) run back to back on one core and the second reads the channel
+// from cache, not memory. Needs rows long enough for the run primitives and channels enough to
+// share evenly; otherwise the passes split rows across threads (same arithmetic, same order).
+bool by_channel(std::int64_t c, std::int64_t l, int threads) {
+  return l >= kMinRow && (c % threads == 0 || c >= 4 * threads);
+}
+
+// ---- one channel's statistics, runs in (row, run) order: the channel path -------------------
+
+template <typename T>
+Moments moments_of_channel(const NormTable<T>& t, const T* x, std::int64_t n, std::int64_t c,
+                           std::int64_t l, std::int64_t ch) {
+  Moments acc;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t r = 0; r < runs_of(l); ++r) {
+      double m, m2;
+      t.moments(&m, &m2, x + (i * c + ch) * l + r * kRun, run_length(l, r));
+      acc.merge(double(run_length(l, r)), m, m2);
+    }
+  return acc;
+}
+
+template <typename T>
+void grad_sums_of_channel(double* sdy, double* sdyx, const NormTable<T>& t, const T* dy,
+                          const T* x, T mean, std::int64_t n, std::int64_t c, std::int64_t l,
+                          std::int64_t ch) {
+  double s = 0, sx = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t r = 0; r < runs_of(l); ++r) {
+      const std::int64_t off = (i * c + ch) * l + r * kRun;
+      double a, b;
+      t.grad_sums(&a, &b, dy + off, x + off, run_length(l, r), mean);
+      s += a;
+      sx += b;
+    }
+  *sdy = s;
+  *sdyx = sx;
+}
+
+// ---- every channel's statistics, rows split across threads: the rows path -------------------
+
 // The rows of a block of the short-row path.
 std::int64_t block_rows(std::int64_t c, std::int64_t l) {
   return std::max<std::int64_t>(1, kBlock / std::max<std::int64_t>(c * l, 1));
@@ -153,15 +205,15 @@ void channel_moments(double* mean, double* var, const NormTable<T>& t, const T* 
   std::vector<double> pm, pm2;  // per run (or per block and channel): mean, M2
   std::int64_t parts, runs = 0, rows = 0;
   if (l >= kMinRow) {
-    runs = (l + kRun - 1) / kRun;
+    runs = runs_of(l);
     parts = n * c * runs;
     pm.resize(std::size_t(parts));
     pm2.resize(std::size_t(parts));
     const int threads = norm_threads(elems, parts);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t it = 0; it < parts; ++it) {
-      const std::int64_t row = it / runs, lo = it % runs * kRun;
-      t.moments(&pm[std::size_t(it)], &pm2[std::size_t(it)], x + row * l + lo, std::min(kRun, l - lo));
+      const std::int64_t row = it / runs, r = it % runs;
+      t.moments(&pm[std::size_t(it)], &pm2[std::size_t(it)], x + row * l + r * kRun, run_length(l, r));
     }
   } else {
     rows = block_rows(c, l);
@@ -196,7 +248,7 @@ void channel_moments(double* mean, double* var, const NormTable<T>& t, const T* 
       for (std::int64_t i = 0; i < n; ++i)
         for (std::int64_t r = 0; r < runs; ++r) {
           const std::size_t it = std::size_t((i * c + ch) * runs + r);
-          acc.merge(double(std::min(kRun, l - r * kRun)), pm[it], pm2[it]);
+          acc.merge(double(run_length(l, r)), pm[it], pm2[it]);
         }
     } else {
       for (std::int64_t i0 = 0, b = 0; i0 < n; i0 += rows, ++b) {
@@ -217,16 +269,16 @@ void channel_grad_sums(double* sdy, double* sdyx, const NormTable<T>& t, const T
   std::vector<double> ps, psx;
   std::int64_t parts, runs = 0, rows = 0;
   if (l >= kMinRow) {
-    runs = (l + kRun - 1) / kRun;
+    runs = runs_of(l);
     parts = n * c * runs;
     ps.resize(std::size_t(parts));
     psx.resize(std::size_t(parts));
     const int threads = norm_threads(2 * elems, parts);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t it = 0; it < parts; ++it) {
-      const std::int64_t row = it / runs, lo = it % runs * kRun, off = row * l + lo;
+      const std::int64_t row = it / runs, r = it % runs, off = row * l + r * kRun;
       t.grad_sums(&ps[std::size_t(it)], &psx[std::size_t(it)], dy + off, x + off,
-                  std::min(kRun, l - lo), mean[row % c]);
+                  run_length(l, r), mean[row % c]);
     }
   } else {
     rows = block_rows(c, l);
@@ -298,8 +350,40 @@ void batch_norm_forward(T* y, T* save_mean, T* save_invstd, const T* x, const T*
                         std::int64_t c, std::int64_t l, bool training, double momentum,
                         double eps, Isa isa) {
   const NormTable<T>& t = norm_table<T>(isa);
-  std::vector<double> mean(static_cast<std::size_t>(c)), var(static_cast<std::size_t>(c));
   const double m = double(n * l);
+  std::vector<T> a(static_cast<std::size_t>(c)), scale(a.size()), shift(a.size());
+  // Channel ch's statistics -> save_*, the running update and the map (x - a) scale + shift.
+  auto coefficients = [&](std::int64_t ch, double mean, double var) {
+    const std::size_t k = std::size_t(ch);
+    const double invstd = 1 / std::sqrt(var + eps);
+    if (training) {
+      if (running_mean) running_mean[ch] = T((1 - momentum) * double(running_mean[ch]) + momentum * mean);
+      if (running_var)
+        running_var[ch] = T((1 - momentum) * double(running_var[ch]) + momentum * var * m / (m - 1));
+    }
+    save_mean[ch] = T(mean);
+    save_invstd[ch] = T(invstd);
+    const double sc = (weight ? double(weight[ch]) : 1.0) * invstd;
+    a[k] = T(mean);
+    scale[k] = T(sc);
+    shift[k] = T((bias ? double(bias[ch]) : 0.0) - (mean - double(a[k])) * sc);
+  };
+  const bool stream = n * c * l * std::int64_t(sizeof(T)) >= kStreamBytes;
+  auto normalize = [&](std::int64_t row, std::int64_t ch) {
+    const std::size_t k = std::size_t(ch);
+    t.affine(y + row * l, x + row * l, l, a[k], scale[k], shift[k], stream);
+  };
+  const int threads = norm_threads(3 * n * c * l, n * c);
+  if (training && by_channel(c, l, threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const Moments s = moments_of_channel(t, x, n, c, l, ch);
+      coefficients(ch, s.mean, s.m2 / s.count);
+      for (std::int64_t i = 0; i < n; ++i) normalize(i * c + ch, ch);
+    }
+    return;
+  }
+  std::vector<double> mean(a.size()), var(a.size());
   if (training) {
     channel_moments(mean.data(), var.data(), t, x, n, c, l);
   } else {
@@ -308,26 +392,8 @@ void batch_norm_forward(T* y, T* save_mean, T* save_invstd, const T* x, const T*
       var[std::size_t(ch)] = double(running_var[ch]);
     }
   }
-  std::vector<T> a(static_cast<std::size_t>(c)), scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
-  for (std::int64_t ch = 0; ch < c; ++ch) {
-    const std::size_t k = std::size_t(ch);
-    const double invstd = 1 / std::sqrt(var[k] + eps);
-    if (training) {
-      if (running_mean) running_mean[ch] = T((1 - momentum) * double(running_mean[ch]) + momentum * mean[k]);
-      if (running_var)
-        running_var[ch] = T((1 - momentum) * double(running_var[ch]) + momentum * var[k] * m / (m - 1));
-    }
-    save_mean[ch] = T(mean[k]);
-    save_invstd[ch] = T(invstd);
-    const double sc = (weight ? double(weight[ch]) : 1.0) * invstd;
-    a[k] = T(mean[k]);
-    scale[k] = T(sc);
-    shift[k] = T((bias ? double(bias[ch]) : 0.0) - (mean[k] - double(a[k])) * sc);
-  }
-  for_rows(n, c, l, 2, [&](std::int64_t row, std::int64_t ch) {
-    const std::size_t k = std::size_t(ch);
-    t.affine(y + row * l, x + row * l, l, a[k], scale[k], shift[k]);
-  });
+  for (std::int64_t ch = 0; ch < c; ++ch) coefficients(ch, mean[std::size_t(ch)], var[std::size_t(ch)]);
+  for_rows(n, c, l, 2, normalize);
 }
 
 template <typename T>
@@ -335,28 +401,44 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
                          const T* save_mean, const T* save_invstd, std::int64_t n, std::int64_t c,
                          std::int64_t l, bool training, Isa isa) {
   const NormTable<T>& t = norm_table<T>(isa);
-  std::vector<double> sdy(static_cast<std::size_t>(c)), sdyx(static_cast<std::size_t>(c));
-  channel_grad_sums(sdy.data(), sdyx.data(), t, dy, x, save_mean, n, c, l);
-  std::vector<T> k1(static_cast<std::size_t>(c)), b(static_cast<std::size_t>(c)), off(static_cast<std::size_t>(c));
   const double m = double(n * l);
-  for (std::int64_t ch = 0; ch < c; ++ch) {
+  std::vector<T> k1(static_cast<std::size_t>(c)), b(k1.size()), off(k1.size());
+  // Channel ch's sums -> dweight, dbias and the map dx = dy k1 + off - (x - mean) b.
+  auto coefficients = [&](std::int64_t ch, double sdy, double sdyx) {
     const std::size_t k = std::size_t(ch);
     const double invstd = double(save_invstd[ch]);
-    dbias[ch] = T(sdy[k]);
-    dweight[ch] = T(sdyx[k] * invstd);
+    dbias[ch] = T(sdy);
+    dweight[ch] = T(sdyx * invstd);
     const double g = (weight ? double(weight[ch]) : 1.0) * invstd;
     k1[k] = T(g);
     // dx = g (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
-    b[k] = training && m > 0 ? T(g * invstd * invstd * sdyx[k] / m) : T(0);
-    off[k] = training && m > 0 ? T(-g * sdy[k] / m) : T(0);
-  }
-  for_rows(n, c, l, 3, [&](std::int64_t row, std::int64_t ch) {
+    b[k] = training && m > 0 ? T(g * invstd * invstd * sdyx / m) : T(0);
+    off[k] = training && m > 0 ? T(-g * sdy / m) : T(0);
+  };
+  const bool stream = n * c * l * std::int64_t(sizeof(T)) >= kStreamBytes;
+  auto grad_input = [&](std::int64_t row, std::int64_t ch) {
     const std::size_t k = std::size_t(ch);
     if (training)
-      t.grad_input(dx + row * l, dy + row * l, x + row * l, l, save_mean[ch], k1[k], b[k], off[k]);
+      t.grad_input(dx + row * l, dy + row * l, x + row * l, l, save_mean[ch], k1[k], b[k], off[k],
+                   stream);
     else
-      t.affine(dx + row * l, dy + row * l, l, T(0), k1[k], T(0));
-  });
+      t.affine(dx + row * l, dy + row * l, l, T(0), k1[k], T(0), stream);
+  };
+  const int threads = norm_threads(5 * n * c * l, n * c);
+  if (by_channel(c, l, threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      double sdy, sdyx;
+      grad_sums_of_channel(&sdy, &sdyx, t, dy, x, save_mean[ch], n, c, l, ch);
+      coefficients(ch, sdy, sdyx);
+      for (std::int64_t i = 0; i < n; ++i) grad_input(i * c + ch, ch);
+    }
+    return;
+  }
+  std::vector<double> sdy(k1.size()), sdyx(k1.size());
+  channel_grad_sums(sdy.data(), sdyx.data(), t, dy, x, save_mean, n, c, l);
+  for (std::int64_t ch = 0; ch < c; ++ch) coefficients(ch, sdy[std::size_t(ch)], sdyx[std::size_t(ch)]);
+  for_rows(n, c, l, 3, grad_input);
 }
 
 #define FASTDL_INSTANTIATE(T)                                                                     \

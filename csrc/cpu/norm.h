@@ -15,12 +15,13 @@ template <typename T>
 struct NormTable {
   // mean and M2 = sum (x - mean)^2, by two passes over the run (the second from L1).
   void (*moments)(double* mean, double* m2, const T* x, std::int64_t n);
-  // y = (x - a) * b + c
-  void (*affine)(T* y, const T* x, std::int64_t n, T a, T b, T c);
+  // y = (x - a) * b + c; stream: y by non-temporal stores (vec_stream.h)
+  void (*affine)(T* y, const T* x, std::int64_t n, T a, T b, T c, bool stream);
   // sdy = sum dy, sdyx = sum dy * (x - a)
   void (*grad_sums)(double* sdy, double* sdyx, const T* dy, const T* x, std::int64_t n, T a);
-  // dx = dy * k + c - (x - a) * b
-  void (*grad_input)(T* dx, const T* dy, const T* x, std::int64_t n, T a, T k, T b, T c);
+  // dx = dy * k + c - (x - a) * b; stream: dx by non-temporal stores
+  void (*grad_input)(T* dx, const T* dy, const T* x, std::int64_t n, T a, T k, T b, T c,
+                     bool stream);
 };
 
 template <typename T>

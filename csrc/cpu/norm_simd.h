@@ -7,7 +7,8 @@
 #include <cstdint>
 
 #include "cpu/norm.h"
-#include "cpu/vec_math.h"  // map1, map2
+#include "cpu/vec_math.h"    // map1, map2
+#include "cpu/vec_stream.h"  // map1_stream, map2_stream
 
 namespace fastdl {
 namespace {
@@ -62,9 +63,13 @@ void nm_moments(double* mean, double* m2, const typename V::T* x, std::int64_t n
 
 template <class V>
 void nm_affine(typename V::T* y, const typename V::T* x, std::int64_t n, typename V::T a,
-               typename V::T b, typename V::T c) {
+               typename V::T b, typename V::T c, bool stream) {
   const auto av = V::set1(a), bv = V::set1(b), cv = V::set1(c);
-  map1<V>(y, x, n, [&](auto v) { return V::fmadd(V::sub(v, av), bv, cv); });
+  const auto f = [&](auto v) { return V::fmadd(V::sub(v, av), bv, cv); };
+  if (stream)
+    map1_stream<V>(y, x, n, f);
+  else
+    map1<V>(y, x, n, f);
 }
 
 template <class V>
@@ -93,11 +98,13 @@ void nm_grad_sums(double* sdy, double* sdyx, const typename V::T* dy, const type
 template <class V>
 void nm_grad_input(typename V::T* dx, const typename V::T* dy, const typename V::T* x,
                    std::int64_t n, typename V::T a, typename V::T k, typename V::T b,
-                   typename V::T c) {
+                   typename V::T c, bool stream) {
   const auto av = V::set1(a), kv = V::set1(k), bv = V::set1(b), cv = V::set1(c);
-  map2<V>(dx, dy, x, n, [&](auto g, auto v) {
-    return V::fnmadd(V::sub(v, av), bv, V::fmadd(g, kv, cv));
-  });
+  const auto f = [&](auto g, auto v) { return V::fnmadd(V::sub(v, av), bv, V::fmadd(g, kv, cv)); };
+  if (stream)
+    map2_stream<V>(dx, dy, x, n, f);
+  else
+    map2<V>(dx, dy, x, n, f);
 }
 
 template <class V>

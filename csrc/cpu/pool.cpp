@@ -20,8 +20,10 @@
 //   2. the per-plane kernels of pool_simd.h over a one-lane vector (generic ISA),
 //   3. ... over AVX2 and AVX-512 vectors (pool_avx2.cpp, pool_avx512.cpp): forward vectorised
 //      over ow (stride 1 loads, stride 2 loads + deinterleave, gathers otherwise), the border
-//      windows that padding clips done one at a time; backward as row scatters within a
-//      cache-resident plane.
+//      windows that padding clips done one at a time (the row's last vector block moved back
+//      to end at its last output rather than leaving a scalar tail); backward as row scatters
+//      within a cache-resident plane, which large gradients (kStreamBytes) build in a buffer
+//      and write out with non-temporal stores (vec_stream.h).
 // OpenMP splits planes (and output rows of the forward passes when there are fewer planes than
 // threads); every output is computed by the same code whatever the split, so results do not
 // depend on the thread count.
@@ -192,6 +194,17 @@ const PoolTable<double> pool_table_generic_f64 = make_pool_table<VecScalar<doubl
 
 // Elements (input + output) per thread below which a second thread costs more than it gives.
 constexpr std::int64_t kGrain = 1 << 15;
+// Input gradients of at least kStreamBytes are built a plane at a time in a cache-resident
+// buffer (planes up to kScratchBytes) and written out with non-temporal stores: each byte of dx
+// then costs one write to memory instead of a read for ownership and a write (vec_stream.h).
+constexpr std::int64_t kStreamBytes = std::int64_t(16) << 20;
+constexpr std::int64_t kScratchBytes = std::int64_t(1) << 20;
+
+template <typename T>
+bool stream_planes(const Pool2dShape& s) {
+  const std::int64_t plane = s.h * s.w * std::int64_t(sizeof(T));
+  return s.planes * plane >= kStreamBytes && plane <= kScratchBytes;
+}
 
 int pool_threads(std::int64_t elems, std::int64_t items) {
   return int(std::min<std::int64_t>(
@@ -250,24 +263,33 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShap
 
 template <typename T>
 std::int64_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
-                                 const Pool2dShape& s) {
+                                 const Pool2dShape& s, Isa isa) {
+  const PoolTable<T>& t = pool_table<T>(isa);
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const bool stream = stream_planes<T>(s);
   std::vector<std::int64_t> bad(std::size_t(std::max<std::int64_t>(s.planes, 0)), -1);
-  // Zero and scatter one plane at a time, so the scatter hits a plane still in cache.
-  for_planes(s, elems_of(s), [&](std::int64_t p) {
-    T* d = dx + p * hw;
-    const T* g = dy + p * ohw;
-    const std::int64_t* a = argmax + p * ohw;
-    std::memset(static_cast<void*>(d), 0, std::size_t(hw) * sizeof(T));
-    for (std::int64_t o = 0; o < ohw; ++o) {
-      // One unsigned compare catches negative and too-large indices alike.
-      if (static_cast<std::uint64_t>(a[o]) >= static_cast<std::uint64_t>(hw)) {
-        if (bad[std::size_t(p)] < 0) bad[std::size_t(p)] = p * ohw + o;
-        continue;
+  const int threads = pool_threads(elems_of(s), s.planes);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<T> scratch(stream ? std::size_t(hw) : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t p = 0; p < s.planes; ++p) {
+      // Zero and scatter one plane at a time, so the scatter hits a plane still in cache.
+      T* d = stream ? scratch.data() : dx + p * hw;
+      const T* g = dy + p * ohw;
+      const std::int64_t* a = argmax + p * ohw;
+      std::memset(static_cast<void*>(d), 0, std::size_t(hw) * sizeof(T));
+      for (std::int64_t o = 0; o < ohw; ++o) {
+        // One unsigned compare catches negative and too-large indices alike.
+        if (static_cast<std::uint64_t>(a[o]) >= static_cast<std::uint64_t>(hw)) {
+          if (bad[std::size_t(p)] < 0) bad[std::size_t(p)] = p * ohw + o;
+          continue;
+        }
+        d[a[o]] += g[o];
       }
-      d[a[o]] += g[o];
+      if (stream) t.row_stream(dx + p * hw, d, hw);
     }
-  });
+  }
   for (std::int64_t b : bad)
     if (b >= 0) return b;
   return -1;
@@ -286,13 +308,17 @@ template <typename T>
 void avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa) {
   const PoolTable<T>& t = pool_table<T>(isa);
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const bool stream = stream_planes<T>(s);
   const int threads = pool_threads(elems_of(s), s.planes);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<T> scratch(std::size_t(s.w + s.ow));  // one expanded row + one scaled dy row
+    std::vector<T> plane(stream ? std::size_t(hw) : 0);
 #pragma omp for schedule(static)
-    for (std::int64_t p = 0; p < s.planes; ++p)
-      t.avg_plane_backward(dx + p * hw, dy + p * ohw, s, scratch.data());
+    for (std::int64_t p = 0; p < s.planes; ++p) {
+      t.avg_plane_backward(stream ? plane.data() : dx + p * hw, dy + p * ohw, s, scratch.data());
+      if (stream) t.row_stream(dx + p * hw, plane.data(), hw);
+    }
   }
 }
 
@@ -332,13 +358,15 @@ void adaptive_avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa 
     std::fill(dx, dx + s.planes * hw, T(0));
     return;
   }
+  const bool stream = stream_planes<T>(s);
   const int threads = pool_threads(elems_of(s), s.planes);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<T> row(std::size_t(s.w));
+    std::vector<T> plane(stream ? std::size_t(hw) : 0);
 #pragma omp for schedule(static)
     for (std::int64_t p = 0; p < s.planes; ++p) {
-      T* d = dx + p * hw;
+      T* d = stream ? plane.data() : dx + p * hw;
       std::int64_t done = 0;  // rows [0, done) of the plane are written
       for (std::int64_t oh = 0; oh < s.oh; ++oh) {
         const std::int64_t h0 = adaptive_start(oh, s.h, s.oh), h1 = adaptive_end(oh, s.h, s.oh);
@@ -353,6 +381,7 @@ void adaptive_avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa 
         for (std::int64_t ih = h0; ih < h1; ++ih) t.row_put(d + ih * s.w, row.data(), s.w, ih < done);
         done = std::max(done, h1);
       }
+      if (stream) t.row_stream(dx + p * hw, d, hw);
     }
   }
 }
@@ -360,7 +389,7 @@ void adaptive_avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa 
 #define FASTDL_INSTANTIATE(T)                                                                    \
   template void max_pool2d_forward<T>(T*, std::int64_t*, const T*, const Pool2dShape&, Isa);     \
   template std::int64_t max_pool2d_backward<T>(T*, const T*, const std::int64_t*,                \
-                                               const Pool2dShape&);                              \
+                                               const Pool2dShape&, Isa);                         \
   template void avg_pool2d_forward<T>(T*, const T*, const Pool2dShape&, Isa);                    \
   template void avg_pool2d_backward<T>(T*, const T*, const Pool2dShape&, Isa);                   \
   template void adaptive_avg_pool2d_forward<T>(T*, const T*, const Pool2dShape&, Isa);           \

@@ -37,6 +37,8 @@ struct PoolTable {
   void (*row_put)(T* dst, const T* src, std::int64_t n, bool add);
   // dst[i] += src[i], the row step of adaptive average pooling's vertical sums.
   void (*row_acc)(T* dst, const T* src, std::int64_t n);
+  // dst[i] = src[i] by non-temporal stores (vec_stream.h): a cache-resident plane to its output.
+  void (*row_stream)(T* dst, const T* src, std::int64_t n);
 };
 
 template <typename T>
@@ -55,7 +57,7 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShap
                         Isa isa = cpu_isa());
 template <typename T>
 std::int64_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
-                                 const Pool2dShape& s);
+                                 const Pool2dShape& s, Isa isa = cpu_isa());
 template <typename T>
 void avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa = cpu_isa());
 template <typename T>

@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "cpu/pool.h"
+#include "cpu/vec_stream.h"
 
 namespace fastdl {
 namespace {
@@ -51,6 +52,19 @@ inline void simd_columns(const Pool2dShape& s, int lanes, std::int64_t& ow_a, st
   const std::int64_t last = s.w - 1 - (s.kw - 1) - (s.sw == 2 ? 1 : 0) + s.pw;
   const std::int64_t end = last < 0 ? 0 : last / s.sw + 1 - (lanes - 1);
   ow_b = std::max(ow_a, std::min(end, s.ow - (lanes - 1)));
+}
+
+// Runs block(ow) over blocks of `lanes` outputs covering [ow_a, ow_b - 1 + lanes), the last one
+// moved back to end exactly there (it recomputes a few outputs: the same values, written again).
+// Returns the end of what the blocks covered.
+template <class F>
+inline std::int64_t for_blocks(std::int64_t ow_a, std::int64_t ow_b, int lanes, F block) {
+  if (ow_a >= ow_b) return ow_a;
+  std::int64_t ow = ow_a;
+  for (; ow < ow_b; ow += lanes) block(ow);
+  const std::int64_t end = ow_b - 1 + lanes;
+  if (ow < end) block(ow_b - 1);
+  return end;
 }
 
 // ---- max --------------------------------------------------------------------------------------
@@ -98,8 +112,8 @@ void max_row(typename V::T* y, std::int64_t* am, const typename V::T* x, const P
   std::int64_t ow = 0;
   for (; ow < ow_a; ++ow) max_one(y + ow, am + ow, x, s, h0, h1, ow);
   const R ninf = V::set1(-std::numeric_limits<T>::infinity());
-  for (; ow < ow_b; ow += V::W) {
-    const std::int64_t iw0 = ow * s.sw - s.pw;
+  ow = for_blocks(ow, ow_b, V::W, [&](std::int64_t o) {
+    const std::int64_t iw0 = o * s.sw - s.pw;
     R m = ninf, at = V::zero();
     for (std::int64_t ih = h0; ih < h1; ++ih) {
       const T* row = x + ih * s.w + iw0;
@@ -114,9 +128,9 @@ void max_row(typename V::T* y, std::int64_t* am, const typename V::T* x, const P
         at = V::select(num, at2, off);
       }
     }
-    V::store(y + ow, m);
-    PoolOps<V>::store_index(am + ow, h0 * s.w + iw0, s.sw, at);
-  }
+    V::store(y + o, m);
+    PoolOps<V>::store_index(am + o, h0 * s.w + iw0, s.sw, at);
+  });
   for (; ow < s.ow; ++ow) max_one(y + ow, am + ow, x, s, h0, h1, ow);
 }
 
@@ -165,15 +179,15 @@ void avg_row(typename V::T* y, const typename V::T* x, const Pool2dShape& s, std
   for (; ow < ow_a; ++ow) y[ow] = avg_one(x, s, oh, h0, h1, ow);
   // Every window of [ow_a, ow_b) is whole horizontally: one divisor for the block.
   const R div = V::set1(T(ow_a < ow_b ? avg_divisor(s, oh, ow_a) : 1));
-  for (; ow < ow_b; ow += V::W) {
-    const std::int64_t iw0 = ow * s.sw - s.pw;
+  ow = for_blocks(ow, ow_b, V::W, [&](std::int64_t o) {
+    const std::int64_t iw0 = o * s.sw - s.pw;
     R acc = V::zero();
     for (std::int64_t ih = h0; ih < h1; ++ih) {
       const T* row = x + ih * s.w + iw0;
       for (std::int64_t c = 0; c < s.kw; ++c) acc = V::add(acc, load_cols<V, kStride>(row + c, s.sw));
     }
-    V::store(y + ow, V::div(acc, div));
-  }
+    V::store(y + o, V::div(acc, div));
+  });
   for (; ow < s.ow; ++ow) y[ow] = avg_one(x, s, oh, h0, h1, ow);
 }
 
@@ -261,9 +275,14 @@ void pool_avg_plane_backward(typename V::T* dx, const typename V::T* dy, const P
 }
 
 template <class V>
+void pool_row_stream(typename V::T* dst, const typename V::T* src, std::int64_t n) {
+  stream_row<V>(dst, src, n);
+}
+
+template <class V>
 constexpr PoolTable<typename V::T> make_pool_table() {
   return {&pool_max_rows<V>, &pool_avg_rows<V>, &pool_avg_plane_backward<V>, &pool_row_put<V>,
-          &pool_row_acc<V>};
+          &pool_row_acc<V>, &pool_row_stream<V>};
 }
 
 }  // namespace

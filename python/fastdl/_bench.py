@@ -68,9 +68,14 @@ class Row:
     shape: str
     flops: float
     times: dict = field(default_factory=dict)  # library -> seconds per call
+    nbytes: float = 0.0  # memory-bound ops: bytes moved per call (their rate is GB/s)
 
     def gflops(self, lib: str) -> float:
         return self.flops / self.times[lib] / 1e9
+
+    def rate(self, lib: str) -> float:
+        """GFLOP/s, or GB/s for a memory-bound row."""
+        return (self.nbytes if self.nbytes else self.flops) / self.times[lib] / 1e9
 
 
 def _cases(quick: bool):
@@ -138,22 +143,97 @@ def run(quick: bool = True, libs=("fastdl", "numpy", "torch")) -> list[Row]:
             for g_, w_ in zip(got, want):
                 np.testing.assert_allclose(g_, w_, rtol=2e-3, atol=2e-3 * float(np.abs(w_).max()))
         rows += [fwd, bwd]
+    rows += _memory_rows(rng, torch, libs, budget, quick)
+    return rows
+
+
+def _memory_rows(rng, torch, libs, budget: float, quick: bool) -> list[Row]:
+    """Pooling and batch norm: memory-bound, rated in GB/s of the bytes they must move."""
+    shape = (8, 64, 56, 56) if quick else (32, 64, 112, 112)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    n = x.size
+    y, am = ops.max_pool2d(x, 2)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    h, w = shape[2:]
+    win = x.reshape(*shape[:2], h // 2, 2, w // 2, 2)
+    impl = {  # op -> (bytes, {lib: fn}, check)
+        "max_pool2d": (7 * n, {"fastdl": lambda: ops.max_pool2d(x, 2)[0],
+                               "numpy": lambda: win.max(axis=(3, 5))}),
+        "max_pool2d_backward": (7 * n, {"fastdl": lambda: ops.max_pool2d_backward(dy, am, shape)}),
+        "avg_pool2d": (5 * n, {"fastdl": lambda: ops.avg_pool2d(x, 2),
+                               "numpy": lambda: win.mean(axis=(3, 5))}),
+        "avg_pool2d_backward": (5 * n, {
+            "fastdl": lambda: ops.avg_pool2d_backward(dy, shape, 2),
+            "numpy": lambda: np.repeat(np.repeat(dy * np.float32(0.25), 2, axis=2), 2, axis=3)}),
+    }
+    bshape = (8, 64, 28, 28) if quick else (32, 64, 56, 56)
+    xb = rng.standard_normal(bshape, dtype=np.float32)
+    dyb = rng.standard_normal(bshape, dtype=np.float32)
+    c = bshape[1]
+    wb, bb = np.ones(c, np.float32), np.zeros(c, np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+
+    def bn_fastdl():
+        _, sm, si = ops.batch_norm(xb, wb, bb, rm, rv)
+        return ops.batch_norm_backward(dyb, xb, wb, sm, si)[0]
+
+    impl["batch_norm fwd+bwd"] = (20 * xb.size, {"fastdl": bn_fastdl})
+    if torch is not None:
+        t, aten, F = torch.from_numpy, torch.ops.aten, torch.nn.functional
+        tx, tdy, tam = t(x), t(dy), t(am)
+        impl["max_pool2d"][1]["torch"] = lambda: F.max_pool2d(tx, 2, return_indices=True)[0]
+        impl["max_pool2d_backward"][1]["torch"] = lambda: aten.max_pool2d_with_indices_backward(
+            tdy, tx, [2, 2], [2, 2], [0, 0], [1, 1], False, tam)
+        impl["avg_pool2d"][1]["torch"] = lambda: F.avg_pool2d(tx, 2)
+        impl["avg_pool2d_backward"][1]["torch"] = lambda: aten.avg_pool2d_backward(
+            tdy, tx, [2, 2], [2, 2], [0, 0], False, True, None)
+        txb, tdyb, twb, tbb, trm, trv = map(t, (xb, dyb, wb, bb, rm.copy(), rv.copy()))
+
+        def bn_torch():
+            _, sm, si = aten.native_batch_norm(txb, twb, tbb, trm, trv, True, 0.1, 1e-5)
+            return aten.native_batch_norm_backward(tdyb, txb, twb, trm, trv, sm, si, True, 1e-5,
+                                                   [True, True, True])[0]
+
+        impl["batch_norm fwd+bwd"][1]["torch"] = bn_torch
+    rows = []
+    for op, (nbytes, fns) in impl.items():
+        row = Row(op, "x".join(map(str, bshape if op.startswith("batch") else shape)), 0.0,
+                  nbytes=float(nbytes))
+        for lib, fn in fns.items():
+            if lib in libs:
+                row.times[lib] = _time(fn, budget)
+        # Check after timing: fastdl against the other libraries.
+        got = np.asarray(fns["fastdl"]())
+        for lib, fn in fns.items():
+            want = np.asarray(fn() if lib != "torch" else fn().numpy())
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+        rows.append(row)
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
+    """One table for the FLOP-bound rows (GFLOP/s), one for the memory-bound ones (GB/s)."""
+    tables = [_table([r for r in rows if not r.nbytes], "GFLOP/s"),
+              _table([r for r in rows if r.nbytes], "GB/s")]
+    tables = [t for t in tables if t]
+    tables.append("vs X = X's time / fastdl's time (above 1: fastdl is faster)")
+    return "\n\n".join(tables)
+
+
+def _table(rows: list[Row], unit: str) -> str:
+    if not rows:
+        return ""
     libs = [lib for lib in ("fastdl", "numpy", "torch") if any(lib in r.times for r in rows)]
-    head = f"{'op':18} {'shape':16}" + "".join(f" {lib + ' ms':>10} {'GFLOP/s':>8}" for lib in libs)
+    head = f"{'op':20} {'shape':16}" + "".join(f" {lib + ' ms':>10} {unit:>8}" for lib in libs)
     head += "".join(f" {'vs ' + lib:>9}" for lib in libs[1:])
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = f"{r.op:18} {r.shape:16}"
+        line = f"{r.op:20} {r.shape:16}"
         for lib in libs:
-            line += f" {r.times[lib] * 1e3:10.3f} {r.gflops(lib):8.1f}" if lib in r.times else " " * 20
+            line += f" {r.times[lib] * 1e3:10.3f} {r.rate(lib):8.1f}" if lib in r.times else " " * 20
         for lib in libs[1:]:
             line += f" {r.times[lib] / r.times['fastdl']:8.2f}x" if lib in r.times else " " * 10
         lines.append(line)
-    lines.append("vs X = X's time / fastdl's time (above 1: fastdl is faster)")
     return "\n".join(lines)
 
 
@@ -189,10 +269,10 @@ def _plot(rows: list[Row], path: str) -> None:
     width = 0.8 / len(libs)
     for i, lib in enumerate(libs):
         xs = [j + i * width for j, r in enumerate(rows) if lib in r.times]
-        ax.bar(xs, [r.gflops(lib) for r in rows if lib in r.times], width, label=lib)
+        ax.bar(xs, [r.rate(lib) for r in rows if lib in r.times], width, label=lib)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
     ax.set_xticklabels([f"{r.op}\n{r.shape}" for r in rows], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("GFLOP/s")
+    ax.set_ylabel("GFLOP/s (GB/s for pooling and batch norm)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
