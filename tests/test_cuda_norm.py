@@ -150,7 +150,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"x: expected shape \(2, 3, 4\), got shape \(2, 3\)"):
         _cuda.batch_norm_forward(y, v, v, cp.ones((2, 3), np.float32), None, None, None, None,
                                  True, 0.1, 1e-5)
-    with pytest.raises(ValueError, match=r"y: expected a 3-D array, got shape \(2, 12\)"):
+    with pytest.raises(ValueError, match=r"y: expected 3-D array, got shape \(2, 12\)"):
         _cuda.batch_norm_forward(y.reshape(2, 12), v, v, x, None, None, None, None, True, 0.1, 1e-5)
     with pytest.raises(ValueError, match=r"weight: expected shape \(3,\), got shape \(4,\)"):
         _cuda.batch_norm_forward(y, v, v, x, cp.ones(4, np.float32), None, None, None, True, 0.1,
