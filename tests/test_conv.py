@@ -173,13 +173,13 @@ def _accepts(variant, cfg):
     return True
 
 
-VARIANTS = ["reference"]
+VARIANTS = ["reference", "gemm1x1", "implicit_gemm", "direct"]
 KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS[1:])
 def test_every_variant_matches_reference_kernel(rng, variant, dtype, isa):
     for cfg in KERNEL_CONFIGS:
         if not _accepts(variant, cfg):
@@ -194,6 +194,34 @@ def test_every_variant_matches_reference_kernel(rng, variant, dtype, isa):
             ulps = 16 + 8 * (dy[0].size if pass_ == "backward_weight" else w[0].size) ** 0.5
             for g, r_ in zip(got, want):
                 assert_close(g, r_, dtype, ulps=ulps, name=f"{variant} {pass_} {_ids(cfg)}")
+
+
+def test_forced_variant_refuses_what_it_cannot_run(rng):
+    x, w, b, kw = _make(rng, CONFIGS[0])  # 3x3
+    y = np.empty((1, 4, 7, 7), np.float32)
+    with pytest.raises(ValueError, match="gemm1x1"):
+        _core.conv2d_forward(y, x.astype(np.float32), w.astype(np.float32), None, *_sizes(kw),
+                             variant="gemm1x1")
+    with pytest.raises(ValueError, match="variant"):
+        _core.conv2d_forward(y, x.astype(np.float32), w.astype(np.float32), None, *_sizes(kw),
+                             variant="winograd")
+
+
+def test_dispatch_reaches_every_algorithm():
+    """The shapes that auto sends to each fast path (the forced-variant test covers their math)."""
+    def pick(pass_, xs, ws, **kw):
+        kw = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, **kw}
+        return _core.conv2d_variant(pass_, xs, ws, *_sizes(kw))
+    for pass_ in PASSES:
+        assert pick(pass_, (4, 64, 14, 14), (128, 64, 1, 1)) == "gemm1x1"
+        assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == "implicit_gemm"
+        assert pick(pass_, (4, 64, 14, 14), (64, 1, 3, 3), padding=1, groups=64) == "direct"
+    # LeNet's C1: one input channel (forward k = 25) and one backward-data filter row go direct,
+    # backward-weight's 32 filter rows stay on the GEMM
+    lenet = [pick(p, (4, 1, 28, 28), (32, 1, 5, 5)) for p in PASSES]
+    assert lenet == ["direct", "direct", "implicit_gemm"]
+    rgb = [pick(p, (4, 3, 32, 32), (64, 3, 3, 3), padding=1) for p in PASSES]
+    assert rgb == ["implicit_gemm", "direct", "implicit_gemm"]
 
 
 # ---- layouts, batches, repeatability ------------------------------------------------------------
@@ -376,7 +404,11 @@ def test_bad_input_extension():
     _bad(_core.conv2d_forward, ValueError, r"groups: 3 does not divide", y, x, w, None,
          *s[:-1], 3)
     _bad(_core.conv2d_forward, ValueError, r"stride: expected >= 1", y, x, w, None, 0, 1, 0, 0, 1, 1, 1)
-    _bad(_core.conv2d_forward, ValueError, r"x: expected a 4-D array", y, x[0], w, None, *s)
+    _bad(_core.conv2d_forward, ValueError, r"w: the dilated kernel \(9\) is larger than the padded "
+         r"input \(8\) along H", y, x, w, None, 1, 1, 0, 0, 4, 1, 1)
+    _bad(_core.conv2d_forward, ValueError, r"w: expected 2 input channels per group", y, x, w, None,
+         *s[:-1], 2)
+    _bad(_core.conv2d_forward, ValueError, r"x: expected 4-D array, got shape \(4, 8, 8\)", y, x[0], w, None, *s)
     dx = np.empty_like(x)
     _bad(_core.conv2d_backward_data, ValueError, r"dy: expected shape \(2, 6, 6, 6\)", dx,
          np.ones((2, 6, 5, 5), np.float32), w, *s)
@@ -390,3 +422,56 @@ def test_bad_input_extension():
     ro = np.empty_like(w)
     ro.flags.writeable = False
     _bad(_core.conv2d_backward_weight, ValueError, r"dw: output array is read-only", ro, None, y, x, *s)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts(rng, threads):
+    """Threads over images (N >= threads, partial weight gradients summed in thread order) and
+    inside each product (N < threads) give the reference's results."""
+    fastdl.set_num_threads(threads)
+    for cfg in [(3, 8, 9, 9, 16, 3, 3, 1, 1, 1, 1, True), (2, 8, 9, 9, 16, 3, 3, 2, 1, 1, 1, True),
+                (5, 16, 6, 6, 16, 1, 1, 1, 0, 1, 1, True), (4, 8, 9, 9, 8, 3, 3, 2, 1, 1, 8, True)]:
+        x, w, b, kw = _make(rng, cfg)
+        y = ops.conv2d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), **kw)
+        assert_close(y, ref.conv2d(x, w, b, **kw), np.float32, ref.conv2d(x, w, b, **kw, dtype=np.float32))
+        dy = rng.standard_normal(y.shape)
+        got = ops.conv2d_backward(dy.astype(np.float32), x.astype(np.float32), w.astype(np.float32), **kw)
+        for g, r_, bs in zip(got, ref.conv2d_backward(dy, x, w, **kw),
+                             ref.conv2d_backward(dy, x, w, **kw, dtype=np.float32)):
+            assert_close(g, r_, np.float32, bs)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_zero_batch_every_variant(rng, variant):
+    x = np.zeros((0, 8, 5, 5), np.float32)
+    w = rng.standard_normal((16, 8, 1, 1)).astype(np.float32)
+    y = np.empty((0, 16, 5, 5), np.float32)
+    _core.conv2d_forward(y, x, w, None, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    dx = np.empty_like(x)
+    _core.conv2d_backward_data(dx, y, w, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    dw, db = np.full_like(w, np.nan), np.full(16, np.nan, np.float32)
+    _core.conv2d_backward_weight(dw, db, y, x, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_outputs_fully_written(rng, variant):
+    """Every output element is written (=), also where no window reaches: dx under a stride larger
+    than the kernel, and the extra rows/columns of a dx larger than the smallest input."""
+    for (n, c, h, w_, k, r, s, st, p), extra in [((2, 8, 9, 9, 16, 1, 1, 3, 0), 0),
+                                                 ((2, 1, 6, 9, 16, 2, 2, 3, 1), 2),
+                                                 ((2, 16, 7, 7, 8, 3, 3, 2, 1), 1)]:
+        if variant == "gemm1x1" and (r != 1 or st != 1 or p != 0):
+            continue
+        x = rng.standard_normal((n, c, h, w_))
+        w = rng.standard_normal((k, c, r, s))
+        oh, ow = (h + 2 * p - r) // st + 1, (w_ + 2 * p - s) // st + 1
+        dy = rng.standard_normal((n, k, oh, ow))
+        big = np.full((n, c, h + extra, w_ + extra), np.nan)  # extra < stride: still gives oh, ow
+        _core.conv2d_backward_data(big, dy, w, st, st, p, p, 1, 1, 1, variant=variant)
+        want = ref.conv2d_backward(dy, np.zeros(big.shape), w, stride=st, padding=p)[0]
+        assert_close(big, want, np.float64, ulps=64)
+        y = np.full((n, k, oh, ow), np.nan)
+        _core.conv2d_forward(y, x, w, None, st, st, p, p, 1, 1, 1, variant=variant)
+        assert_close(y, ref.conv2d(x, w, stride=st, padding=p), np.float64, ulps=64)

@@ -303,3 +303,37 @@ def test_linear_init_distribution_matches_pytorch():
     for a, b in [(ours.weight.data, theirs.weight.detach().numpy()), (ours.bias.data, theirs.bias.detach().numpy())]:
         assert abs(np.abs(a).max() - np.abs(b).max()) < 1e-3
         assert abs(a.std() - b.std()) < 0.05 * b.std()
+
+
+# ---- buffers ---------------------------------------------------------------------------------------------
+
+def test_buffers_saved_moved_and_validated():
+    class Stats(nn.Module):
+        def __init__(self):
+            self.lin = nn.Linear(2, 2)
+            self.register_buffer("mean", np.zeros(2, np.float32))
+            self.register_buffer("count", np.zeros((), np.int64))
+            self.register_buffer("scratch", np.ones(3, np.float32), persistent=False)
+            self.register_buffer("unused", None)
+
+    m = Stats()
+    assert list(m.state_dict()) == ["mean", "count", "lin.weight", "lin.bias"]  # PyTorch's order
+    assert [n for n, _ in m.named_buffers()] == ["mean", "count", "scratch"]
+    m.count += 1  # in place: the state dict holds the live array
+    assert int(m.state_dict()["count"]) == 1
+    m.double()
+    assert m.mean.dtype == np.float64 and m.scratch.dtype == np.float64 and m.count.dtype == np.int64
+    sd = {k: np.array(v) for k, v in m.state_dict().items()}
+    sd["mean"][:] = 5
+    sd["count"] = np.array(7)
+    m2 = Stats().double()
+    m2.load_state_dict(sd)
+    assert np.all(m2.mean == 5) and int(m2.count) == 7 and m2.count.dtype == np.int64
+    m.register_buffer("mean", Tensor(np.ones(2)))  # a Tensor's array; still one buffer
+    assert isinstance(m.mean, np.ndarray) and [n for n, _ in m.named_buffers()].count("mean") == 1
+    with pytest.raises(ValueError, match="'.'"):
+        m.register_buffer("a.b", np.zeros(1))
+    with pytest.raises(ValueError, match="not a buffer"):
+        m.register_buffer("lin", np.zeros(1))
+    with pytest.raises(TypeError, match="array"):
+        m.register_buffer("x", [1.0, 2.0])

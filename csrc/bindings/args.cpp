@@ -295,6 +295,72 @@ BiasAddDims check_bias_add(const ArrayView& out, const ArrayView& x, const Array
   return d;
 }
 
+// ---- conv ------------------------------------------------------------------------------------
+
+namespace {
+// Output extent along one axis, or ValueError naming the axis when the window does not fit.
+int64_t conv_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dil,
+                    const char* axis) {
+  const int64_t span = in + 2 * pad - dil * (kernel - 1) - 1;
+  FASTDL_CHECK(span >= 0, ValueError, "w: the dilated kernel (", dil * (kernel - 1) + 1,
+               ") is larger than the padded input (", in + 2 * pad, ") along ", axis);
+  return span / stride + 1;
+}
+}  // namespace
+
+Conv2dDims check_conv2d(const ArrayView& image, const ArrayView& w, int64_t stride_h,
+                        int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                        int64_t dil_w, int64_t groups) {
+  check_ndim(image, 4, 4);
+  check_ndim(w, 4, 4);
+  FASTDL_CHECK(stride_h >= 1 && stride_w >= 1, ValueError, "stride: expected >= 1, got (",
+               stride_h, ", ", stride_w, ")");
+  FASTDL_CHECK(dil_h >= 1 && dil_w >= 1, ValueError, "dilation: expected >= 1, got (", dil_h,
+               ", ", dil_w, ")");
+  FASTDL_CHECK(pad_h >= 0 && pad_w >= 0, ValueError, "padding: expected >= 0, got (", pad_h, ", ",
+               pad_w, ")");
+  FASTDL_CHECK(groups >= 1, ValueError, "groups: expected >= 1, got ", groups);
+  const int64_t c = image.shape[1], k = w.shape[0];
+  FASTDL_CHECK(c % groups == 0, ValueError, "groups: ", groups,
+               " does not divide the input channels C = ", c, " of ", image.name, " of shape ",
+               shape_str(image));
+  FASTDL_CHECK(k % groups == 0, ValueError, "groups: ", groups,
+               " does not divide the output channels K = ", k, " of w of shape ", shape_str(w));
+  FASTDL_CHECK(w.shape[1] * groups == c, ValueError, "w: expected ", c / groups,
+               " input channels per group (C / groups) along axis 1, got shape ", shape_str(w));
+  FASTDL_CHECK(w.shape[2] >= 1 && w.shape[3] >= 1, ValueError,
+               "w: expected a kernel of at least 1 x 1, got shape ", shape_str(w));
+  Conv2dDims d{};
+  d.n = image.shape[0], d.c = c, d.h = image.shape[2], d.w = image.shape[3];
+  d.k = k, d.r = w.shape[2], d.s = w.shape[3];
+  d.stride_h = stride_h, d.stride_w = stride_w, d.pad_h = pad_h, d.pad_w = pad_w;
+  d.dil_h = dil_h, d.dil_w = dil_w, d.groups = groups;
+  d.oh = conv_extent(d.h, d.r, stride_h, pad_h, dil_h, "H");
+  d.ow = conv_extent(d.w, d.s, stride_w, pad_w, dil_w, "W");
+  return d;
+}
+
+void check_conv2d_array(const ArrayView& a, const ArrayView& like,
+                        std::initializer_list<int64_t> shape, bool output) {
+  if (output) FASTDL_CHECK(!a.readonly, ValueError, a.name, ": output array is read-only");
+  check_dtype(a, like);
+  bool ok = a.ndim == int(shape.size());
+  std::string want = "(";
+  int i = 0;
+  for (const int64_t d : shape) {
+    want += (i ? ", " : "") + std::to_string(d);
+    ok = ok && a.shape[i] == d;
+    ++i;
+  }
+  want += shape.size() == 1 ? ",)" : ")";
+  FASTDL_CHECK(ok, ValueError, a.name, ": expected shape ", want, ", got shape ", shape_str(a));
+  if (output)
+    FASTDL_CHECK(a.c_contiguous(), TypeError, a.name,
+                 ": output must be C-contiguous, got strides that are not");
+  else
+    check_contiguous(a);
+}
+
 // ---- optimizers ------------------------------------------------------------------------------
 
 void check_inplace(const ArrayView& a, const std::string& op) {

@@ -166,6 +166,25 @@ struct BiasAddDims {
 BiasAddDims check_bias_add(const ArrayView& out, const ArrayView& x, const ArrayView& b,
                            int axis);
 
+// ---- conv ------------------------------------------------------------------------------------
+
+// One conv2d call's geometry: image (N, C, H, W) -- x, or dx for backward-data, whose H, W may
+// exceed the smallest input giving OH, OW --, w (K, C/groups, R, S), y/dy (N, K, OH, OW).
+struct Conv2dDims {
+  int64_t n, c, h, w, k, r, s, oh, ow;
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+};
+// Checks image and w (4-D each) and the sizes: stride and dilation >= 1, padding >= 0,
+// 1 <= groups dividing C and K, w.shape[1] * groups == C, a kernel of at least 1 x 1 no larger
+// (dilated) than the padded input; returns the geometry with OH, OW.
+Conv2dDims check_conv2d(const ArrayView& image, const ArrayView& w, int64_t stride_h,
+                        int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                        int64_t dil_w, int64_t groups);
+// One array of a conv2d pass: like's dtype (TypeError), exactly `shape` (ValueError "<name>:
+// expected shape (...), got shape (...)"), C-contiguous (TypeError), and writable if an output.
+void check_conv2d_array(const ArrayView& a, const ArrayView& like,
+                        std::initializer_list<int64_t> shape, bool output);
+
 // ---- optimizers ------------------------------------------------------------------------------
 // Messages open with the op ("sgd_step_: buf: ...").
 

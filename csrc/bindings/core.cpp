@@ -90,5 +90,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   fb::bind_optim(m);
   fb::bind_pool(m);
   fb::bind_norm(m);
-  bind_conv(m);
+  fb::bind_conv(m);
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 
 namespace fastdl {
 
@@ -17,6 +18,25 @@ namespace fastdl {
 // TLB entry instead of 512), page-aligned. nullptr if the system has no memory. Release with
 // std::free.
 void* alloc_pages(std::size_t bytes, std::size_t* rounded = nullptr);
+
+// A scratch buffer for one thread (declare it thread_local): grown on demand and kept, so
+// steady-state calls touch no fresh pages (a page fault costs more than packing a small panel).
+// get() returns nullptr if the system has no memory.
+struct ScratchBuffer {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer() { std::free(ptr); }
+  void* get(std::size_t need) {
+    if (need > bytes) {
+      std::free(ptr);
+      ptr = alloc_pages(need, &bytes);
+    }
+    return ptr;
+  }
+};
 
 // The output cache. Blocks from output_alloc are 64-byte aligned; output_free(p, bytes) takes
 // the same `bytes` and keeps the block for the next request of that rounded size while the cache

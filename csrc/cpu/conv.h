@@ -24,8 +24,8 @@ struct ConvShape {
 };
 
 // Which algorithm a pass runs (conv.cpp's header describes each). `automatic` lets the dispatch
-// choose; the others force one (tests reach every path this way), falling back to the reference
-// where that path cannot take the shape.
+// choose; the others force one (tests reach every path this way); gemm1x1 forced on a shape it
+// cannot run (not 1x1, stride 1, unpadded) raises ValueError.
 enum class ConvAlgo : int { automatic = 0, reference = 1, gemm1x1 = 2, implicit_gemm = 3, direct = 4 };
 enum class ConvPass : int { forward = 0, backward_data = 1, backward_weight = 2 };
 

@@ -18,6 +18,8 @@
 // of C and run the whole nest on it with their own packing buffers, so no barrier is needed and
 // every element of C is computed by the same sequence of operations at any thread count
 // (bitwise-reproducible results).
+// gemm_packed_b runs the same nest with B supplied by a packing callback (GemmPackB) invoked where
+// the nest packs B: the implicit-GEMM convolution (conv.cpp) gathers its im2col panels that way.
 #include "cpu/gemm.h"
 
 #include <omp.h>
@@ -114,19 +116,7 @@ const GemmTable<double>& gemm_table<double>(Isa isa) {
 // ---------------------------------------------------------------------------------------------
 
 namespace {
-struct PackBuffer {
-  void* ptr = nullptr;
-  std::size_t bytes = 0;
-  ~PackBuffer() { std::free(ptr); }
-  void* get(std::size_t need) {
-    if (need > bytes) {
-      std::free(ptr);
-      ptr = alloc_pages(need, &bytes);
-    }
-    return ptr;
-  }
-};
-thread_local PackBuffer tls_pack_a, tls_pack_b;
+thread_local ScratchBuffer tls_pack_a, tls_pack_b;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -156,13 +146,15 @@ static bool read_b_in_place(const GemmTable<T>& t, std::int64_t rsb, std::int64_
 }
 
 // Returns false only if the packing buffers could not be allocated.
+// vb: B given by its packer (gemm_packed_b), columns from jb on; b, rsb, csb are then unused.
 template <typename T>
 static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a,
                         std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t rsb,
                         std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
-                        const UkEpilogue<T>& e) {
+                        const UkEpilogue<T>& e, const GemmPackB<T>* vb = nullptr,
+                        std::int64_t jb = 0) {
   const bool direct_a = read_a_in_place(t, rsa, csa, n);
-  const bool direct_b = read_b_in_place(t, rsb, csb, m, k, n);
+  const bool direct_b = !vb && read_b_in_place(t, rsb, csb, m, k, n);
   const std::int64_t kc_max = gemm_config::slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
   const std::int64_t nc_max = gemm_config::slice(n, t.nc, t.nr);
@@ -181,8 +173,11 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
       UkEpilogue<T> ep = e;
       if (pc > 0) ep.beta = T(1);
       if (!last) ep.bias_row = ep.bias_col = nullptr, ep.relu = false;
-      const T* bs = b + pc * rsb + jc * csb;
-      if (!direct_b)
+      const T* bs = vb ? nullptr : b + pc * rsb + jc * csb;
+      if (vb) {
+        if (!vb->pack(vb->ctx, pb, pc, kc, jb + jc, nc, t.nr)) return false;
+      }
+      else if (!direct_b)
         t.pack_b(pb, bs, csb, rsb, nc, kc);
       else if (nc_full < nc)  // the narrow last panel is packed, so no kernel reads past n
         t.pack_b(pb, bs + nc_full, csb, rsb, nc - nc_full, kc);
@@ -354,13 +349,16 @@ template <typename T>
 static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
                           const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
                           std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n,
-                          std::int64_t k, const UkEpilogue<T>& e) {
+                          std::int64_t k, const UkEpilogue<T>& e,
+                          const GemmPackB<T>* vb = nullptr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm_empty_k(c, ldc, m, n, e);
-  if (gemm_skinny(t, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) return;
-  const Split s = choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
+  if (!vb && gemm_skinny(t, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) return;
+  // A packed B: strides that read_b_in_place refuses, so the split counts B as packed.
+  const Split s = vb ? choose_split(t, rsa, csa, 0, 0, m, n, k, max_threads)
+                     : choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
   if (s.threads == 1) {
-    if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) throw std::bad_alloc();
+    if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e, vb)) throw std::bad_alloc();
     return;
   }
   const std::int64_t mu = (m + t.mstep - 1) / t.mstep, nu = (n + t.nstep - 1) / t.nstep;
@@ -377,8 +375,8 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
       UkEpilogue<T> et = e;
       if (et.bias_row) et.bias_row += m0;
       if (et.bias_col) et.bias_col += n0;
-      if (!gemm_serial(t, c + m0 * ldc + n0, ldc, a + m0 * rsa, rsa, csa, b + n0 * csb, rsb, csb,
-                       m1 - m0, n1 - n0, k, et))
+      if (!gemm_serial(t, c + m0 * ldc + n0, ldc, a + m0 * rsa, rsa, csa,
+                       vb ? nullptr : b + n0 * csb, rsb, csb, m1 - m0, n1 - n0, k, et, vb, n0))
         ok.store(false);
     }
   }
@@ -388,9 +386,23 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
 template <typename T>
 void gemm(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
           std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
-          const GemmParams<T>& p, Isa isa) {
-  gemm_dispatch(gemm_table<T>(isa), get_num_threads(), c, ldc, a, rsa, csa, b, rsb, csb, m, n, k,
-                full_epilogue(p));
+          const GemmParams<T>& p, Isa isa, int max_threads) {
+  gemm_dispatch(gemm_table<T>(isa), max_threads > 0 ? max_threads : get_num_threads(), c, ldc, a,
+                rsa, csa, b, rsb, csb, m, n, k, full_epilogue(p));
+}
+
+template <typename T>
+void gemm_packed_b(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa,
+                   const GemmPackB<T>& b, std::int64_t m, std::int64_t n, std::int64_t k,
+                   const GemmParams<T>& p, Isa isa, int max_threads) {
+  gemm_dispatch(gemm_table<T>(isa), max_threads > 0 ? max_threads : get_num_threads(), c, ldc, a,
+                rsa, csa, static_cast<const T*>(nullptr), 0, 0, m, n, k, full_epilogue(p), &b);
+}
+
+template <typename T>
+void gemm_tile(Isa isa, int* mr, int* nr, std::int64_t* kc) {
+  const GemmTable<T>& t = gemm_table<T>(isa);
+  *mr = t.mr, *nr = t.nr, *kc = t.kc;
 }
 
 template <typename T>
@@ -426,7 +438,11 @@ void gemm_batched(T* c, std::int64_t sc, std::int64_t ldc, const T* a, std::int6
 #define FASTDL_INSTANTIATE_GEMM(T)                                                             \
   template void gemm<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t, const T*,    \
                         std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, \
-                        const GemmParams<T>&, Isa);                                            \
+                        const GemmParams<T>&, Isa, int);                                       \
+  template void gemm_packed_b<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t,      \
+                                 const GemmPackB<T>&, std::int64_t, std::int64_t, std::int64_t, \
+                                 const GemmParams<T>&, Isa, int);                              \
+  template void gemm_tile<T>(Isa, int*, int*, std::int64_t*);                                 \
   template void gemm_batched<T>(T*, std::int64_t, std::int64_t, const T*, std::int64_t,       \
                                 std::int64_t, std::int64_t, const T*, std::int64_t,           \
                                 std::int64_t, std::int64_t, std::int64_t, std::int64_t,       \

@@ -28,12 +28,42 @@ struct GemmParams {
 };
 
 // The fast path: packed, cache-blocked, OpenMP over blocks of C, micro-kernel chosen by `isa`.
+// max_threads caps the threads (0: get_num_threads()); 1 runs on the calling thread with no
+// OpenMP region, so a caller may run products inside its own parallel loop.
 template <typename T>
 void gemm(T* c, std::int64_t ldc,
           const T* a, std::int64_t rsa, std::int64_t csa,
           const T* b, std::int64_t rsb, std::int64_t csb,
           std::int64_t m, std::int64_t n, std::int64_t k,
-          const GemmParams<T>& p = {}, Isa isa = cpu_isa());
+          const GemmParams<T>& p = {}, Isa isa = cpu_isa(), int max_threads = 0);
+
+// A B operand that exists only as a packing routine (implicit GEMM: a convolution's im2col
+// matrix is never formed; its panels are gathered straight into the packed format).
+// pack(ctx, dst, k0, kc, j0, nc, nr) writes rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into
+// dst as gemm_ukernel.h's packed panels of nr columns, dst[(j / nr)*nr*kc + p*nr + j % nr] =
+// B(k0 + p, j0 + j), the last panel zero-padded to nr columns. It is called where the loop nest
+// packs B (once per KC x NC block of each thread's part of C), from several threads at once, and
+// returns false only if it could not get memory (gemm_packed_b then throws std::bad_alloc).
+template <typename T>
+struct GemmPackB {
+  bool (*pack)(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc, std::int64_t j0,
+               std::int64_t nc, int nr);
+  const void* ctx;
+};
+
+// C = act(alpha * A * B + beta * C + bias) with B given by its packer: the same loop nest,
+// blocking, threading and micro-kernels as gemm (B is always packed; no skinny kernels).
+template <typename T>
+void gemm_packed_b(T* c, std::int64_t ldc,
+                   const T* a, std::int64_t rsa, std::int64_t csa,
+                   const GemmPackB<T>& b,
+                   std::int64_t m, std::int64_t n, std::int64_t k,
+                   const GemmParams<T>& p = {}, Isa isa = cpu_isa(), int max_threads = 0);
+
+// The register tile (mr x nr) and k block (kc) of the micro-kernel `isa` runs for T, for callers
+// that size their own packing to it.
+template <typename T>
+void gemm_tile(Isa isa, int* mr, int* nr, std::int64_t* kc);
 
 // `batch` independent products; each operand advances by its batch stride (0 broadcasts it).
 template <typename T>

@@ -45,6 +45,9 @@ def main(argv=None) -> int:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--threads", type=int, default=None,
                       help="CPU threads for fastdl (and PyTorch beside it); default: all cores")
+    demo.add_argument("--out", metavar="PATH", default=None,
+                      help="segmentation: directory or .png file for the picture (default: .)")
+    demo.add_argument("--list", action="store_true", help="name the demos and stop")
     args = parser.parse_args(argv)
     if args.cmd == "info":
         _info()
@@ -59,7 +62,14 @@ def main(argv=None) -> int:
 
 def _demo(args) -> int:
     import importlib
+    import inspect
 
+    if args.list:
+        from .demos import DEMOS
+
+        for name, what in DEMOS.items():
+            print(f"{name:14s} {what}")
+        return 0
     if args.epochs is not None and args.epochs < 1:
         print("demo: --epochs must be >= 1", file=sys.stderr)
         return 2
@@ -68,9 +78,15 @@ def _demo(args) -> int:
 
         fastdl.set_num_threads(args.threads)
     module = importlib.import_module(f"fastdl.demos.{args.name}")
+    extra = {}
+    if args.out is not None:
+        if "out" not in inspect.signature(module.run).parameters:
+            print(f"demo {args.name}: --out is not used by this demo", file=sys.stderr)
+            return 2
+        extra["out"] = args.out
     try:
         module.run(epochs=args.epochs, seed=args.seed, compare_torch=not args.no_torch,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, **extra)
     except ImportError as e:
         print(f"demo {args.name}: {e}", file=sys.stderr)
         return 1

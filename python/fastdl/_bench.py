@@ -86,6 +86,90 @@ def _cases(quick: bool):
     yield "linear", (256, 1024, 1024)
 
 
+# conv2d cases (N, C, H, W, K, R, stride, padding, groups): ResNet-style 3x3 layers, a strided
+# one, a 1x1, a depthwise one and LeNet's first layer.
+CONV_CASES = [
+    (32, 64, 56, 56, 64, 3, 1, 1, 1),
+    (32, 128, 28, 28, 128, 3, 1, 1, 1),
+    (32, 256, 14, 14, 256, 3, 1, 1, 1),
+    (32, 64, 56, 56, 128, 3, 2, 1, 1),
+    (32, 256, 14, 14, 512, 1, 1, 0, 1),
+    (32, 128, 28, 28, 128, 3, 1, 1, 128),
+    (64, 1, 28, 28, 32, 5, 1, 0, 1),
+]
+CONV_QUICK = [(4, 64, 14, 14, 64, 3, 1, 1, 1), (4, 64, 14, 14, 64, 3, 1, 1, 64),
+              (4, 1, 28, 28, 32, 5, 1, 0, 1)]  # small: the NumPy baseline's backward is slow
+
+
+def conv_shape_str(case) -> str:
+    n, c, h, w, k, r, st, p, g = case
+    return f"{n}x{c}x{h}x{w}->{k} {r}x{r}" + (f" s{st}" if st > 1 else "") + (f" g{g}" if g > 1 else "")
+
+
+def conv_flops(case) -> float:
+    """Forward FLOPs: 2 per multiply-add (the backward's dx + dw is twice that)."""
+    n, c, h, w, k, r, st, p, g = case
+    oh, ow = (h + 2 * p - r) // st + 1, (w + 2 * p - r) // st + 1
+    return 2.0 * n * k * (c // g) * r * r * oh * ow
+
+
+def _windows(x, r, stride, padding):
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (r, r), axis=(2, 3))
+    return xp, win[:, :, ::stride, ::stride]  # (N, C, OH, OW, R, S) view
+
+
+def numpy_conv2d(x, w, b=None, stride=1, padding=0, groups=1):
+    """The NumPy baseline: im2col (a window view) contracted by einsum (BLAS where it can)."""
+    n, c = x.shape[:2]
+    k, cg, r, _ = w.shape
+    _, win = _windows(x, r, stride, padding)
+    oh, ow = win.shape[2:4]
+    win = win.reshape(n, groups, cg, oh, ow, r, r)
+    y = np.einsum("ngchwrs,gkcrs->ngkhw", win, w.reshape(groups, k // groups, cg, r, r),
+                  optimize=True).reshape(n, k, oh, ow)
+    return y if b is None else y + b.reshape(1, k, 1, 1)
+
+
+def numpy_conv2d_backward(dy, x, w, stride=1, padding=0, groups=1):
+    """(dx, dw, db) by im2col: dw = dy . cols, dcols = w . dy scattered back (col2im)."""
+    n, c, h, wd = x.shape
+    k, cg, r, _ = w.shape
+    xp, win = _windows(x, r, stride, padding)
+    oh, ow = win.shape[2:4]
+    dyg = dy.reshape(n, groups, k // groups, oh, ow)
+    wg = w.reshape(groups, k // groups, cg, r, r)
+    dw = np.einsum("ngkhw,ngchwrs->gkcrs", dyg, win.reshape(n, groups, cg, oh, ow, r, r),
+                   optimize=True).reshape(w.shape)
+    dcols = np.einsum("ngkhw,gkcrs->ngchwrs", dyg, wg, optimize=True).reshape(n, c, oh, ow, r, r)
+    dxp = np.zeros_like(xp)
+    for i in range(r):
+        for j in range(r):
+            dxp[:, :, i: i + stride * (oh - 1) + 1: stride, j: j + stride * (ow - 1) + 1: stride] += \
+                dcols[..., i, j]
+    return dxp[:, :, padding: padding + h, padding: padding + wd], dw, dy.sum(axis=(0, 2, 3))
+
+
+def conv_impls(case, x, w, b, dy, torch=None):
+    """lib -> (forward, backward) callables for one conv2d case; backward returns (dx, dw, db)."""
+    n, c, h, wd, k, r, st, p, g = case
+    kw = dict(stride=st, padding=p, groups=g)
+    impl = {
+        "fastdl": (lambda: ops.conv2d(x, w, b, **kw), lambda: ops.conv2d_backward(dy, x, w, **kw)),
+        "numpy": (lambda: numpy_conv2d(x, w, b, **kw),
+                  lambda: numpy_conv2d_backward(dy, x, w, **kw)),
+    }
+    if torch is not None:
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        # aten's backward entry point: dx, dw, db without re-running the forward
+        impl["torch"] = (
+            lambda: torch.nn.functional.conv2d(tx, tw, tb, **kw),
+            lambda: torch.ops.aten.convolution_backward(
+                tdy, tx, tw, [k], [st, st], [p, p], [1, 1], False, [0, 0], g, [True, True, True]),
+        )
+    return impl
+
+
 def _torch():
     try:
         import torch
@@ -138,6 +222,26 @@ def run(quick: bool = True, libs=("fastdl", "numpy", "torch")) -> list[Row]:
                 bwd.times[lib] = _time(g, budget)
         # Check after timing: fastdl against NumPy.
         for row, f in ((fwd, 0), (bwd, 1)):
+            got, want = impl["fastdl"][f](), impl["numpy"][f]()
+            got, want = (got,) if f == 0 else got, (want,) if f == 0 else want
+            for g_, w_ in zip(got, want):
+                np.testing.assert_allclose(g_, w_, rtol=2e-3, atol=2e-3 * float(np.abs(w_).max()))
+        rows += [fwd, bwd]
+    for case in CONV_QUICK if quick else CONV_CASES:
+        n, c, h, wd, k, r, st, p, g = case
+        x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+        w = rng.standard_normal((k, c // g, r, r), dtype=np.float32) * 0.1
+        bias = rng.standard_normal(k, dtype=np.float32)
+        dy = rng.standard_normal(ops.conv2d(x, w, bias, stride=st, padding=p, groups=g).shape,
+                                 dtype=np.float32)
+        impl = conv_impls(case, x, w, bias, dy, torch)
+        fwd = Row("conv2d", conv_shape_str(case), conv_flops(case))
+        bwd = Row("conv2d_backward", conv_shape_str(case), 2 * conv_flops(case))
+        for lib, (f, g_) in impl.items():
+            if lib in libs:  # quick: a third of the budget, the CLI smoke test runs in CI
+                fwd.times[lib] = _time(f, budget / 3 if quick else budget)
+                bwd.times[lib] = _time(g_, budget / 3 if quick else budget)
+        for f in (0, 1):  # check after timing: fastdl against the NumPy im2col baseline
             got, want = impl["fastdl"][f](), impl["numpy"][f]()
             got, want = (got,) if f == 0 else got, (want,) if f == 0 else want
             for g_, w_ in zip(got, want):
@@ -224,11 +328,11 @@ def _table(rows: list[Row], unit: str) -> str:
     if not rows:
         return ""
     libs = [lib for lib in ("fastdl", "numpy", "torch") if any(lib in r.times for r in rows)]
-    head = f"{'op':20} {'shape':16}" + "".join(f" {lib + ' ms':>10} {unit:>8}" for lib in libs)
+    head = f"{'op':20} {'shape':22}" + "".join(f" {lib + ' ms':>10} {unit:>8}" for lib in libs)
     head += "".join(f" {'vs ' + lib:>9}" for lib in libs[1:])
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = f"{r.op:20} {r.shape:16}"
+        line = f"{r.op:20} {r.shape:22}"
         for lib in libs:
             line += f" {r.times[lib] * 1e3:10.3f} {r.rate(lib):8.1f}" if lib in r.times else " " * 20
         for lib in libs[1:]:

@@ -103,3 +103,68 @@ def batch_norm_forward(y: _Array, save_mean: _Array, save_invstd: _Array, x: _Ar
 def batch_norm_forward_reference(y: _Array, save_mean: _Array, save_invstd: _Array, x: _Array, weight: _Array | None, bias: _Array | None, running_mean: _Array | None, running_var: _Array | None, training: bool, momentum: float, eps: float) -> None: ...
 def batch_norm_backward(dx: _Array, dweight: _Array, dbias: _Array, dy: _Array, x: _Array, weight: _Array | None, save_mean: _Array, save_invstd: _Array, training: bool, *, isa: _Isa | None = None) -> None: ...
 def batch_norm_backward_reference(dx: _Array, dweight: _Array, dbias: _Array, dy: _Array, x: _Array, weight: _Array | None, save_mean: _Array, save_invstd: _Array, training: bool) -> None: ...
+# ---- conv (csrc/bindings/cpu/conv.cpp); `variant`: "auto" | "reference" | "gemm1x1" |
+# "implicit_gemm" | "direct" (tests and benchmarks)
+_ConvVariant = Literal["auto", "reference", "gemm1x1", "implicit_gemm", "direct"]
+
+def conv2d_forward(
+    y: npt.NDArray[_Float],
+    x: npt.NDArray[_Float],
+    w: npt.NDArray[_Float],
+    b: npt.NDArray[_Float] | None,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    groups: int,
+    *,
+    variant: _ConvVariant | None = None,
+    isa: _Isa | None = None,
+) -> None: ...
+def conv2d_backward_data(
+    dx: npt.NDArray[_Float],
+    dy: npt.NDArray[_Float],
+    w: npt.NDArray[_Float],
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    groups: int,
+    *,
+    variant: _ConvVariant | None = None,
+    isa: _Isa | None = None,
+) -> None: ...
+def conv2d_backward_weight(
+    dw: npt.NDArray[_Float],
+    db: npt.NDArray[_Float] | None,
+    dy: npt.NDArray[_Float],
+    x: npt.NDArray[_Float],
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    groups: int,
+    *,
+    variant: _ConvVariant | None = None,
+    isa: _Isa | None = None,
+) -> None: ...
+def conv2d_variant(
+    kind: Literal["forward", "backward_data", "backward_weight"],
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    groups: int,
+    dtype: npt.DTypeLike = "float32",
+    isa: _Isa | None = None,
+) -> _ConvVariant: ...

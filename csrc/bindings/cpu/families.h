@@ -25,6 +25,7 @@ void bind_elementwise(py::module_& m);  // bias_add
 void bind_optim(py::module_& m);       // optimizer steps, gradient norms and clipping
 void bind_pool(py::module_& m);        // max / avg / adaptive-avg pool2d
 void bind_norm(py::module_& m);        // batch_norm
+void bind_conv(py::module_& m);        // conv2d forward, backward-data, backward-weight
 
 // The `isa=` argument of the kernels: a name forces that ISA (capped at what the CPU supports),
 // None the one chosen at import.
@@ -37,6 +38,3 @@ inline fastdl::Isa isa_arg(const std::optional<std::string>& isa) {
 py::array cache_empty(const py::dtype& dt, const std::vector<py::ssize_t>& shape);
 
 }  // namespace fastdl::bindings
-
-// conv (bindings/cpu/conv.cpp), written before this header: global namespace for now.
-void bind_conv(pybind11::module_& m);

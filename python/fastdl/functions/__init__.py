@@ -10,9 +10,13 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     softmax       Softmax, LogSoftmax
     loss          CrossEntropy, MSELoss, BCEWithLogits
     dropout       Dropout
+    conv          Conv2d, ConvTranspose2d
+    pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
+    norm          BatchNorm
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
-fastdl.nn.functional runs Linear, the losses and Dropout (and the activations and softmax too).
+fastdl.nn.functional runs Linear, the losses, Dropout and the conv, pool and norm Functions
+(and the activations and softmax too).
 """
 
 from .elementwise import *  # noqa: F401,F403
@@ -29,5 +33,12 @@ from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss
 from .dropout import *  # noqa: F401,F403
 from .dropout import __all__ as _dropout
+from .conv import *  # noqa: F401,F403
+from .conv import __all__ as _conv
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool
+from .norm import *  # noqa: F401,F403
+from .norm import __all__ as _norm
 
-__all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout]
+__all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
+           *_pool, *_norm]

@@ -11,10 +11,15 @@ import numpy as np
 from .. import _random
 from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
                          Sigmoid, Softmax, Tanh)
+from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
+                         BatchNorm as _BatchNorm, Conv2d as _Conv2d,
+                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
 from ..tensor import Tensor, _xp
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
-           "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits"]
+           "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
+           "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+           "batch_norm"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -80,10 +85,15 @@ def _target_array(target, name="target"):
 
 def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of logits (N, C) with class indices (N,) int64, fused in one kernel;
-    or with class probabilities of input's shape (a float target, computed as a composite)."""
+    or with class probabilities of input's shape (a float target, computed as a composite).
+    Logits (N, C, d1, ...) with indices (N, d1, ...) (per-pixel classification) are scored as
+    the (N*d1*..., C) rows of their classes moved last, the mean taken over every position."""
     x = _t(input)
+    if x.ndim > 2 and not _is_float_target(target):
+        return _cross_entropy_nd(x, target, reduction)
     if x.ndim != 2:
-        raise ValueError(f"cross_entropy: input must be (N, C) logits, got shape {x.shape}")
+        raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d1, ...) logits, got "
+                         f"shape {x.shape}")
     tgt = _target_array(target)
     if not hasattr(tgt, "dtype"):
         tgt = np.asarray(tgt)
@@ -109,6 +119,21 @@ def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     return _reduce("cross_entropy", loss, x.shape[0], reduction)
 
 
+def _is_float_target(target) -> bool:
+    return getattr(_target_array(target), "dtype", np.dtype(np.int64)).kind == "f"
+
+
+def _cross_entropy_nd(x: Tensor, target, reduction: str) -> Tensor:
+    tgt = _target_array(target)
+    tgt = tgt if hasattr(tgt, "shape") else np.asarray(tgt)
+    want = x.shape[:1] + x.shape[2:]
+    if tuple(tgt.shape) != want:
+        raise ValueError(f"cross_entropy: target must have shape {want} for input {x.shape} "
+                         f"(classes on axis 1), got {tuple(tgt.shape)}")
+    rows = x.permute((0,) + tuple(range(2, x.ndim)) + (1,)).reshape(-1, x.shape[1])
+    return cross_entropy(rows, tgt.reshape(-1), reduction)
+
+
 def _pair(op, input, target):
     x, t = _t(input), _t(target, "target")
     if t.shape != x.shape:
@@ -128,3 +153,118 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> Tensor:
     x, t = _pair("binary_cross_entropy_with_logits", input, target)
     return _reduce("binary_cross_entropy_with_logits", BCEWithLogits.apply(x, t), x.size, reduction)
+
+
+# ---- convolution, pooling, batch norm (the conv, pool and norm families) ---------------------------------
+
+def _pair2(op: str, name: str, v, low: int = 0):
+    """An int or an (h, w) pair of ints -> (h, w); TypeError/ValueError naming the argument."""
+    vs = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(vs) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in vs):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if any(e < low for e in vs):
+        raise ValueError(f"{op}: {name} must be >= {low}, got {v!r}")
+    return int(vs[0]), int(vs[1])
+
+
+def _only(op: str, **given_and_supported):
+    """ValueError for a PyTorch option this build does not implement (given != supported)."""
+    for name, (given, supported) in given_and_supported.items():
+        if given != supported:
+            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution (cross-correlation, as PyTorch): input (N, C, H, W), weight
+    (K, C/groups, R, S), bias (K,) -> (N, K, OH, OW). padding: an int, an (h, w) pair, 'valid'
+    (no padding) or 'same' (output size = input size; stride 1 only; an odd total padding puts
+    the extra row/column at the bottom/right, as PyTorch)."""
+    x, w = _t(input), _t(weight, "weight")
+    args = (x, w) + (() if bias is None else (_t(bias, "bias"),))
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            return _conv2d_same(args, stride, dilation, groups)
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def _conv2d_same(args, stride, dilation, groups) -> Tensor:
+    if _pair2("conv2d", "stride", stride, 1) != (1, 1):
+        raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride!r}")
+    w = args[1]
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (K, C/groups, R, S), got shape {w.shape}")
+    dil = _pair2("conv2d", "dilation", dilation, 1)
+    totals = [d * (k - 1) for d, k in zip(dil, w.shape[2:])]
+    # An odd total needs one more cell after than before: pad (total + 1) / 2 on both sides and
+    # drop the first output row/column, which is the only one that sees the extra leading cell.
+    pad = tuple((t + 1) // 2 for t in totals)
+    y = _Conv2d.apply(*args, stride=1, padding=pad, dilation=dil, groups=groups)
+    if totals[0] % 2 or totals[1] % 2:
+        y = y[:, :, totals[0] % 2:, totals[1] % 2:]
+    return y
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """Transposed 2-D convolution (the gradient of conv2d with respect to its input): input
+    (N, C_in, H, W), weight (C_in, C_out, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
+    OH = (H - 1) * stride - 2 * padding + R + output_padding. groups and dilation: 1 only."""
+    _only("conv_transpose2d", groups=(groups, 1), dilation=(_pair2("conv_transpose2d", "dilation",
+                                                                   dilation, 1), (1, 1)))
+    args = (_t(input), _t(weight, "weight")) + (() if bias is None else (_t(bias, "bias"),))
+    return _ConvTranspose2d.apply(*args, stride=stride, padding=padding,
+                                  output_padding=output_padding)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf).
+    With return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
+    _only("max_pool2d", dilation=(_pair2("max_pool2d", "dilation", dilation, 1), (1, 1)),
+          ceil_mode=(bool(ceil_mode), False))
+    x = _t(input)
+    if not return_indices:
+        return _MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+    return _MaxPool2d.apply_with_indices(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None) -> Tensor:
+    """Mean over kernel_size windows (stride defaults to kernel_size); padded cells count as zeros."""
+    _only("avg_pool2d", ceil_mode=(bool(ceil_mode), False),
+          count_include_pad=(bool(count_include_pad), True), divisor_override=(divisor_override, None))
+    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    """Mean over PyTorch's adaptive windows giving an (OH, OW) output; output_size an int or a
+    pair whose None entries keep the input's size."""
+    x = _t(input)
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if len(sizes) != 2:
+        raise TypeError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
+    if x.ndim >= 2:  # None keeps that input size
+        sizes = tuple(x.shape[x.ndim - 2 + i] if s is None else s for i, s in enumerate(sizes))
+    return _AdaptiveAvgPool2d.apply(x, output_size=_pair2("adaptive_avg_pool2d", "output_size", sizes, 1))
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch normalisation of input (N, C) or (N, C, *) over every axis but 1.
+
+    training: normalise with the batch's mean and biased variance and, when running_mean /
+    running_var are given (arrays of x's dtype, updated in place), blend the batch statistics
+    into them with `momentum` (the variance unbiased). Otherwise normalise with the running
+    statistics. weight / bias (C,) are optional (then 1 and 0)."""
+    x = _t(input)
+    if weight is None and bias is not None:  # keep the parents' order (x, weight, bias)
+        weight = Tensor._make(_xp(x.data).ones(x.shape[1:2], x.dtype), False, None)
+    args = (x,) + tuple(_t(a, n) for a, n in ((weight, "weight"), (bias, "bias")) if a is not None)
+    stats = [None if a is None else (a.data if isinstance(a, Tensor) else a)
+             for a in (running_mean, running_var)]
+    return _BatchNorm.apply(*args, running_mean=stats[0], running_var=stats[1],
+                            training=bool(training), momentum=momentum, eps=eps)

@@ -54,10 +54,28 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # -- traversal --
-    def register_buffer(self, name: str, array) -> None:
+    def register_buffer(self, name: str, array, persistent: bool = True) -> None:
+        """Keep `array` (a NumPy/CuPy array, a Tensor's array, or None) as state that is not
+        trained: moved and cast by ``to()`` (floating buffers only), saved in ``state_dict``
+        unless persistent=False, skipped everywhere while None (PyTorch's rules)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"register_buffer: name must be a non-empty str without '.', got {name!r}")
+        if name in self.__dict__ and name not in self.__dict__.get("_buffer_names", ()):
+            raise ValueError(f"register_buffer: {type(self).__name__} already has an attribute "
+                             f"{name!r} that is not a buffer")
+        if isinstance(array, Tensor):
+            array = array.data
+        if array is not None and not isinstance(array, np.ndarray) and not _backend.is_cuda_array(array):
+            raise TypeError(f"register_buffer: {name!r} must be an array (NumPy or CuPy), a Tensor "
+                            f"or None, got {type(array).__name__}")
         names = self.__dict__.setdefault("_buffer_names", [])
         if name not in names:
             names.append(name)
+        transient = self.__dict__.setdefault("_non_persistent", set())
+        if persistent:
+            transient.discard(name)
+        else:
+            transient.add(name)
         setattr(self, name, array)
 
     def named_children(self):
@@ -136,12 +154,14 @@ class Module:
                 if id(p) not in seen:
                     seen.add(id(p))
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), m, name, True
+            transient = m.__dict__.get("_non_persistent", ())
             for name in m.__dict__.get("_buffer_names", ()):
-                if getattr(m, name) is not None:
+                if getattr(m, name) is not None and name not in transient:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), m, name, False
 
     def state_dict(self) -> "OrderedDict[str, object]":
-        """Ordered name -> array (parameters, then buffers, module by module), PyTorch's keys.
+        """Ordered name -> array (parameters, then persistent buffers, module by module),
+        PyTorch's keys.
 
         The arrays are the live ones, shared with the module (as in PyTorch): copy them
         (``copy.deepcopy``) to keep a snapshot while training goes on.
