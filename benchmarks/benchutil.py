@@ -15,6 +15,20 @@ def record(benchmark, flops=None, nbytes=None):
             benchmark.extra_info["GB/s"] = round(nbytes / mean / 1e9, 1)
 
 
+def timed_sync(benchmark, fn, sync, flops=None, nbytes=None):
+    """Time fn() followed by sync() (a device synchronize, so each round is one complete call),
+    then record the work per call and the achieved rate; returns fn's last result."""
+
+    def run():
+        out = fn()
+        sync()
+        return out
+
+    out = benchmark(run)
+    record(benchmark, flops=flops, nbytes=nbytes)
+    return out
+
+
 _COPY_ROOF = {}
 
 

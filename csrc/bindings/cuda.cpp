@@ -78,4 +78,7 @@ PYBIND11_MODULE(_cuda, m, py::mod_gil_not_used()) {
   fb::bind_dropout(m);
   fb::bind_elementwise(m);
   fb::bind_optim(m);
+  fb::bind_conv(m);
+  fb::bind_pool(m);
+  fb::bind_norm(m);
 }

@@ -119,3 +119,67 @@ def clip_grad_norm_(
     error_if_nonfinite: bool = False, *, stream: int = 0,
 ) -> float:
     """Scales the float32 CUDA arrays in place; returns the total norm (deterministic)."""
+
+# ---- conv, pool, norm (the pinned extension API of fastdl._core; float32 only) --------------
+
+def conv2d_forward(
+    y: _CudaArray, x: _CudaArray, w: _CudaArray, b: Optional[_CudaArray], stride_h: int,
+    stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int, groups: int, *,
+    stream: int = 0,
+) -> None:
+    """y (N, K, OH, OW) = conv2d(x (N, C, H, W), w (K, C/groups, R, S)) + b (b may be None)."""
+def conv2d_forward_reference(
+    y: _CudaArray, x: _CudaArray, w: _CudaArray, b: Optional[_CudaArray], stride_h: int,
+    stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int, groups: int, *,
+    stream: int = 0,
+) -> None: ...
+def conv2d_backward_data(
+    dx: _CudaArray, dy: _CudaArray, w: _CudaArray, stride_h: int, stride_w: int, pad_h: int,
+    pad_w: int, dil_h: int, dil_w: int, groups: int, *, stream: int = 0,
+) -> None:
+    """dx (N, C, H, W), fully written; H, W from dx (may exceed the smallest input)."""
+def conv2d_backward_data_reference(
+    dx: _CudaArray, dy: _CudaArray, w: _CudaArray, stride_h: int, stride_w: int, pad_h: int,
+    pad_w: int, dil_h: int, dil_w: int, groups: int, *, stream: int = 0,
+) -> None: ...
+def conv2d_backward_weight(
+    dw: _CudaArray, db: Optional[_CudaArray], dy: _CudaArray, x: _CudaArray, stride_h: int,
+    stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int, groups: int, *,
+    stream: int = 0,
+) -> None:
+    """dw = sum over n, oh, ow of dy * x-window; db = dy summed per channel (None: skipped)."""
+def conv2d_backward_weight_reference(
+    dw: _CudaArray, db: Optional[_CudaArray], dy: _CudaArray, x: _CudaArray, stride_h: int,
+    stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int, groups: int, *,
+    stream: int = 0,
+) -> None: ...
+def max_pool2d_forward(
+    y: _CudaArray, argmax: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int,
+    stride_h: int, stride_w: int, pad_h: int, pad_w: int, *, stream: int = 0,
+) -> None:
+    """y = window max (a NaN is the max); argmax int64 = its flat index ih * W + iw."""
+def max_pool2d_backward(dx: _CudaArray, dy: _CudaArray, argmax: _CudaArray, *, stream: int = 0) -> None:
+    """dx = 0, then dx[plane][argmax] += dy; argmax values checked on the device (synchronises)."""
+def avg_pool2d_forward(
+    y: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
+    pad_h: int, pad_w: int, *, stream: int = 0,
+) -> None: ...
+def avg_pool2d_backward(
+    dx: _CudaArray, dy: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
+    pad_h: int, pad_w: int, *, stream: int = 0,
+) -> None: ...
+def adaptive_avg_pool2d_forward(y: _CudaArray, x: _CudaArray, *, stream: int = 0) -> None: ...
+def adaptive_avg_pool2d_backward(dx: _CudaArray, dy: _CudaArray, *, stream: int = 0) -> None: ...
+def batch_norm_forward(
+    y: _CudaArray, save_mean: _CudaArray, save_invstd: _CudaArray, x: _CudaArray,
+    weight: Optional[_CudaArray], bias: Optional[_CudaArray],
+    running_mean: Optional[_CudaArray], running_var: Optional[_CudaArray], training: bool,
+    momentum: float, eps: float, *, stream: int = 0,
+) -> None:
+    """x (N, C, L); training: batch statistics (running stats updated in place), eval: the
+    running statistics; save_mean / save_invstd receive the statistics used."""
+def batch_norm_backward(
+    dx: _CudaArray, dweight: _CudaArray, dbias: _CudaArray, dy: _CudaArray, x: _CudaArray,
+    weight: Optional[_CudaArray], save_mean: _CudaArray, save_invstd: _CudaArray,
+    training: bool, *, stream: int = 0,
+) -> None: ...
