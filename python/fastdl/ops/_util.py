@@ -27,6 +27,14 @@ def _as_array(x, xp, op: str, name: str):
         raise TypeError(f"{op}: {name} must be an array, got {type(x).__name__} ({e})") from None
 
 
+def require(op: str, **arrays) -> None:
+    """TypeError naming the first of these required arrays that is None (prepare lets None
+    through for optional operands such as a bias)."""
+    for name, a in arrays.items():
+        if a is None:
+            raise TypeError(f"{op}: {name} must be an array, got None")
+
+
 def result_dtype(op: str, **arrays) -> np.dtype:
     """float64 if any operand is float64, else float32; TypeError for non-real dtypes."""
     wide = False

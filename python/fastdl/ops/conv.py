@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 
-from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
+from ._util import check_ndim, check_shape, contiguous, prepare, require, shape_str
 from .activation import _kernel
 from .elementwise import bias_add_backward
 
@@ -26,14 +26,19 @@ __all__ = ["conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_ba
 
 def _pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as two ints."""
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    seq = isinstance(v, (tuple, list)) or (getattr(v, "ndim", 0) == 1)  # a 1-D array too
+    vals = tuple(v) if seq else (v, v)
     if len(vals) != 2:
         raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {v!r}")
     out = []
     for e in vals:
-        if isinstance(e, bool) or not hasattr(e, "__index__"):
-            raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {v!r}")
-        out.append(operator.index(e))
+        try:
+            if isinstance(e, bool):
+                raise TypeError
+            out.append(operator.index(e))
+        except TypeError:
+            raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, "
+                            f"got {v!r}") from None
     if min(out) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
     return out[0], out[1]
@@ -46,6 +51,13 @@ def _groups(op: str, groups) -> int:
     if groups < 1:
         raise ValueError(f"{op}: groups must be >= 1, got {groups}")
     return groups
+
+
+def _check_image(op: str, x) -> None:
+    """DESIGN section 4: a 0-height or 0-width image has no defined result, even where padding
+    would give it windows (PyTorch refuses it too); zero batches and zero channels are fine."""
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: x must have H, W >= 1, got shape {shape_str(x.shape)}")
 
 
 def _out_extent(op: str, axis: str, size: int, kernel: int, stride: int, pad: int, dil: int) -> int:
@@ -62,6 +74,7 @@ def _conv_geometry(op: str, x, w, b, stride, padding, dilation, groups):
     """Checked sizes of a conv2d: (stride, padding, dilation, groups, output shape)."""
     check_ndim(op, "x", x, (4,))
     check_ndim(op, "w", w, (4,))
+    _check_image(op, x)
     stride = _pair(op, "stride", stride, 1)
     padding = _pair(op, "padding", padding, 0)
     dilation = _pair(op, "dilation", dilation, 1)
@@ -95,6 +108,7 @@ def _sizes(stride, padding, dilation, groups):
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """y = conv2d(x, w) + b: x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None."""
     op = "conv2d"
+    require(op, x=x, w=w)
     be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
     stride, padding, dilation, groups, yshape = _conv_geometry(
         op, x, w, b, stride, padding, dilation, groups)
@@ -108,6 +122,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     """Gradients of conv2d: (dx, dw, db), db = dy summed over N, OH, OW (returned even without a bias)."""
     op = "conv2d_backward"
+    require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
     stride, padding, dilation, groups, yshape = _conv_geometry(
         op, x, w, None, stride, padding, dilation, groups)
@@ -127,6 +142,7 @@ def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
     """Checked sizes of a conv_transpose2d: (stride, padding, output shape)."""
     check_ndim(op, "x", x, (4,))
     check_ndim(op, "w", w, (4,))
+    _check_image(op, x)
     stride = _pair(op, "stride", stride, 1)
     padding = _pair(op, "padding", padding, 0)
     output_padding = _pair(op, "output_padding", output_padding, 0)
@@ -158,6 +174,7 @@ def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     """y = conv_transpose2d(x, w) + b: x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) or None."""
     op = "conv_transpose2d"
+    require(op, x=x, w=w)
     be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
     stride, padding, yshape = _transpose_geometry(op, x, w, b, stride, padding, output_padding)
     y = be.empty(yshape, dtype)
@@ -172,6 +189,7 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
 def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     """Gradients of conv_transpose2d: (dx, dw, db), db = dy summed over N, H, W."""
     op = "conv_transpose2d_backward"
+    require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
     stride, padding, yshape = _transpose_geometry(op, x, w, None, stride, padding, output_padding)
     check_ndim(op, "dy", dy, (4,))
