@@ -342,7 +342,7 @@ def test_bad_input_conv2d():
     x = np.ones((2, 4, 8, 8), np.float32)
     w = np.ones((6, 4, 3, 3), np.float32)
     c2 = ops.conv2d
-    _bad(c2, ValueError, r"x must be 4-D, got shape \(4, 8, 8\)", x[0], w)
+    _bad(c2, ValueError, r"x must be 3-D or 4-D, got shape \(8, 8\)", x[0, 0], w)
     _bad(c2, ValueError, r"w must be 4-D", x, w[0])
     _bad(c2, ValueError, r"C/groups=4 input channels.*got 2", x, w[:, :2])
     _bad(c2, ValueError, r"groups=3 must divide the input channels C=4", x, w, groups=3)
@@ -380,7 +380,7 @@ def test_bad_input_conv_transpose2d():
     _bad(ct, ValueError, r"output would be empty along H", np.ones((1, 4, 1, 1), np.float32), w,
          padding=(2, 0))
     _bad(ct, ValueError, r"b must have shape \(3,\)", x, w, np.ones(4, np.float32))
-    _bad(ct, ValueError, r"x must be 4-D", x[0], w)
+    _bad(ct, ValueError, r"x must be 3-D or 4-D", x[0, 0], w)
     _bad(ops.conv_transpose2d_backward, ValueError, r"dy must have shape \(2, 3, 7, 7\)",
          np.ones((2, 3, 8, 8), np.float32), x, w)
 
@@ -643,3 +643,32 @@ def test_integer_inputs_follow_the_dtype_rule(rng):
     assert ops.conv_transpose2d(xi, wt.astype(np.float64)).dtype == np.float64
     grads = ops.conv2d_backward(rng.integers(-2, 3, (1, 3, 3, 3)), xi, wf.astype(np.float32))
     assert all(g.dtype == np.float32 for g in grads)
+
+
+def test_unbatched_input_as_pytorch(rng):
+    """A 3-D x (C, H, W) is one image (PyTorch's unbatched form): y, dy and dx are 3-D."""
+    x = rng.standard_normal((4, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 3))
+    b = rng.standard_normal(6)
+    kw = dict(stride=2, padding=1, groups=2)
+    y = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y, ops.conv2d(x[None], w, b, **kw)[0])
+    dy = rng.standard_normal(y.shape)
+    got, want = ops.conv2d_backward(dy, x, w, **kw), ops.conv2d_backward(dy[None], x[None], w, **kw)
+    assert got[0].shape == x.shape
+    for g, r_ in zip(got, (want[0][0], *want[1:])):
+        np.testing.assert_array_equal(g, r_)
+    wt = rng.standard_normal((4, 3, 3, 3))
+    yt = ops.conv_transpose2d(x, wt, None, stride=2, output_padding=1)
+    np.testing.assert_array_equal(yt, ops.conv_transpose2d(x[None], wt, stride=2, output_padding=1)[0])
+    dyt = rng.standard_normal(yt.shape)
+    got = ops.conv_transpose2d_backward(dyt, x, wt, stride=2, output_padding=1)
+    want = ops.conv_transpose2d_backward(dyt[None], x[None], wt, stride=2, output_padding=1)
+    assert got[0].shape == x.shape
+    for g, r_ in zip(got, (want[0][0], *want[1:])):
+        np.testing.assert_array_equal(g, r_)
+    with pytest.raises(ValueError, match="conv2d_backward: dy must be 3-D"):
+        ops.conv2d_backward(dy[None], x, w, **kw)
+    torch = pytest.importorskip("torch")
+    t = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw)
+    assert_close(y, t.numpy(), np.float64, ulps=64)
