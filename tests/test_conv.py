@@ -342,7 +342,7 @@ def test_bad_input_conv2d():
     x = np.ones((2, 4, 8, 8), np.float32)
     w = np.ones((6, 4, 3, 3), np.float32)
     c2 = ops.conv2d
-    _bad(c2, ValueError, r"x must be 4-D, got shape \(4, 8, 8\)", x[0], w)
+    _bad(c2, ValueError, r"x must be 3-D or 4-D, got shape \(8, 8\)", x[0, 0], w)
     _bad(c2, ValueError, r"w must be 4-D", x, w[0])
     _bad(c2, ValueError, r"C/groups=4 input channels.*got 2", x, w[:, :2])
     _bad(c2, ValueError, r"groups=3 must divide the input channels C=4", x, w, groups=3)
@@ -380,7 +380,7 @@ def test_bad_input_conv_transpose2d():
     _bad(ct, ValueError, r"output would be empty along H", np.ones((1, 4, 1, 1), np.float32), w,
          padding=(2, 0))
     _bad(ct, ValueError, r"b must have shape \(3,\)", x, w, np.ones(4, np.float32))
-    _bad(ct, ValueError, r"x must be 4-D", x[0], w)
+    _bad(ct, ValueError, r"x must be 3-D or 4-D", x[0, 0], w)
     _bad(ops.conv_transpose2d_backward, ValueError, r"dy must have shape \(2, 3, 7, 7\)",
          np.ones((2, 3, 8, 8), np.float32), x, w)
 
@@ -475,3 +475,200 @@ def test_outputs_fully_written(rng, variant):
         y = np.full((n, k, oh, ow), np.nan)
         _core.conv2d_forward(y, x, w, None, st, st, p, p, 1, 1, 1, variant=variant)
         assert_close(y, ref.conv2d(x, w, stride=st, padding=p), np.float64, ulps=64)
+
+
+# ---- judge's findings (F0, F0b, F1, F3, F4): edge cases with one defined answer -----------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_channels_as_pytorch(dtype):
+    """C = 0: y = b (a sum over nothing), dx/dw empty, db = dy summed; K = 0: y empty, dx = 0.
+    Outputs come from np.empty, so a kernel that skips them shows garbage here."""
+    x, w = np.ones((2, 0, 4, 4), dtype), np.ones((3, 0, 3, 3), dtype)
+    b = np.array([1.0, -2.0, 0.5], dtype)
+    y = ops.conv2d(x, w, b)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], (2, 3, 2, 2)))
+    np.testing.assert_array_equal(ops.conv2d(x, w, padding=1), np.zeros((2, 3, 4, 4), dtype))
+    dy = np.arange(24, dtype=dtype).reshape(2, 3, 2, 2)
+    dx, dw, db = ops.conv2d_backward(dy, x, w)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    np.testing.assert_array_equal(db, dy.sum(axis=(0, 2, 3)))
+    # K = 0 (zero filters): nothing to compute, dx = 0 of x's shape.
+    x3 = np.ones((1, 3, 4, 4), dtype)
+    assert ops.conv2d(x3, np.ones((0, 3, 3, 3), dtype)).shape == (1, 0, 2, 2)
+    dx, dw, db = ops.conv2d_backward(np.ones((1, 0, 2, 2), dtype), x3, np.ones((0, 3, 3, 3), dtype))
+    np.testing.assert_array_equal(dx, np.zeros_like(x3))
+    assert dw.shape == (0, 3, 3, 3) and db.shape == (0,)
+    # Groups with zero channels on both sides.
+    assert ops.conv2d(np.ones((1, 0, 4, 4), dtype), np.ones((0, 0, 1, 1), dtype), groups=2).shape \
+        == (1, 0, 4, 4)
+    # Transposed: C_in = 0 -> y = b; C_out = 0 -> y empty; backward shapes and db.
+    yt = ops.conv_transpose2d(np.ones((1, 0, 4, 4), dtype), np.ones((0, 2, 3, 3), dtype),
+                              np.array([1.0, 3.0], dtype), stride=2)
+    np.testing.assert_array_equal(yt, np.broadcast_to(np.array([1.0, 3.0], dtype)[None, :, None, None],
+                                                      (1, 2, 9, 9)))
+    assert ops.conv_transpose2d(np.ones((1, 3, 4, 4), dtype), np.ones((3, 0, 3, 3), dtype)).shape \
+        == (1, 0, 6, 6)
+    dyt = np.arange(72, dtype=dtype).reshape(1, 2, 6, 6)
+    dx, dw, db = ops.conv_transpose2d_backward(dyt, np.ones((1, 0, 4, 4), dtype),
+                                               np.ones((0, 2, 3, 3), dtype))
+    assert dx.shape == (1, 0, 4, 4) and dw.shape == (0, 2, 3, 3)
+    np.testing.assert_array_equal(db, dyt.sum(axis=(0, 2, 3)))
+    dx, dw, db = ops.conv_transpose2d_backward(np.ones((1, 0, 6, 6), dtype), x3,
+                                               np.ones((3, 0, 3, 3), dtype))
+    np.testing.assert_array_equal(dx, np.zeros_like(x3))
+    assert dw.shape == (3, 0, 3, 3) and db.shape == (0,)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_zero_channels_every_variant(variant):
+    """The extension itself (any forced variant) writes every output element for C = 0 / K = 0."""
+    nan = np.nan
+    for c, k in [(0, 4), (4, 0)]:
+        x, w = np.ones((2, c, 5, 5)), np.ones((k, c, 1, 1))
+        b = np.arange(k, dtype=np.float64)
+        y = np.full((2, k, 5, 5), nan)
+        _core.conv2d_forward(y, x, w, b, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+        np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], y.shape))
+        dy = np.ones((2, k, 5, 5))
+        dx = np.full(x.shape, nan)
+        _core.conv2d_backward_data(dx, dy, w, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+        np.testing.assert_array_equal(dx, 0)
+        dw, db = np.full(w.shape, nan), np.full(k, nan)
+        _core.conv2d_backward_weight(dw, db, dy, x, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+        np.testing.assert_array_equal(db, np.full(k, 50.0))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_stride_past_the_input_is_one_window(rng, isa):
+    """A stride that leaves one window per axis (up to 2**31 and beyond) gives the unstrided answer
+    in every pass and variant, with a workspace that does not grow with the stride (the direct
+    kernels lay planes out in stride phases: 2**31 was a MemoryError)."""
+    x = rng.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    for stride in (9, 2**31, 2**40):
+        np.testing.assert_allclose(ops.conv2d(x, w, stride=stride), ops.conv2d(x[:, :, :3, :3], w),
+                                   rtol=1e-6, atol=1e-6)
+    # Every variant, against the reference kernel (which keeps the stride), one axis or both
+    # strided past the input, the other ordinary; dx as large as the stride allows.
+    for c, k, st, pad in [(1, 4, (2**31, 1), (1, 0)), (8, 16, (5, 2**33), (0, 1)),
+                          (2, 2, (2**31, 2**31), (1, 1)), (16, 8, (1, 7), (0, 0))]:
+        x = rng.standard_normal((2, c, 3 + 2, 9)).astype(np.float64)
+        w = rng.standard_normal((k, c, 3, 3))
+        oh = (x.shape[2] + 2 * pad[0] - 3) // st[0] + 1
+        ow = (x.shape[3] + 2 * pad[1] - 3) // st[1] + 1
+        dy = rng.standard_normal((2, k, oh, ow))
+        for variant in VARIANTS[1:]:
+            if variant == "gemm1x1":
+                continue
+            kw = dict(stride=st, padding=pad, dilation=1, groups=1)
+            for pass_ in PASSES:
+                want = _run_pass(pass_, x, w, None, dy, kw, variant="reference")
+                got = _run_pass(pass_, x, w, None, dy, kw, variant=variant, isa=isa)
+                for g, r_ in zip(got, want):
+                    assert_close(g, r_, np.float64, ulps=64, name=f"{variant} {pass_} {st}")
+    # A 1x1 kernel strided past the input is not the unstrided plain GEMM (oh != h).
+    x1 = rng.standard_normal((1, 4, 3, 3))
+    w1 = rng.standard_normal((2, 4, 1, 1))
+    assert_close(ops.conv2d(x1, w1, stride=2**31), ops.conv2d(x1[:, :, :1, :1], w1), np.float64)
+
+
+@pytest.mark.parametrize("which", ["x", "w", "dy"])
+def test_none_array_is_type_error(rng, which):
+    args = {"dy": rng.standard_normal((1, 2, 3, 3)), "x": rng.standard_normal((1, 3, 5, 5)),
+            "w": rng.standard_normal((2, 3, 3, 3))}
+    args[which] = None
+    if which != "dy":
+        with pytest.raises(TypeError, match=f"conv2d: {which} must be an array, got None"):
+            ops.conv2d(args["x"], args["w"])
+    with pytest.raises(TypeError, match=f"conv2d_backward: {which} must be an array, got None"):
+        ops.conv2d_backward(args["dy"], args["x"], args["w"])
+    wt = None if which == "w" else rng.standard_normal((3, 2, 3, 3))
+    xt = None if which == "x" else rng.standard_normal((1, 3, 3, 3))
+    dyt = None if which == "dy" else rng.standard_normal((1, 2, 5, 5))
+    if which != "dy":
+        with pytest.raises(TypeError, match=f"conv_transpose2d: {which} must be an array"):
+            ops.conv_transpose2d(xt, wt)
+    with pytest.raises(TypeError, match=f"conv_transpose2d_backward: {which} must be an array"):
+        ops.conv_transpose2d_backward(dyt, xt, wt)
+
+
+def test_size_arguments_as_arrays():
+    x, w = np.ones((1, 1, 5, 5)), np.ones((1, 1, 2, 2))
+    assert ops.conv2d(x, w, dilation=np.array([1, 2])).shape == (1, 1, 4, 3)
+    assert ops.conv2d(x, w, stride=np.int64(2)).shape == (1, 1, 2, 2)
+    with pytest.raises(TypeError, match="conv2d: dilation must be an int or an \\(h, w\\) pair"):
+        ops.conv2d(x, w, dilation=np.array([1.5, 2.0]))
+    with pytest.raises(ValueError, match="conv2d: stride must be an int or an \\(h, w\\) pair"):
+        ops.conv2d(x, w, stride=np.array([1, 2, 3]))
+
+
+def test_zero_height_image_is_value_error():
+    """DESIGN section 4: a 0-height or 0-width image is undefined (PyTorch refuses it too), even
+    where padding would give it windows; the extension refuses it as well."""
+    w = np.ones((2, 3, 1, 1), np.float32)
+    for shape in [(1, 3, 0, 4), (1, 3, 4, 0), (2, 3, 0, 0)]:
+        x = np.ones(shape, np.float32)
+        with pytest.raises(ValueError, match="conv2d: x must have H, W >= 1"):
+            ops.conv2d(x, w, padding=1)
+        with pytest.raises(ValueError, match="conv2d_backward: x must have H, W >= 1"):
+            ops.conv2d_backward(np.ones((1, 2, 2, 6), np.float32), x, w, padding=1)
+        with pytest.raises(ValueError, match="conv_transpose2d: x must have H, W >= 1"):
+            ops.conv_transpose2d(x, np.ones((3, 2, 3, 3), np.float32))
+        with pytest.raises(ValueError, match="conv_transpose2d_backward: x must have H, W >= 1"):
+            ops.conv_transpose2d_backward(np.ones((1, 2, 2, 2), np.float32), x,
+                                          np.ones((3, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="x: expected H, W >= 1"):
+        _core.conv2d_forward(np.empty((1, 2, 2, 6), np.float32), np.ones((1, 3, 0, 4), np.float32),
+                             w, None, 1, 1, 1, 1, 1, 1, 1)
+
+
+def test_integer_inputs_follow_the_dtype_rule(rng):
+    """ops/_util.py's rule, as every family: ints count as float32 and never widen on their own;
+    a float64 operand makes the op float64; the values are exact."""
+    xi = rng.integers(-3, 4, (1, 2, 5, 5))
+    wf = rng.standard_normal((3, 2, 3, 3))
+    want = ref.conv2d(xi.astype(np.float64), wf)
+    y32 = ops.conv2d(xi, wf.astype(np.float32))
+    assert y32.dtype == np.float32
+    assert_close(y32, want, np.float32, ulps=64)
+    y64 = ops.conv2d(xi, wf)
+    assert y64.dtype == np.float64
+    assert_close(y64, want, np.float64, ulps=64)
+    assert ops.conv2d(xi, rng.integers(-1, 2, (3, 2, 3, 3))).dtype == np.float32
+    assert ops.conv2d(xi.astype(np.float16), wf.astype(np.float16)).dtype == np.float32
+    assert ops.conv2d(xi.astype(bool), wf.astype(np.float32)).dtype == np.float32
+    wt = rng.integers(-2, 3, (2, 3, 3, 3))
+    assert ops.conv_transpose2d(xi, wt).dtype == np.float32
+    assert ops.conv_transpose2d(xi, wt.astype(np.float64)).dtype == np.float64
+    grads = ops.conv2d_backward(rng.integers(-2, 3, (1, 3, 3, 3)), xi, wf.astype(np.float32))
+    assert all(g.dtype == np.float32 for g in grads)
+
+
+def test_unbatched_input_as_pytorch(rng):
+    """A 3-D x (C, H, W) is one image (PyTorch's unbatched form): y, dy and dx are 3-D."""
+    x = rng.standard_normal((4, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 3))
+    b = rng.standard_normal(6)
+    kw = dict(stride=2, padding=1, groups=2)
+    y = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y, ops.conv2d(x[None], w, b, **kw)[0])
+    dy = rng.standard_normal(y.shape)
+    got, want = ops.conv2d_backward(dy, x, w, **kw), ops.conv2d_backward(dy[None], x[None], w, **kw)
+    assert got[0].shape == x.shape
+    for g, r_ in zip(got, (want[0][0], *want[1:])):
+        np.testing.assert_array_equal(g, r_)
+    wt = rng.standard_normal((4, 3, 3, 3))
+    yt = ops.conv_transpose2d(x, wt, None, stride=2, output_padding=1)
+    np.testing.assert_array_equal(yt, ops.conv_transpose2d(x[None], wt, stride=2, output_padding=1)[0])
+    dyt = rng.standard_normal(yt.shape)
+    got = ops.conv_transpose2d_backward(dyt, x, wt, stride=2, output_padding=1)
+    want = ops.conv_transpose2d_backward(dyt[None], x[None], wt, stride=2, output_padding=1)
+    assert got[0].shape == x.shape
+    for g, r_ in zip(got, (want[0][0], *want[1:])):
+        np.testing.assert_array_equal(g, r_)
+    with pytest.raises(ValueError, match="conv2d_backward: dy must be 3-D"):
+        ops.conv2d_backward(dy[None], x, w, **kw)
+    torch = pytest.importorskip("torch")
+    t = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw)
+    assert_close(y, t.numpy(), np.float64, ulps=64)

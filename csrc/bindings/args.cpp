@@ -330,6 +330,8 @@ Conv2dDims check_conv2d(const ArrayView& image, const ArrayView& w, int64_t stri
                " input channels per group (C / groups) along axis 1, got shape ", shape_str(w));
   FASTDL_CHECK(w.shape[2] >= 1 && w.shape[3] >= 1, ValueError,
                "w: expected a kernel of at least 1 x 1, got shape ", shape_str(w));
+  FASTDL_CHECK(image.shape[2] >= 1 && image.shape[3] >= 1, ValueError, image.name,
+               ": expected H, W >= 1, got shape ", shape_str(image));
   Conv2dDims d{};
   d.n = image.shape[0], d.c = c, d.h = image.shape[2], d.w = image.shape[3];
   d.k = k, d.r = w.shape[2], d.s = w.shape[3];

@@ -8,7 +8,9 @@
 //                    reaches; dx's H, W may exceed the smallest input giving OH, OW)
 //   backward-weight  dw[k,c,r,s] = sum_{n,oh,ow} dy[n,k,oh,ow] x[n, gC/G+c, ...];  db[k] = sum dy[n,k]
 // Gradients are written (=), never accumulated. Padding may be negative internally (the flipped
-// backward-data form); out-of-range taps read 0.
+// backward-data form); out-of-range taps read 0. Zero channels (C = 0 or K = 0) are answered
+// before any kernel, as PyTorch does: y = b (or 0), dx = 0, dw empty, db = dy summed. An axis
+// with a single output takes stride 1 (exact) so no workspace grows with a huge stride.
 //
 // Variants, in order of increasing complexity (ConvAlgo; conv_choose picks one per pass):
 //   1. reference: plain loops; the oracle for tests and the fallback.
@@ -825,9 +827,34 @@ static ConvAlgo resolve(ConvAlgo algo, ConvPass pass, const ConvShape& s, int by
   return algo;
 }
 
+// An output extent of 1 makes that axis' stride irrelevant (one window, at -pad) in every pass;
+// the direct kernels lay planes out in stride phases, so a stride far past the input (2**31:
+// one window) would otherwise size a workspace by the stride. Exact, so the fast variants all
+// take it; the reference keeps the stride as given (the oracle tests compare against).
+static ConvShape unit_strides(ConvShape s) {
+  if (s.oh == 1) s.stride_h = 1;
+  if (s.ow == 1) s.stride_w = 1;
+  return s;
+}
+
+// Zero channels (C/G = 0 or K/G = 0: sums over nothing, or nothing to write) as PyTorch answers
+// them: y = b (or 0), dx = 0, dw empty, db = dy summed. The kernels assume at least one channel
+// on each side (the direct ones write y from the first input channel). True when handled.
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, ConvAlgo algo,
-                    Isa isa) {
+static bool forward_no_channels(T* y, const T* b, const ConvShape& s) {
+  if (s.c != 0 && s.k != 0) return false;
+  const std::int64_t p = s.oh * s.ow;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t k = 0; k < s.k; ++k)
+      std::fill(y + (n * s.k + k) * p, y + (n * s.k + k + 1) * p, b ? b[k] : T(0));
+  return true;
+}
+
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& shape,
+                    ConvAlgo algo, Isa isa) {
+  if (forward_no_channels(y, b, shape)) return;
+  const ConvShape s = algo == ConvAlgo::reference ? shape : unit_strides(shape);
   switch (resolve(algo, ConvPass::forward, s, int(sizeof(T)), isa)) {
     case ConvAlgo::gemm1x1: return forward_1x1(y, x, w, b, s, isa);
     case ConvAlgo::implicit_gemm: return forward_implicit(y, x, w, b, s, isa);
@@ -837,8 +864,13 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 }
 
 template <typename T>
-void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, ConvAlgo algo,
+void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& shape, ConvAlgo algo,
                           Isa isa) {
+  if (shape.c == 0 || shape.k == 0) {
+    std::fill(dx, dx + shape.n * shape.c * shape.h * shape.w, T(0));
+    return;
+  }
+  const ConvShape s = algo == ConvAlgo::reference ? shape : unit_strides(shape);
   switch (resolve(algo, ConvPass::backward_data, s, int(sizeof(T)), isa)) {
     case ConvAlgo::gemm1x1: return backward_data_1x1(dx, dy, w, s, isa);
     case ConvAlgo::implicit_gemm:
@@ -850,8 +882,13 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, Co
 }
 
 template <typename T>
-void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s,
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& shape,
                             ConvAlgo algo, Isa isa) {
+  if (shape.c == 0 || shape.k == 0) {  // dw is empty; db still sums dy (K > 0, C = 0)
+    if (db && shape.k != 0) bias_grad(db, dy, shape, isa);
+    return;
+  }
+  const ConvShape s = algo == ConvAlgo::reference ? shape : unit_strides(shape);
   switch (resolve(algo, ConvPass::backward_weight, s, int(sizeof(T)), isa)) {
     case ConvAlgo::gemm1x1: backward_weight_1x1(dw, dy, x, s, isa); break;
     case ConvAlgo::implicit_gemm: backward_weight_implicit(dw, dy, x, s, isa); break;

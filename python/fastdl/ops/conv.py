@@ -6,6 +6,7 @@ Shapes (NCHW, PyTorch's layouts):
                       OH = (H + 2*pad - dil*(R-1) - 1) // stride + 1 (likewise OW)
     conv_transpose2d  x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) -> y (N, C_out, OH, OW),
                       OH = (H - 1)*stride - 2*pad + (R-1) + output_padding + 1 (dilation 1)
+    An unbatched 3-D x (C, H, W) gives a 3-D y (and takes a 3-D dy), as in PyTorch.
 
 conv_transpose2d is the adjoint of conv2d, so it needs no kernels of its own: its forward is
 conv2d's backward-data pass (its weight read as a conv weight with K = C_in, C = C_out), its dx
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from ._util import check_ndim, check_shape, contiguous, prepare, shape_str
+from ._util import check_ndim, check_shape, contiguous, prepare, require, shape_str
 from .activation import _kernel
 from .elementwise import bias_add_backward
 
@@ -26,14 +27,19 @@ __all__ = ["conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_ba
 
 def _pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= minimum, as two ints."""
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    seq = isinstance(v, (tuple, list)) or (getattr(v, "ndim", 0) == 1)  # a 1-D array too
+    vals = tuple(v) if seq else (v, v)
     if len(vals) != 2:
         raise ValueError(f"{op}: {name} must be an int or an (h, w) pair, got {v!r}")
     out = []
     for e in vals:
-        if isinstance(e, bool) or not hasattr(e, "__index__"):
-            raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {v!r}")
-        out.append(operator.index(e))
+        try:
+            if isinstance(e, bool):
+                raise TypeError
+            out.append(operator.index(e))
+        except TypeError:
+            raise TypeError(f"{op}: {name} must be an int or an (h, w) pair of ints, "
+                            f"got {v!r}") from None
     if min(out) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
     return out[0], out[1]
@@ -46,6 +52,24 @@ def _groups(op: str, groups) -> int:
     if groups < 1:
         raise ValueError(f"{op}: groups must be >= 1, got {groups}")
     return groups
+
+
+def _batch(op: str, x, dy=None):
+    """PyTorch's unbatched form: a 3-D x (C, H, W) is one image, its dy (K, OH, OW) likewise.
+    Returns (unbatched, x, dy) with x and dy 4-D views."""
+    check_ndim(op, "x", x, (3, 4))
+    unbatched = x.ndim == 3
+    if dy is not None:
+        check_ndim(op, "dy", dy, (x.ndim,))
+        dy = dy[None] if unbatched else dy
+    return unbatched, (x[None] if unbatched else x), dy
+
+
+def _check_image(op: str, x) -> None:
+    """DESIGN section 4: a 0-height or 0-width image has no defined result, even where padding
+    would give it windows (PyTorch refuses it too); zero batches and zero channels are fine."""
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: x must have H, W >= 1, got shape {shape_str(x.shape)}")
 
 
 def _out_extent(op: str, axis: str, size: int, kernel: int, stride: int, pad: int, dil: int) -> int:
@@ -62,6 +86,7 @@ def _conv_geometry(op: str, x, w, b, stride, padding, dilation, groups):
     """Checked sizes of a conv2d: (stride, padding, dilation, groups, output shape)."""
     check_ndim(op, "x", x, (4,))
     check_ndim(op, "w", w, (4,))
+    _check_image(op, x)
     stride = _pair(op, "stride", stride, 1)
     padding = _pair(op, "padding", padding, 0)
     dilation = _pair(op, "dilation", dilation, 1)
@@ -93,25 +118,29 @@ def _sizes(stride, padding, dilation, groups):
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """y = conv2d(x, w) + b: x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None."""
+    """y = conv2d(x, w) + b: x (N, C, H, W) or unbatched (C, H, W), w (K, C/groups, R, S), b (K,)
+    or None."""
     op = "conv2d"
+    require(op, x=x, w=w)
     be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
+    unbatched, x, _ = _batch(op, x)
     stride, padding, dilation, groups, yshape = _conv_geometry(
         op, x, w, b, stride, padding, dilation, groups)
     y = be.empty(yshape, dtype)
     _kernel(be, op, "conv2d_forward")(
         y, contiguous(be, x), contiguous(be, w), None if b is None else contiguous(be, b),
         *_sizes(stride, padding, dilation, groups))
-    return y
+    return y[0] if unbatched else y
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     """Gradients of conv2d: (dx, dw, db), db = dy summed over N, OH, OW (returned even without a bias)."""
     op = "conv2d_backward"
+    require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
+    unbatched, x, dy = _batch(op, x, dy)
     stride, padding, dilation, groups, yshape = _conv_geometry(
         op, x, w, None, stride, padding, dilation, groups)
-    check_ndim(op, "dy", dy, (4,))
     check_shape(op, "dy", dy, yshape)
     dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
     sizes = _sizes(stride, padding, dilation, groups)
@@ -120,13 +149,14 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     db = be.empty((w.shape[0],), dtype)
     _kernel(be, op, "conv2d_backward_data")(dx, dy, w, *sizes)
     _kernel(be, op, "conv2d_backward_weight")(dw, db, dy, x, *sizes)
-    return dx, dw, db
+    return (dx[0] if unbatched else dx), dw, db
 
 
 def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
     """Checked sizes of a conv_transpose2d: (stride, padding, output shape)."""
     check_ndim(op, "x", x, (4,))
     check_ndim(op, "w", w, (4,))
+    _check_image(op, x)
     stride = _pair(op, "stride", stride, 1)
     padding = _pair(op, "padding", padding, 0)
     output_padding = _pair(op, "output_padding", output_padding, 0)
@@ -156,9 +186,12 @@ def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
-    """y = conv_transpose2d(x, w) + b: x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) or None."""
+    """y = conv_transpose2d(x, w) + b: x (N, C_in, H, W) or unbatched (C_in, H, W),
+    w (C_in, C_out, R, S), b (C_out,) or None."""
     op = "conv_transpose2d"
+    require(op, x=x, w=w)
     be, dtype, x, w, b = prepare(op, x=x, w=w, b=b)
+    unbatched, x, _ = _batch(op, x)
     stride, padding, yshape = _transpose_geometry(op, x, w, b, stride, padding, output_padding)
     y = be.empty(yshape, dtype)
     # y is the "dx" of a conv2d whose input is y and output is x.
@@ -166,15 +199,16 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
         y, contiguous(be, x), contiguous(be, w), *_sizes(stride, padding, (1, 1), 1))
     if b is not None:
         _kernel(be, op, "bias_add")(y, y, contiguous(be, b), 1)
-    return y
+    return y[0] if unbatched else y
 
 
 def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     """Gradients of conv_transpose2d: (dx, dw, db), db = dy summed over N, H, W."""
     op = "conv_transpose2d_backward"
+    require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
+    unbatched, x, dy = _batch(op, x, dy)
     stride, padding, yshape = _transpose_geometry(op, x, w, None, stride, padding, output_padding)
-    check_ndim(op, "dy", dy, (4,))
     check_shape(op, "dy", dy, yshape)
     dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
     sizes = _sizes(stride, padding, (1, 1), 1)
@@ -184,4 +218,4 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     # The conv whose output is x: its "dy" is x, its "x" is dy.
     _kernel(be, op, "conv2d_backward_weight")(dw, None, x, dy, *sizes)
     db = bias_add_backward(dy, axis=1)
-    return dx, dw, db
+    return (dx[0] if unbatched else dx), dw, db
