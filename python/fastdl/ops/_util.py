@@ -1,9 +1,21 @@
 """Argument handling shared by every functional op: dtype policy, conversion, shape messages.
 
-Policy (DESIGN.md section 2): float32 is the fast path; float64 is accepted on the CPU; other
-real dtypes (ints, bools, float16) are converted to float32, or to float64 when another operand
-is float64. Inputs may be any strided view: kernels read through strides, so a transpose is
-never copied. Only a stride that is not a whole number of elements forces a copy.
+Dtype rule (DESIGN.md sections 2 and 4; one rule for every family, applied by prepare()):
+  1. An op computes in, and returns, one float dtype: float64 if any operand that decides the
+     dtype is float64, else float32. Integer, bool and float16 operands count as float32: they
+     are converted (copied), never rejected, and never widen the op to float64 on their own.
+     So int64 x alone -> float32; int64 x with a float64 w -> float64; float32 x with a
+     float64 w -> float64 (matmul, linear, conv2d: every array operand decides).
+  2. Where the contract fixes the dtype by one operand, only that operand decides and the
+     others follow it (dtype_from=): batch_norm's dtype is x's (its running statistics are
+     updated in place in x's dtype, DESIGN section 4), so a float64 weight or bias with a
+     float32 x is converted to float32; batch_norm_backward's is that of dy and x.
+  3. Any other dtype (complex, object, strings) -> TypeError naming the argument; a required
+     array given as None -> TypeError naming it (require()); arrays updated in place are never
+     converted: they must already have the op's dtype (TypeError otherwise).
+  4. GPU kernels take float32 only (TypeError for anything that rule 1 makes float64).
+Inputs may be any strided view: kernels read through strides, so a transpose is never copied.
+Only a stride that is not a whole number of elements forces a copy.
 """
 
 from __future__ import annotations
@@ -27,8 +39,17 @@ def _as_array(x, xp, op: str, name: str):
         raise TypeError(f"{op}: {name} must be an array, got {type(x).__name__} ({e})") from None
 
 
-def result_dtype(op: str, **arrays) -> np.dtype:
-    """float64 if any operand is float64, else float32; TypeError for non-real dtypes."""
+def require(op: str, **arrays) -> None:
+    """TypeError naming the first of these required arrays that is None (prepare lets None
+    through for optional operands such as a bias)."""
+    for name, a in arrays.items():
+        if a is None:
+            raise TypeError(f"{op}: {name} must be an array, got None")
+
+
+def result_dtype(op: str, dtype_from=None, **arrays) -> np.dtype:
+    """The op's dtype under the module's rule: float64 if any operand named in dtype_from (all
+    when None) is float64, else float32; TypeError for a non-real dtype of any operand."""
     wide = False
     for name, a in arrays.items():
         if a is None:
@@ -36,13 +57,15 @@ def result_dtype(op: str, **arrays) -> np.dtype:
         kind = a.dtype.kind
         if kind not in "biuf":
             raise TypeError(f"{op}: {name} must have a real numeric dtype, got {a.dtype}")
-        wide |= a.dtype == np.float64
+        if dtype_from is None or name in dtype_from:
+            wide |= a.dtype == np.float64
     return np.dtype(np.float64 if wide else np.float32)
 
 
-def prepare(op: str, **arrays):
-    """Convert the named inputs to arrays of one float dtype on one device.
+def prepare(op: str, *, dtype_from=None, **arrays):
+    """Convert the named inputs to arrays of the op's float dtype on one device.
 
+    dtype_from: the names of the operands that decide the dtype (rule 2 above); None: all.
     Returns (backend, dtype, arrays...) in the order given; None stays None.
     """
     fast = _prepare_fast(arrays.values())
@@ -50,7 +73,7 @@ def prepare(op: str, **arrays):
         return fast
     be: Backend = backend_for(op, *arrays.values())
     xs = {k: (None if v is None else _as_array(v, be.xp, op, k)) for k, v in arrays.items()}
-    dtype = result_dtype(op, **xs)
+    dtype = result_dtype(op, dtype_from, **xs)
     if be.device == "cuda" and dtype != np.float32:
         raise TypeError(f"{op}: GPU kernels take float32; got {dtype} (cast with .astype('float32'))")
     out = []
