@@ -534,6 +534,10 @@ NormDims check_batch_norm_forward(const ArrayView& y, const ArrayView& save_mean
   check_channels(save_invstd, y, d.c, true);
   for (const ArrayView* a : {weight, bias})
     if (a) check_channels(*a, y, d.c, false);
+  // One statistic updated without the other would leave the pair silently inconsistent.
+  FASTDL_CHECK(!running_mean == !running_var, ValueError,
+               "running_mean, running_var: expected both or neither, got only ",
+               running_mean ? "running_mean" : "running_var");
   for (const ArrayView* a : {running_mean, running_var}) {
     if (!a) continue;
     check_channels(*a, y, d.c, false);

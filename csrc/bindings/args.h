@@ -241,9 +241,9 @@ Pool2dDims check_adaptive_pool2d(const ArrayView& image, const ArrayView& pooled
 struct NormDims {
   int64_t n, c, l;
 };
-// batch_norm_forward: y, save_mean, save_invstd written; the running statistics writable when
-// training (updated in place); eval needs them; training needs N * L > 1 (PyTorch: "expected
-// more than 1 value per channel"); eps finite and >= 0, momentum finite.
+// batch_norm_forward: y, save_mean, save_invstd written; the running statistics both or neither,
+// writable when training (updated in place); eval needs them; training needs N * L > 1
+// (PyTorch: "expected more than 1 value per channel"); eps finite and >= 0, momentum finite.
 NormDims check_batch_norm_forward(const ArrayView& y, const ArrayView& save_mean,
                                   const ArrayView& save_invstd, const ArrayView& x,
                                   const ArrayView* weight, const ArrayView* bias,

@@ -13,10 +13,14 @@
         returned even when weight / bias were None. training:
         dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: weight * invstd * dy.
 
-running_mean / running_var are updated in place, so they must already be C-contiguous (C,)
-arrays of the op's dtype on x's device (TypeError otherwise; DESIGN section 2). The statistics
-are computed in one pass over x (exact two-pass moments per cache-resident run, merged in double),
-accurate for inputs with a large mean. Kernels: csrc/cpu/norm*.cpp, csrc/cuda/norm.cu.
+Dtypes (the rule in ops/_util.py): batch_norm computes in x's dtype (float32 or float64; other
+x dtypes become float32), batch_norm_backward in dy's and x's (float64 if either is); weight,
+bias, save_mean and save_invstd of another dtype are converted to it, so a float64 weight never
+widens a float32 x. running_mean / running_var are updated in place, so they must already be
+C-contiguous (C,) arrays of that dtype on x's device (TypeError otherwise; DESIGN section 2),
+and come both or neither (ValueError: one updated without the other is a silent trap). The
+statistics are computed in one pass over x (exact two-pass moments per cache-resident run,
+merged in double), accurate for inputs with a large mean. Kernels: csrc/cpu/norm*.cpp, csrc/cuda/norm.cu.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._util import check_shape, prepare, shape_str
+from ._util import check_shape, prepare, require, shape_str
 from .activation import _contig, _kernel
 
 __all__ = ["batch_norm", "batch_norm_backward"]
@@ -58,7 +62,7 @@ def _channels(op: str, c: int, **vectors):
             check_shape(op, name, v, (c,))
 
 
-def _running(op: str, name: str, a, be, dtype, c: int):
+def _running(op: str, name: str, a, be, dtype, x_dtype, c: int):
     """A running statistic updated in place: exactly the right array already (TypeError if not)."""
     if a is None:
         return None
@@ -66,7 +70,11 @@ def _running(op: str, name: str, a, be, dtype, c: int):
         raise TypeError(f"{op}: {name} is updated in place and must be a {be.xp.__name__} array "
                         f"on x's device, got {type(a).__name__}")
     if a.dtype != dtype:
-        raise TypeError(f"{op}: {name} is updated in place and must have dtype {dtype}, got {a.dtype}")
+        # Name x: a float64 input to a float32 model lands here, and the buffer is not the culprit.
+        x_is = f"x is {x_dtype}" + ("" if x_dtype == dtype else f", computed as {dtype}")
+        raise TypeError(f"{op}: {name} is updated in place and must have dtype {dtype}, got "
+                        f"{a.dtype} (the op computes in x's dtype; {x_is}): convert x or the "
+                        f"running statistics")
     if not a.flags.c_contiguous:
         raise TypeError(f"{op}: {name} is updated in place and must be C-contiguous")
     if not a.flags.writeable:
@@ -83,11 +91,19 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     eps = _real(op, "eps", eps)
     if eps < 0:
         raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-    be, dtype, x, weight, bias = prepare(op, x=x, weight=weight, bias=bias)
+    require(op, x=x)
+    x_given = getattr(x, "dtype", None)  # for messages: the dtype before conversion
+    # x decides the dtype (the running statistics are x's dtype); weight and bias follow it.
+    be, dtype, x, weight, bias = prepare(op, dtype_from=("x",), x=x, weight=weight, bias=bias)
+    x_dtype = dtype if x_given is None else x_given
     n, c, l = _ncl(op, x)
     _channels(op, c, weight=weight, bias=bias)
-    running_mean = _running(op, "running_mean", running_mean, be, dtype, c)
-    running_var = _running(op, "running_var", running_var, be, dtype, c)
+    if (running_mean is None) != (running_var is None):
+        given = "running_mean" if running_var is None else "running_var"
+        raise ValueError(f"{op}: running_mean and running_var must either both be None or "
+                         f"neither be None, got only {given}")
+    running_mean = _running(op, "running_mean", running_mean, be, dtype, x_dtype, c)
+    running_var = _running(op, "running_var", running_var, be, dtype, x_dtype, c)
     if training:
         if n * l == 0:
             raise ValueError(f"{op}: the batch statistics of an empty input (shape "
@@ -112,8 +128,10 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     """Gradients of batch_norm: (dx, dweight, dbias)."""
     op = "batch_norm_backward"
     training = _flag(op, "training", training)
+    require(op, dy=dy, x=x)
     be, dtype, dy, x, weight, save_mean, save_invstd = prepare(
-        op, dy=dy, x=x, weight=weight, save_mean=save_mean, save_invstd=save_invstd)
+        op, dtype_from=("dy", "x"), dy=dy, x=x, weight=weight, save_mean=save_mean,
+        save_invstd=save_invstd)
     n, c, l = _ncl(op, x)
     check_shape(op, "dy", dy, x.shape)
     if save_mean is None or save_invstd is None:

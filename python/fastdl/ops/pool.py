@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from ._util import prepare, shape_str
+from ._util import prepare, require, shape_str
 from .activation import _contig, _kernel
 
 __all__ = [
@@ -118,6 +118,7 @@ def _out(a, unbatched):
 def max_pool2d(x, kernel_size=2, stride=None, padding=0):
     """Max over kernel_size windows; returns (y, argmax), argmax the flat H x W index (int64)."""
     op = "max_pool2d"
+    require(op, x=x)
     be, dtype, x = prepare(op, x=x)
     x, unbatched = _image(op, "x", x)
     kh, kw, sh, sw, ph, pw, oh, ow = _window(op, x.shape[2:], kernel_size, stride, padding)
@@ -132,6 +133,7 @@ def max_pool2d(x, kernel_size=2, stride=None, padding=0):
 def max_pool2d_backward(dy, argmax, input_shape):
     """dx of input_shape: zeros, plus each dy at its window's argmax (overlaps accumulate)."""
     op = "max_pool2d_backward"
+    require(op, dy=dy, argmax=argmax)
     be, dtype, dy = prepare(op, dy=dy)
     shape, dy, unbatched = _input_shape(op, input_shape, dy)
     argmax = be.xp.asarray(argmax)
@@ -150,6 +152,7 @@ def max_pool2d_backward(dy, argmax, input_shape):
 def avg_pool2d(x, kernel_size=2, stride=None, padding=0):
     """Mean over kernel_size windows, padding counted as zeros (count_include_pad=True)."""
     op = "avg_pool2d"
+    require(op, x=x)
     be, dtype, x = prepare(op, x=x)
     x, unbatched = _image(op, "x", x)
     kh, kw, sh, sw, ph, pw, oh, ow = _window(op, x.shape[2:], kernel_size, stride, padding)
@@ -162,6 +165,7 @@ def avg_pool2d(x, kernel_size=2, stride=None, padding=0):
 def avg_pool2d_backward(dy, input_shape, kernel_size=2, stride=None, padding=0):
     """dx of input_shape: each cell gets dy / (kh * kw) of every window holding it."""
     op = "avg_pool2d_backward"
+    require(op, dy=dy)
     be, dtype, dy = prepare(op, dy=dy)
     shape, dy, unbatched = _input_shape(op, input_shape, dy)
     kh, kw, sh, sw, ph, pw, oh, ow = _window(op, shape[2:], kernel_size, stride, padding)
@@ -176,6 +180,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size=2, stride=None, padding=0):
 def adaptive_avg_pool2d(x, output_size):
     """Mean over PyTorch's adaptive windows giving an output_size (OH, OW) image."""
     op = "adaptive_avg_pool2d"
+    require(op, x=x)
     be, dtype, x = prepare(op, x=x)
     x, unbatched = _image(op, "x", x)
     size = _pair(op, "output_size", output_size, allow_none=True)
@@ -191,6 +196,7 @@ def adaptive_avg_pool2d(x, output_size):
 def adaptive_avg_pool2d_backward(dy, input_shape):
     """dx of input_shape: each cell gets dy / window size of every adaptive window holding it."""
     op = "adaptive_avg_pool2d_backward"
+    require(op, dy=dy)
     be, dtype, dy = prepare(op, dy=dy)
     shape, dy, unbatched = _input_shape(op, input_shape, dy)
     dx = be.empty(shape, dtype)
