@@ -672,3 +672,35 @@ def test_unbatched_input_as_pytorch(rng):
     torch = pytest.importorskip("torch")
     t = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw)
     assert_close(y, t.numpy(), np.float64, ulps=64)
+
+
+@pytest.mark.parametrize("mask", [(False, True, True), (True, False, False), (False, False, True),
+                                  (True, True, False), (False, True, False)])
+def test_backward_output_mask(rng, mask):
+    """output_mask skips the passes not asked for; the others equal the full backward's."""
+    x = rng.standard_normal((2, 4, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 3))
+    dy = rng.standard_normal((2, 6, 7, 3))
+    full = ops.conv2d_backward(dy, x, w, stride=(1, 2), padding=1, groups=2)
+    part = ops.conv2d_backward(dy, x, w, stride=(1, 2), padding=1, groups=2, output_mask=mask)
+    for want, got, m in zip(full, part, mask):
+        assert (got is None) != m
+        if m:
+            np.testing.assert_array_equal(got, want)
+    xt = rng.standard_normal((2, 3, 4, 5))
+    wt = rng.standard_normal((3, 2, 3, 3))
+    dyt = rng.standard_normal((2, 2, 9, 11))
+    full = ops.conv_transpose2d_backward(dyt, xt, wt, stride=2, output_padding=(0, 0))
+    part = ops.conv_transpose2d_backward(dyt, xt, wt, stride=2, output_mask=mask)
+    for want, got, m in zip(full, part, mask):
+        assert (got is None) != m
+        if m:
+            np.testing.assert_array_equal(got, want)
+
+
+def test_backward_output_mask_bad():
+    x, w, dy = np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1))
+    with pytest.raises(ValueError, match="output_mask must have 3 entries"):
+        ops.conv2d_backward(dy, x, w, output_mask=(True, False))
+    with pytest.raises(TypeError, match="output_mask must be a sequence"):
+        ops.conv2d_backward(dy, x, w, output_mask=1)

@@ -366,3 +366,25 @@ def test_modules_on_cuda_match_cpu(rng):
         np.testing.assert_allclose(b.get(), a, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(rv1.get(), rv0, rtol=1e-5)
     assert int(net_gpu[1].num_batches_tracked) == 1
+
+
+def test_first_layer_skips_input_gradient(rng, monkeypatch):
+    """An input that needs no gradient costs no backward-data pass (PyTorch's output_mask)."""
+    from fastdl import ops
+
+    masks = []
+    real = ops.conv2d_backward
+
+    def spy(*args, **kw):
+        masks.append(tuple(kw["output_mask"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ops, "conv2d_backward", spy)
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    conv(Tensor(x)).sum().backward()
+    xt = Tensor(x, requires_grad=True)
+    conv(xt).sum().backward()
+    assert masks == [(False, True, True), (True, True, True)]
+    want = real(np.ones((2, 3, 5, 5), np.float32), x, conv.weight.data, padding=1)[0]
+    np.testing.assert_allclose(xt.grad, want, rtol=1e-6)

@@ -25,8 +25,8 @@ class Conv2d(Function):
         return ops.conv2d(x, w, b, **self.opts)
 
     def backward(self, g):
-        dx, dw, db = ops.conv2d_backward(g, self.x, self.w, **self.opts)
-        return (dx, dw, db)[: len(self.parents)]
+        return ops.conv2d_backward(g, self.x, self.w, **self.opts,
+                                   output_mask=_mask(self))[: len(self.parents)]
 
 
 class ConvTranspose2d(Function):
@@ -38,5 +38,11 @@ class ConvTranspose2d(Function):
         return ops.conv_transpose2d(x, w, b, **self.opts)
 
     def backward(self, g):
-        dx, dw, db = ops.conv_transpose2d_backward(g, self.x, self.w, **self.opts)
-        return (dx, dw, db)[: len(self.parents)]
+        return ops.conv_transpose2d_backward(g, self.x, self.w, **self.opts,
+                                             output_mask=_mask(self))[: len(self.parents)]
+
+
+def _mask(fn: Function):
+    """Which of (dx, dw, db) the parents need: a first layer's input needs no dx."""
+    need = fn.needs_input_grad
+    return (need[0], need[1], len(need) > 2 and need[2])

@@ -133,8 +133,15 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return y[0] if unbatched else y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of conv2d: (dx, dw, db), db = dy summed over N, OH, OW (returned even without a bias)."""
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
+                    output_mask=(True, True, True)):
+    """Gradients of conv2d: (dx, dw, db), db = dy summed over N, OH, OW (returned even without a bias).
+
+    output_mask (PyTorch's name in aten.convolution_backward): which of (dx, dw, db) to compute;
+    a False entry returns None in its place and skips its kernel (autograd passes False for an
+    input that needs no gradient, e.g. a network's first layer, whose dx is often the costliest
+    of the three passes).
+    """
     op = "conv2d_backward"
     require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
@@ -144,12 +151,29 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     check_shape(op, "dy", dy, yshape)
     dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
     sizes = _sizes(stride, padding, dilation, groups)
-    dx = be.empty(x.shape, dtype)
-    dw = be.empty(w.shape, dtype)
-    db = be.empty((w.shape[0],), dtype)
-    _kernel(be, op, "conv2d_backward_data")(dx, dy, w, *sizes)
-    _kernel(be, op, "conv2d_backward_weight")(dw, db, dy, x, *sizes)
-    return (dx[0] if unbatched else dx), dw, db
+    want_dx, want_dw, want_db = _mask(op, output_mask)
+    dx = dw = db = None
+    if want_dx:
+        dx = be.empty(x.shape, dtype)
+        _kernel(be, op, "conv2d_backward_data")(dx, dy, w, *sizes)
+    if want_dw or want_db:  # one kernel computes both (db alone is a cheap extra reduction)
+        dw = be.empty(w.shape, dtype)
+        db = be.empty((w.shape[0],), dtype) if want_db else None
+        _kernel(be, op, "conv2d_backward_weight")(dw, db, dy, x, *sizes)
+        dw = dw if want_dw else None
+    return (dx[0] if unbatched and dx is not None else dx), dw, db
+
+
+def _mask(op: str, output_mask):
+    """output_mask as three bools, or TypeError/ValueError naming it."""
+    try:
+        mask = tuple(output_mask)
+    except TypeError:
+        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got "
+                        f"{type(output_mask).__name__}") from None
+    if len(mask) != 3:
+        raise ValueError(f"{op}: output_mask must have 3 entries (dx, dw, db), got {len(mask)}")
+    return tuple(bool(m) for m in mask)
 
 
 def _transpose_geometry(op: str, x, w, b, stride, padding, output_padding):
@@ -202,8 +226,12 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     return y[0] if unbatched else y
 
 
-def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
-    """Gradients of conv_transpose2d: (dx, dw, db), db = dy summed over N, H, W."""
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, *,
+                              output_mask=(True, True, True)):
+    """Gradients of conv_transpose2d: (dx, dw, db), db = dy summed over N, H, W.
+
+    output_mask: which of (dx, dw, db) to compute, as conv2d_backward's (False -> None).
+    """
     op = "conv_transpose2d_backward"
     require(op, dy=dy, x=x, w=w)
     be, dtype, dy, x, w = prepare(op, dy=dy, x=x, w=w)
@@ -212,10 +240,15 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0):
     check_shape(op, "dy", dy, yshape)
     dy, x, w = contiguous(be, dy), contiguous(be, x), contiguous(be, w)
     sizes = _sizes(stride, padding, (1, 1), 1)
-    dx = be.empty(x.shape, dtype)
-    dw = be.empty(w.shape, dtype)
-    _kernel(be, op, "conv2d_forward")(dx, dy, w, None, *sizes)
-    # The conv whose output is x: its "dy" is x, its "x" is dy.
-    _kernel(be, op, "conv2d_backward_weight")(dw, None, x, dy, *sizes)
-    db = bias_add_backward(dy, axis=1)
-    return (dx[0] if unbatched else dx), dw, db
+    want_dx, want_dw, want_db = _mask(op, output_mask)
+    dx = dw = db = None
+    if want_dx:
+        dx = be.empty(x.shape, dtype)
+        _kernel(be, op, "conv2d_forward")(dx, dy, w, None, *sizes)
+    if want_dw:
+        dw = be.empty(w.shape, dtype)
+        # The conv whose output is x: its "dy" is x, its "x" is dy.
+        _kernel(be, op, "conv2d_backward_weight")(dw, None, x, dy, *sizes)
+    if want_db:
+        db = bias_add_backward(dy, axis=1)
+    return (dx[0] if unbatched and dx is not None else dx), dw, db
