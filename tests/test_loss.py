@@ -42,6 +42,76 @@ def test_cross_entropy_matches_kernel_reference(rng, isa):
     assert_close(p1, p2, np.float32, ulps=16)
 
 
+# C <= 16 takes the narrow path (rows exponentiated a 256-row sub-block at a time); N = 1037 is
+# no multiple of any vector width or of the sub-block, so every tail is exercised.
+NARROW_C = [1, 2, 3, 4, 5, 15, 16, 17]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", NARROW_C)
+def test_cross_entropy_narrow(rng, isa, dtype, c):
+    n = 1037
+    logits = rng.standard_normal((n, c)) * 3
+    logits[5] *= 1e4  # large spreads: probs of exactly 0 and 1
+    target = rng.integers(0, c, n)
+    x = logits.astype(dtype)
+    probs = np.empty_like(x)
+    loss = _core.cross_entropy_forward(probs, x, target, isa=isa)
+    want_loss, want_probs = ref.cross_entropy(x, target)
+    ulps = 8 + c ** 0.5
+    # The loss sums terms up to ~1e5 (row 5) against a mean of ~3: a few ulps of the big terms.
+    assert_close(np.asarray(loss, dtype), want_loss, dtype, ulps=64, name="loss")
+    assert_close(probs, want_probs, dtype, ulps=ulps, name="probs")
+    p2 = np.empty_like(x)
+    l2 = _core.cross_entropy_forward_reference(p2, x, target)
+    assert loss == pytest.approx(l2, rel=1e-5 if dtype == np.float32 else 1e-12)
+    d = np.empty_like(x)
+    _core.cross_entropy_backward(d, probs, target)
+    assert_close(d, ref.cross_entropy_backward(probs, target), dtype, name="dlogits")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c", [2, 3, 4, 5, 16])
+def test_cross_entropy_narrow_inf_nan(isa, c):
+    x = np.zeros((300, c), np.float32)  # 300 rows: the special rows sit in both sub-blocks
+    x[:, 0] = 1.0
+    x[3, 1:] = -np.inf            # one finite logit: probs one-hot, loss 0 (target 0)
+    x[270, :] = -np.inf           # every logit -inf: probs 0, loss NaN
+    x[7, :] = 1e30                # a huge but equal row: uniform probs
+    x[9, 1] = -1e30
+    target = np.zeros(300, np.int64)
+    probs = np.empty_like(x)
+    loss = _core.cross_entropy_forward(probs, x, target, isa=isa)
+    assert np.isnan(loss)
+    np.testing.assert_array_equal(probs[270], 0)
+    np.testing.assert_array_equal(probs[3], [1] + [0] * (c - 1))
+    np.testing.assert_allclose(probs[7], 1 / c, rtol=1e-6)
+    assert probs[9, 1] == 0
+    keep = np.arange(300) != 270
+    loss = _core.cross_entropy_forward(probs[keep], x[keep], target[keep], isa=isa)
+    want, want_p = ref.cross_entropy(x[keep], target[keep])
+    assert loss == pytest.approx(want, rel=1e-5)
+    x[270, 1] = np.nan            # NaN among -inf: probs NaN
+    loss = _core.cross_entropy_forward(probs, x, target, isa=isa)
+    assert np.isnan(loss) and np.isnan(probs[270]).all()
+    x[270] = 0.0
+    x[271, 1] = np.nan            # NaN among finite logits: that row's probs NaN, the rest exact
+    loss = _core.cross_entropy_forward(probs, x, target, isa=isa)
+    assert np.isnan(loss) and np.isnan(probs[271]).all() and np.isfinite(probs[272:]).all()
+
+
+def test_cross_entropy_narrow_thread_invariance(rng):
+    x = rng.standard_normal((40000, 4)).astype(np.float32)  # several blocks of rows
+    t = rng.integers(0, 4, 40000)
+    fastdl.set_num_threads(1)
+    one, p1 = ops.cross_entropy(x, t)
+    for n in (2, 3):
+        fastdl.set_num_threads(n)
+        got, p = ops.cross_entropy(x, t)
+        assert got.tobytes() == one.tobytes() and p.tobytes() == p1.tobytes()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_extreme_logits(dtype):
     logits = np.array([[1e30, -1e30, 0.0], [-1e30, 1e30, 1e30], [0.0, 0.0, -np.inf],

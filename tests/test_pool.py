@@ -76,6 +76,10 @@ KERNEL_GEOMS = [((1, 2, 5, 16), 2, 2, 0), ((1, 1, 4, 17), 3, 1, 1), ((2, 1, 5, 4
                 ((1, 1, 3, 130), 3, 3, 1), ((1, 1, 4, 100), (1, 4), (1, 4), 0),
                 ((3, 2, 8, 34), 2, 2, 1), ((1, 1, 7, 7), 2, 2, 0), ((1, 2, 4, 70), 2, 2, 0),
                 ((2, 1, 3, 33), 2, 2, 0), ((1, 1, 5, 41), (3, 2), (2, 2), (1, 0))]
+# Rows narrower than a vector: one-output path (ow 4), and ow 8..15, which AVX-512 hands to the
+# AVX2 kernels (pool.cpp forward_isa), with and without padding.
+KERNEL_GEOMS += [((3, 2, 8, 8), 2, 2, 0), ((2, 3, 28, 28), 2, 2, 0), ((1, 2, 6, 21), 2, 2, 1),
+                 ((1, 2, 5, 17), 3, 1, 1)]
 
 
 @pytest.mark.parametrize("isa", ISAS)

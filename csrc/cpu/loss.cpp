@@ -14,9 +14,11 @@
 // Mean reductions sum fixed blocks of kBlock elements (or rows) in double, each block on one
 // thread, then add the block sums in order: bitwise the same result at any thread count.
 //
-// Variants: cross_entropy_forward_reference (plain loops over std::exp) is the oracle; mse and bce
-// are plain loops the compiler vectorizes (bce forward calls std::log1p per element: it is not on
-// a hot path).
+// Variants: cross_entropy_forward_reference (plain loops over std::exp) is the oracle; the fast
+// forward runs the row primitives per row for C > 16 and, for narrow rows (C <= 16, the
+// per-pixel losses of segmentation), one exp call per block of rows (cross_entropy_narrow).
+// mse and bce are plain loops the compiler vectorizes (bce forward calls std::log1p per element:
+// it is not on a hot path).
 #include "cpu/loss.h"
 
 #include <algorithm>
@@ -76,6 +78,54 @@ T cross_entropy_forward_reference(T* probs, const T* logits, const std::int64_t*
   return T(total / double(n));
 }
 
+// Rows [lo, hi) of a narrow problem (C <= kNarrowC), returning the sum of their losses. A row of
+// C < one vector would leave the row primitives mostly masked tails (three calls and two partial
+// vectors per row, ~90 ns for C = 4); instead each sub-block of kNarrowRows rows is shifted by
+// its row maxima into probs, exponentiated by ONE exp_sum_store call over the contiguous
+// sub-block (in place), then summed and scaled row by row. exp((x - m) - 0) is the same value
+// the row path computes; only the order of each row's sum differs, and it is fixed.
+constexpr std::int64_t kNarrowC = 16;
+constexpr std::int64_t kNarrowRows = 256;
+
+template <typename T>
+double cross_entropy_narrow(T* probs, const T* logits, const std::int64_t* target, std::int64_t lo,
+                            std::int64_t hi, std::int64_t c, const SoftmaxTable<T>& t) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  T mx[kNarrowRows];
+  double total = 0.0;
+  for (std::int64_t r0 = lo; r0 < hi; r0 += kNarrowRows) {
+    const std::int64_t rows = std::min(kNarrowRows, hi - r0);
+    const T* x = logits + r0 * c;
+    T* p = probs + r0 * c;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      T m = ninf;
+      // x > m is false for NaN: NaN is skipped here (as row_max) and propagates through exp.
+      for (std::int64_t j = 0; j < c; ++j) m = x[r * c + j] > m ? x[r * c + j] : m;
+      mx[r] = m;
+      const T sh = m == ninf ? T(0) : m;  // an all -inf row: exp(-inf) = 0 rather than NaN
+      for (std::int64_t j = 0; j < c; ++j) p[r * c + j] = x[r * c + j] - sh;
+    }
+    t.exp_sum_store(p, p, rows * c, T(0));
+    for (std::int64_t r = 0; r < rows; ++r) {
+      T* pr = p + r * c;
+      const T* xr = x + r * c;
+      if (mx[r] == ninf) {  // every logit -inf: probs 0 (NaN if one is NaN), the loss undefined
+        bool nan = false;
+        for (std::int64_t j = 0; j < c; ++j) nan |= std::isnan(xr[j]);
+        std::fill(pr, pr + c, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+        total += std::numeric_limits<double>::quiet_NaN();
+        continue;
+      }
+      T s = T(0);
+      for (std::int64_t j = 0; j < c; ++j) s += pr[j];
+      const T inv = T(1) / s;
+      for (std::int64_t j = 0; j < c; ++j) pr[j] *= inv;
+      total += double((mx[r] - xr[target[r0 + r]]) + std::log(s));
+    }
+  }
+  return total;
+}
+
 template <typename T>
 T cross_entropy_forward(T* probs, const T* logits, const std::int64_t* target, std::int64_t n,
                         std::int64_t c, Isa isa) {
@@ -93,6 +143,11 @@ T cross_entropy_forward(T* probs, const T* logits, const std::int64_t* target, s
   const int threads = int(std::min<std::int64_t>({get_num_threads(), blocks, std::max<std::int64_t>(1, n * c / (1 << 14))}));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
+    if (c <= kNarrowC) {
+      part[std::size_t(b)] =
+          cross_entropy_narrow(probs, logits, target, b * rows_per, std::min(n, (b + 1) * rows_per), c, t);
+      continue;
+    }
     double s_block = 0.0;
     for (std::int64_t i = b * rows_per; i < std::min(n, (b + 1) * rows_per); ++i) {
       const T* x = logits + i * c;

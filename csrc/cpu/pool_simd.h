@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "cpu/pool.h"
 #include "cpu/vec_stream.h"
@@ -74,15 +75,25 @@ inline void max_one(T* y, std::int64_t* am, const T* x, const Pool2dShape& s, st
                     std::int64_t h1, std::int64_t ow) {
   const std::int64_t w0 = std::max<std::int64_t>(ow * s.sw - s.pw, 0);
   const std::int64_t w1 = std::min(ow * s.sw - s.pw + s.kw, s.w);
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   T m = -std::numeric_limits<T>::infinity();
   std::int64_t at = h0 * s.w + w0;
   for (std::int64_t ih = h0; ih < h1; ++ih) {
     for (std::int64_t iw = w0; iw < w1; ++iw) {
       const T v = x[ih * s.w + iw];
-      if (v > m || std::isnan(v)) {
-        m = v;
-        at = ih * s.w + iw;
-      }
+      // Branch-free (selects, not jumps): on random data `v > m` is a coin flip, and a
+      // mispredicted branch per cell cost more than the whole window on planes too narrow for
+      // the vector path (ow < lanes, e.g. 8x8 -> 4x4). v != v is isnan(v).
+      // (GCC turns `take ? v : m` on floats back into a jump, so the select is done on bits.)
+      const bool take = (v > m) | (v != v);
+      const U mask = U(0) - U(take);
+      U vb, mb;
+      std::memcpy(&vb, &v, sizeof(T));
+      std::memcpy(&mb, &m, sizeof(T));
+      mb = (mb & ~mask) | (vb & mask);
+      std::memcpy(&m, &mb, sizeof(T));
+      const std::int64_t imask = -std::int64_t(take);
+      at = (at & ~imask) | ((ih * s.w + iw) & imask);
     }
   }
   *y = m;
