@@ -13,28 +13,17 @@ fastdl's result is checked against cuDNN's.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-import fastdl
 from fastdl import ops
 
-from benchutil import timed_sync
+from benchutil import gpu_modules, timed_sync
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
-
-try:
+cp, HAVE_TORCH = gpu_modules()  # skips this module without CuPy, a GPU or a CUDA build
+if HAVE_TORCH:
     import torch
 
-    HAVE_TORCH = torch.cuda.is_available()
-except Exception:  # torch missing or built without CUDA
-    HAVE_TORCH = False
 
 from fastdl import _cuda  # noqa: E402
 

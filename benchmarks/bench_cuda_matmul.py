@@ -18,7 +18,6 @@ of each result are checked against NumPy float64 within the float32 dot-product 
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -26,11 +25,9 @@ import pytest
 import fastdl
 from fastdl import ops
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # CuPy may warn at import that it cannot find CUDA_PATH
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+from benchutil import gpu_modules
+
+cp, _ = gpu_modules()  # skips this module without CuPy, a GPU or a CUDA build
 
 from cupy._core import _routines_linalg as cupy_linalg  # noqa: E402  (CuPy's cuBLAS compute type)
 

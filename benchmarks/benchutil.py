@@ -67,3 +67,27 @@ def record_roof(benchmark, nbytes):
         roof = copy_roof(nbytes)
         benchmark.extra_info["copy GB/s"] = round(roof, 1)
         benchmark.extra_info["% of copy"] = round(100 * benchmark.extra_info["GB/s"] / roof)
+
+
+def gpu_modules():
+    """(cupy, have_torch_cuda) for a GPU benchmark module; skips the whole module unless CuPy
+    imports, a GPU is visible and fastdl was built with CUDA. Call it at module level."""
+    import warnings
+
+    import pytest
+
+    import fastdl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CuPy may warn at import that it cannot find CUDA_PATH
+        cp = pytest.importorskip("cupy")
+    if not fastdl.cuda_available():
+        pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+    try:
+        import torch
+
+        have_torch = torch.cuda.is_available()
+    except Exception:  # torch missing or built without CUDA
+        have_torch = False
+    return cp, have_torch
+
