@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     from .demos import DEFAULT, DEMOS
 
     demo = sub.add_parser("demo", help="train a real model on real data (default: mlp_digits)",
-                          description="\n".join(f"{k}: {v}" for k, v in DEMOS.items()))
+                          description="\n".join(f"{k}: {v}" for k, v in DEMOS.items()),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # a line each
     demo.add_argument("name", nargs="?", default=DEFAULT, choices=sorted(DEMOS))
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (demo's default)")
     demo.add_argument("--seed", type=int, default=0)
