@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 import fastdl
-from fastdl import optim
+from fastdl import nn, optim
 from fastdl.data import DataLoader
 
 from . import progress
@@ -89,3 +89,15 @@ def have_torch(log=print) -> bool:
 
 def median_s(times) -> float:
     return float(np.median(times))
+
+
+def cross_entropy(model, xb, yb):
+    """The demos' loss: mean cross entropy of model(xb) (logits, classes on axis 1) against yb."""
+    return nn.functional.cross_entropy(model(xb), yb)
+
+
+def torch_cross_entropy(model, xb, yb):
+    """The same loss for the PyTorch twin of a demo's model."""
+    import torch
+
+    return torch.nn.functional.cross_entropy(model(xb), yb)

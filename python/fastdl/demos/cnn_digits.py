@@ -25,7 +25,8 @@ import fastdl
 from fastdl import nn
 
 from . import require_sklearn
-from ._loop import fit, fit_torch, have_torch, median_s, torch_copy
+from ._loop import (cross_entropy, fit, fit_torch, have_torch, median_s, torch_copy,
+                    torch_cross_entropy)
 
 EPOCHS, BATCH_SIZE, LR, CHANNELS = 12, 32, 3e-3, (32, 64)
 
@@ -77,21 +78,11 @@ def torch_accuracy(model, x, y) -> float:
     return float((pred == y).mean())
 
 
-def _loss(model, xb, yb):
-    return nn.functional.cross_entropy(model(xb), yb)
-
-
-def _torch_loss(model, xb, yb):
-    import torch
-
-    return torch.nn.functional.cross_entropy(model(xb), yb)
-
-
 def train(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, seed=0, show_progress=True,
           log=print) -> dict:
     """Train on data's training split; returns epoch_times, losses and the test accuracy."""
     x_tr, y_tr, x_te, y_te = data
-    out = fit(model, _loss, (x_tr, y_tr), epochs, batch_size, lr, seed, show_progress, log)
+    out = fit(model, cross_entropy, (x_tr, y_tr), epochs, batch_size, lr, seed, show_progress, log)
     out["test_accuracy"] = accuracy(model, x_te, y_te)
     return out
 
@@ -101,7 +92,7 @@ def train_torch(state_dict, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, s
     """The same model in PyTorch, from the same initial weights, on the same batches."""
     x_tr, y_tr, x_te, y_te = data
     model = torch_copy(build_torch_model(channels), state_dict)
-    out = fit_torch(model, _torch_loss, (x_tr, y_tr), epochs, batch_size, lr, seed,
+    out = fit_torch(model, torch_cross_entropy, (x_tr, y_tr), epochs, batch_size, lr, seed,
                     show_progress, log)
     out["test_accuracy"] = torch_accuracy(model, x_te, y_te)
     return out

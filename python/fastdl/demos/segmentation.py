@@ -28,7 +28,8 @@ import numpy as np
 import fastdl
 from fastdl import nn
 
-from ._loop import fit, fit_torch, have_torch, median_s, torch_copy
+from ._loop import (cross_entropy, fit, fit_torch, have_torch, median_s, torch_copy,
+                    torch_cross_entropy)
 
 CLASSES = ("background", "circle", "square", "triangle")
 SIZE, N_TRAIN, N_TEST = 32, 1600, 400
@@ -171,20 +172,10 @@ def _scores(pred, truth) -> dict:
             "pixel_accuracy": float((pred == truth).mean())}
 
 
-def _loss(model, xb, yb):
-    return nn.functional.cross_entropy(model(xb), yb)
-
-
-def _torch_loss(model, xb, yb):
-    import torch
-
-    return torch.nn.functional.cross_entropy(model(xb), yb)
-
-
 def train(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, seed=0, show_progress=True,
           log=print) -> dict:
     x_tr, y_tr, x_te, y_te = data
-    out = fit(model, _loss, (x_tr, y_tr), epochs, batch_size, lr, seed, show_progress, log)
+    out = fit(model, cross_entropy, (x_tr, y_tr), epochs, batch_size, lr, seed, show_progress, log)
     out["pred"] = predict(model, x_te)
     out.update(_scores(out["pred"], y_te))
     return out
@@ -194,7 +185,7 @@ def train_torch(state_dict, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, s
                 show_progress=True, log=print, width=WIDTH) -> dict:
     x_tr, y_tr, x_te, y_te = data
     model = torch_copy(build_torch_model(width), state_dict)
-    out = fit_torch(model, _torch_loss, (x_tr, y_tr), epochs, batch_size, lr, seed,
+    out = fit_torch(model, torch_cross_entropy, (x_tr, y_tr), epochs, batch_size, lr, seed,
                     show_progress, log)
     out["pred"] = predict_torch(model, x_te)
     out.update(_scores(out["pred"], y_te))
