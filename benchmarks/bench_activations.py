@@ -50,11 +50,14 @@ def test_activation(benchmark, lib, rng, act, n, direction):
     fwd, bwd = _impl(lib, act)
     ref_fwd, ref_bwd = _numpy(act)
     y = ref_fwd(x).astype(np.float32)
+    # fastdl is held to a few ulps; the baselines only to what they promise: PyTorch's vectorised
+    # tanh is ~5e-5 relative on some chunks of a multi-threaded call (seen on an AVX-512 Xeon).
+    rtol = 1e-4 if lib == "torch" else 1e-5
     if direction == "forward":
         got = benchmark(fwd, x)
         record(benchmark, nbytes=8 * n)
-        np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, y, rtol=rtol, atol=1e-6)
     else:
         got = benchmark(bwd, dy, y)
         record(benchmark, nbytes=12 * n)
-        np.testing.assert_allclose(got, ref_bwd(dy, y), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, ref_bwd(dy, y), rtol=rtol, atol=1e-6)
