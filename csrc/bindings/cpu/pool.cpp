@@ -27,6 +27,25 @@ Pool2dShape shape_of(const Pool2dDims& d) {
   return {d.planes, d.h, d.w, d.oh, d.ow, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw};
 }
 
+// The one-input, one-output passes (avg and adaptive-avg, forward and backward): run the
+// reference or the fast kernel on the checked views with the GIL released.
+template <class Ref, class Fast>
+void run_one_to_one(const ArrayView& out, const ArrayView& in, const Pool2dShape& s,
+                    const std::optional<std::string>& isa, bool reference, Ref ref, Fast fast) {
+  const Isa chosen = isa_arg(isa);
+  dispatch_float(out, [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.mutable_data<T>();
+    const T* pi = in.data<T>();
+    py::gil_scoped_release nogil;
+    if (reference)
+      ref(po, pi, s);
+    else
+      fast(po, pi, s, chosen);
+    return 0;
+  });
+}
+
 void max_pool2d_forward_py(const py::array& y_arr, const py::array& argmax_arr,
                            const py::array& x_arr, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw, const std::optional<std::string>& isa,
@@ -75,74 +94,52 @@ void avg_pool2d_forward_py(const py::array& y_arr, const py::array& x_arr, int64
                            int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                            const std::optional<std::string>& isa, bool reference) {
   const ArrayView y = view_of(y_arr, "y"), x = view_of(x_arr, "x");
-  const Pool2dShape s = shape_of(check_pool2d(x, y, false, kh, kw, sh, sw, ph, pw));
-  const Isa chosen = isa_arg(isa);
-  dispatch_float(y, [&](auto zero) {
-    using T = decltype(zero);
-    T* py_ = y.mutable_data<T>();
-    const T* px = x.data<T>();
-    py::gil_scoped_release nogil;
-    if (reference)
-      avg_pool2d_forward_reference(py_, px, s);
-    else
-      avg_pool2d_forward(py_, px, s, chosen);
-    return 0;
-  });
+  run_one_to_one(y, x, shape_of(check_pool2d(x, y, false, kh, kw, sh, sw, ph, pw)), isa,
+                 reference,
+                 [](auto* o, const auto* i, const Pool2dShape& g) {
+                   avg_pool2d_forward_reference(o, i, g);
+                 },
+                 [](auto* o, const auto* i, const Pool2dShape& g, Isa is) {
+                   avg_pool2d_forward(o, i, g, is);
+                 });
 }
 
 void avg_pool2d_backward_py(const py::array& dx_arr, const py::array& dy_arr, int64_t kh,
                             int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                             const std::optional<std::string>& isa, bool reference) {
   const ArrayView dx = view_of(dx_arr, "dx"), dy = view_of(dy_arr, "dy");
-  const Pool2dShape s = shape_of(check_pool2d(dx, dy, true, kh, kw, sh, sw, ph, pw));
-  const Isa chosen = isa_arg(isa);
-  dispatch_float(dx, [&](auto zero) {
-    using T = decltype(zero);
-    T* pdx = dx.mutable_data<T>();
-    const T* pdy = dy.data<T>();
-    py::gil_scoped_release nogil;
-    if (reference)
-      avg_pool2d_backward_reference(pdx, pdy, s);
-    else
-      avg_pool2d_backward(pdx, pdy, s, chosen);
-    return 0;
-  });
+  run_one_to_one(dx, dy, shape_of(check_pool2d(dx, dy, true, kh, kw, sh, sw, ph, pw)), isa,
+                 reference,
+                 [](auto* o, const auto* i, const Pool2dShape& g) {
+                   avg_pool2d_backward_reference(o, i, g);
+                 },
+                 [](auto* o, const auto* i, const Pool2dShape& g, Isa is) {
+                   avg_pool2d_backward(o, i, g, is);
+                 });
 }
 
 void adaptive_avg_pool2d_forward_py(const py::array& y_arr, const py::array& x_arr,
                                     const std::optional<std::string>& isa, bool reference) {
   const ArrayView y = view_of(y_arr, "y"), x = view_of(x_arr, "x");
-  const Pool2dShape s = shape_of(check_adaptive_pool2d(x, y, false));
-  const Isa chosen = isa_arg(isa);
-  dispatch_float(y, [&](auto zero) {
-    using T = decltype(zero);
-    T* py_ = y.mutable_data<T>();
-    const T* px = x.data<T>();
-    py::gil_scoped_release nogil;
-    if (reference)
-      adaptive_avg_pool2d_forward_reference(py_, px, s);
-    else
-      adaptive_avg_pool2d_forward(py_, px, s, chosen);
-    return 0;
-  });
+  run_one_to_one(y, x, shape_of(check_adaptive_pool2d(x, y, false)), isa, reference,
+                 [](auto* o, const auto* i, const Pool2dShape& g) {
+                   adaptive_avg_pool2d_forward_reference(o, i, g);
+                 },
+                 [](auto* o, const auto* i, const Pool2dShape& g, Isa is) {
+                   adaptive_avg_pool2d_forward(o, i, g, is);
+                 });
 }
 
 void adaptive_avg_pool2d_backward_py(const py::array& dx_arr, const py::array& dy_arr,
                                      const std::optional<std::string>& isa, bool reference) {
   const ArrayView dx = view_of(dx_arr, "dx"), dy = view_of(dy_arr, "dy");
-  const Pool2dShape s = shape_of(check_adaptive_pool2d(dx, dy, true));
-  const Isa chosen = isa_arg(isa);
-  dispatch_float(dx, [&](auto zero) {
-    using T = decltype(zero);
-    T* pdx = dx.mutable_data<T>();
-    const T* pdy = dy.data<T>();
-    py::gil_scoped_release nogil;
-    if (reference)
-      adaptive_avg_pool2d_backward_reference(pdx, pdy, s);
-    else
-      adaptive_avg_pool2d_backward(pdx, pdy, s, chosen);
-    return 0;
-  });
+  run_one_to_one(dx, dy, shape_of(check_adaptive_pool2d(dx, dy, true)), isa, reference,
+                 [](auto* o, const auto* i, const Pool2dShape& g) {
+                   adaptive_avg_pool2d_backward_reference(o, i, g);
+                 },
+                 [](auto* o, const auto* i, const Pool2dShape& g, Isa is) {
+                   adaptive_avg_pool2d_backward(o, i, g, is);
+                 });
 }
 
 }  // namespace
