@@ -505,3 +505,23 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     else:
         dx = g * dy
     return dx, dweight, dbias
+
+
+# ---- embedding (issue 10) -----------------------------------------------------------------------
+
+def embedding(indices, weight):
+    """weight[indices]: shape indices.shape + (D,)."""
+    return f64(weight)[np.asarray(indices)]
+
+
+def embedding_backward(dy, indices, num_embeddings, padding_idx=None):
+    """dweight (V, D): dy's rows summed into the rows the forward read (np.add.at keeps index
+    order for repeats); the padding row left zero."""
+    dy = f64(dy)
+    d = dy.shape[-1]
+    dw = np.zeros((num_embeddings, d), dtype=dy.dtype)
+    idx = np.asarray(indices).reshape(-1)
+    np.add.at(dw, idx, dy.reshape(idx.size, d))
+    if padding_idx is not None:
+        dw[padding_idx] = 0
+    return dw

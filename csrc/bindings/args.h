@@ -255,4 +255,16 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
                                    const ArrayView* weight, const ArrayView& save_mean,
                                    const ArrayView& save_invstd);
 
+// ---- embedding -------------------------------------------------------------------------------
+// rows: y (forward, written) or dy (backward, read), (M, D); table: weight (forward, read) or
+// dweight (backward, written), (V, D); indices int64 (M,). One float dtype (table's; TypeError),
+// every array C-contiguous (TypeError), the written one writable. The index VALUES are the
+// kernels' to check (on the host or on the device). padding_idx: -1 (none) or in [0, V).
+struct EmbeddingDims {
+  int64_t m, v, d;
+};
+EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
+                              const ArrayView& table, bool table_is_output);
+void check_padding_idx(int64_t padding_idx, int64_t v);
+
 }  // namespace fastdl::bindings
