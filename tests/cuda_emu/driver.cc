@@ -373,6 +373,7 @@ int main(int argc, char** argv) {
     embedding_case(300, 2, 1030, -1, 2, 0);  // a short, wide table: column blocks
     embedding_case(513, 100, 4, 0, 5, 0);    // more rows than the 12 emulated blocks
     embedding_case(5, 4, 0, -1, 0, 0);       // D = 0
+    embedding_case(2500, 50, 12, 7, 4, 0);   // index tiles of 4 x 32 threads: 20 of them
   }
   // ---- rnn (issue 10) ----
   if (only == "all" || only == "rnn") {
