@@ -29,6 +29,9 @@
 //   * the sequence driver loops over T on the host and only enqueues work on `stream`: the
 //     input projection of all T steps is ONE GEMM ((T N) x I times I x 4H, b_ih folded in);
 //     each step adds h_{t-1} w_hh^T + b_hh onto its rows (beta = 1), then the point-wise kernel.
+//     When a step's product is too small to fill the GPU (N = 64: 16 of 132 SMs busy) it is
+//     split along K into S batched products of the same GEMM (split_k below), whose partials
+//     the point-wise kernel adds (forward) or sum_rows adds (backward's dh), in a fixed order.
 //     Inference (gates and cells null) projects chunks of steps into a workspace of at most
 //     kInferBytes and keeps the running cell in c_n. BPTT keeps the running dh / dc in dh0 /
 //     dc0 (as the CPU), stores dz of every step in one (T, N, 4H) workspace, and after the loop
@@ -65,6 +68,15 @@ namespace {
 #endif
 constexpr int64_t kInferBytes = FASTDL_RNN_INFER_BYTES;
 
+// Split-K of the per-step recurrent products (see split_k below). The minimum chunk is a define
+// only so that the emulator's small test sizes take the split path too.
+#ifndef FASTDL_RNN_SPLIT_MIN_K
+#define FASTDL_RNN_SPLIT_MIN_K 64
+#endif
+constexpr int64_t kSplitMinK = FASTDL_RNN_SPLIT_MIN_K;
+constexpr int64_t kMaxSplit = 16;
+constexpr int64_t kGemmTile = 128;  // gemm.cu's block tile of C (kBM = kBN = 128)
+
 // ---------------------------------------------------------------------------------------------
 // Matrix products through cuda/gemm.cuh
 // ---------------------------------------------------------------------------------------------
@@ -88,6 +100,34 @@ void mm(float* c, const StridedMatrix& a, const StridedMatrix& b, int64_t m, int
   gemm(c, 0, n, a, b, 1, m, n, k, e, /*tf32=*/false, stream);
 }
 
+// A step's recurrent product has only N rows: with N = 64 and 4H = 2048 its output is 16 block
+// tiles, so 16 SMs would run the whole K loop while the rest idle. Splitting K into S chunks --
+// S batched products of the same GEMM (batch z reads K columns [z K/S, (z+1) K/S)) into a
+// workspace, summed afterwards in a fixed order -- puts S times as many blocks to work. S is
+// the largest power of two <= kMaxSplit with S * tiles <= the SM count, S dividing K and chunks
+// of at least kSplitMinK; 1 (no split) for products that already fill the GPU. A function of
+// the shapes and the device only, so results stay bitwise repeatable.
+int64_t split_k(int64_t m, int64_t n, int64_t k) {
+  int dev = 0, sms = 1;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t tiles = ((m + kGemmTile - 1) / kGemmTile) * ((n + kGemmTile - 1) / kGemmTile);
+  int64_t s = 1;
+  while (2 * s <= kMaxSplit && 2 * s * tiles <= sms && k % (2 * s) == 0 &&
+         k / (2 * s) >= kSplitMinK)
+    s *= 2;
+  return s;
+}
+
+// partial[z] (m x n, contiguous, batch stride m n) = A[:, z kc : (z+1) kc] B[z kc : (z+1) kc, :]
+// for z < splits; a_step / b_step: how far one K chunk moves A's and B's pointers.
+void mm_split(float* partial, StridedMatrix a, int64_t a_step, StridedMatrix b, int64_t b_step,
+              int64_t m, int64_t n, int64_t kc, int64_t splits, cudaStream_t stream) {
+  a.batch_stride = a_step;
+  b.batch_stride = b_step;
+  gemm(partial, m * n, n, a, b, splits, m, n, kc, GemmEpilogue{}, /*tf32=*/false, stream);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Point-wise kernels
 // ---------------------------------------------------------------------------------------------
@@ -99,19 +139,37 @@ struct TanhGradOp {  // da = dh (1 - y^2), from the output y
   __device__ float operator()(float dh, float y) const { return dh * (1.f - y * y); }
 };
 
+// The pre-activations of a step: z plus, when the recurrent product was split (splits > 0),
+// the split partial products (n, 4H) each, in order, and the bias (4H,) (null: none).
+struct SplitSum {
+  const float* partial = nullptr;
+  int64_t splits = 0;
+  const float* bias = nullptr;
+};
+
 // Element e = r * hid + j of the (n, hid) state; z / gates rows are 4 hid wide. gates may be z
 // (in place) and c_new may be c_prev (inference's running cell): each thread reads all its
 // inputs before writing, and touches only its own elements, so no __restrict__ on those.
 __global__ void __launch_bounds__(kMapThreads)
 lstm_pointwise_forward(float* gates, float* c_new, float* __restrict__ h_new,
                        float* __restrict__ c_last, float* __restrict__ h_last, const float* z,
-                       const float* c_prev, int64_t n, int64_t hid) {
+                       const float* c_prev, SplitSum add, int64_t n, int64_t hid) {
   const int64_t total = n * hid, stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t part_stride = n * 4 * hid;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     const int64_t r = e / hid, j = e - r * hid;
     const float* zr = z + r * 4 * hid;
-    const float i = sigmoid_f(zr[j]), f = sigmoid_f(zr[hid + j]), g = tanhf(zr[2 * hid + j]),
-                o = sigmoid_f(zr[3 * hid + j]);
+    float pre[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t col = q * hid + j;
+      float v = zr[col];
+      for (int64_t s = 0; s < add.splits; ++s) v += add.partial[s * part_stride + r * 4 * hid + col];
+      if (add.bias) v += add.bias[col];
+      pre[q] = v;
+    }
+    const float i = sigmoid_f(pre[0]), f = sigmoid_f(pre[1]), g = tanhf(pre[2]),
+                o = sigmoid_f(pre[3]);
     const float c = f * c_prev[e] + i * g;
     const float h = o * tanhf(c);
     float* gr = gates + r * 4 * hid;
@@ -151,11 +209,11 @@ lstm_pointwise_backward(float* __restrict__ dz, float* dc_prev, const float* __r
 }
 
 void launch_forward_step(float* gates, float* c_new, float* h_new, float* c_last, float* h_last,
-                         const float* z, const float* c_prev, int64_t n, int64_t hid,
-                         cudaStream_t stream) {
+                         const float* z, const float* c_prev, const SplitSum& add, int64_t n,
+                         int64_t hid, cudaStream_t stream) {
   if (n * hid == 0) return;
   lstm_pointwise_forward<<<grid_for(n * hid, 1), kMapThreads, 0, stream>>>(
-      gates, c_new, h_new, c_last, h_last, z, c_prev, n, hid);
+      gates, c_new, h_new, c_last, h_last, z, c_prev, add, n, hid);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -225,7 +283,7 @@ void lstm_cell_forward(float* h_new, float* c_new, float* gates, const float* x,
   // The pre-activations are built in `gates` and activated in place.
   mm(gates, rows_of(x, in), transpose_of(w_ih, in), n, g4, in, 0.f, b_ih, stream);
   mm(gates, rows_of(h, hid), transpose_of(w_hh, hid), n, g4, hid, 1.f, b_hh, stream);
-  launch_forward_step(gates, c_new, h_new, nullptr, nullptr, gates, c, n, hid, stream);
+  launch_forward_step(gates, c_new, h_new, nullptr, nullptr, gates, c, SplitSum{}, n, hid, stream);
 }
 
 void lstm_cell_backward(float* dx, float* dh, float* dc, float* dw_ih, float* dw_hh, float* db,
@@ -263,6 +321,11 @@ void lstm_forward(float* y, float* h_n, float* c_n, float* gates, float* cells, 
                                      1, t);
   DeviceBuffer<float> ws(training ? 1 : chunk * step_floats, stream);
   float* z_all = training ? gates : ws.p;
+  // The recurrent product h_{s-1} w_hh^T (n x 4H, K = H), split when it is too small to fill
+  // the GPU: its partials go to `part` and the point-wise kernel adds them and b_hh.
+  const int64_t splits = split_k(n, g4, hid), kc = hid / splits;
+  DeviceBuffer<float> part(splits > 1 ? splits * step_floats : 1, stream);
+  const SplitSum add = splits > 1 ? SplitSum{part.p, splits, b_hh} : SplitSum{};
   for (int64_t s0 = 0; s0 < t; s0 += chunk) {
     const int64_t len = std::min(chunk, t - s0);
     // The input projection of `len` steps (all T when training) as one GEMM, b_ih folded in.
@@ -272,15 +335,19 @@ void lstm_forward(float* y, float* h_n, float* c_n, float* gates, float* cells, 
     for (int64_t s = s0; s < s0 + len; ++s) {
       float* z = z0 + (s - s0) * step_floats;
       const float* h_prev = s ? y + (s - 1) * nh : h0;
-      mm(z, rows_of(h_prev, hid), transpose_of(w_hh, hid), n, g4, hid, 1.f, b_hh, stream);
+      if (splits > 1)
+        mm_split(part.p, rows_of(h_prev, hid), kc, transpose_of(w_hh, hid), kc, n, g4, kc, splits,
+                 stream);
+      else
+        mm(z, rows_of(h_prev, hid), transpose_of(w_hh, hid), n, g4, hid, 1.f, b_hh, stream);
       const bool last = s == t - 1;
       if (training) {
         const float* c_prev = s ? cells + (s - 1) * nh : c0;
         launch_forward_step(z, cells + s * nh, y + s * nh, last ? c_n : nullptr,
-                            last ? h_n : nullptr, z, c_prev, n, hid, stream);
+                            last ? h_n : nullptr, z, c_prev, add, n, hid, stream);
       } else {  // the running cell lives in c_n
         launch_forward_step(z, c_n, y + s * nh, nullptr, last ? h_n : nullptr, z, s ? c_n : c0,
-                            n, hid, stream);
+                            add, n, hid, stream);
       }
     }
   }
@@ -296,12 +363,22 @@ void lstm_backward(float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh
   copy_or_zero(dh0, dh_n, nh, stream);
   copy_or_zero(dc0, dc_n, nh, stream);
   DeviceBuffer<float> dz(std::max<int64_t>(1, rows * g4), stream);
+  // dh_{s-1} = dz_s w_hh (n x H, K = 4H): split like the forward's product when small; the
+  // partials are added by the deterministic column sum (sum_rows over the split axis).
+  const int64_t splits = t > 0 ? split_k(n, hid, g4) : 1, kc = g4 / splits;
+  DeviceBuffer<float> part(splits > 1 ? std::max<int64_t>(1, splits * nh) : 1, stream);
   for (int64_t s = t - 1; s >= 0; --s) {
     float* dzs = dz.p + s * n * g4;
     const float* c_prev = s ? cells + (s - 1) * nh : c0;
     launch_backward_step(dzs, dc0, dh0, dy ? dy + s * nh : nullptr, dc0, gates + s * n * g4,
                          c_prev, cells + s * nh, n, hid, stream);
-    mm(dh0, rows_of(dzs, g4), rows_of(w_hh, hid), n, hid, g4, 0.f, nullptr, stream);
+    if (splits > 1) {
+      mm_split(part.p, rows_of(dzs, g4), kc, rows_of(w_hh, hid), kc * hid, n, hid, kc, splits,
+               stream);
+      sum_rows(dh0, part.p, splits, nh, stream);
+    } else {
+      mm(dh0, rows_of(dzs, g4), rows_of(w_hh, hid), n, hid, g4, 0.f, nullptr, stream);
+    }
   }
   mm(dw_ih, transpose_of(dz.p, g4), rows_of(x, in), g4, in, rows, 0.f, nullptr, stream);
   mm(dw_hh, transpose_of(dz.p, g4), rows_of(h0, hid), g4, hid, t > 0 ? n : 0, 0.f, nullptr,
