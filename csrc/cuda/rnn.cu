@@ -33,7 +33,7 @@
 //     split along K into S batched products of the same GEMM (split_k below), whose partials
 //     the point-wise kernel adds (forward) or sum_rows adds (backward's dh), in a fixed order.
 //     Inference (gates and cells null) projects chunks of steps into a workspace of at most
-//     kInferBytes and keeps the running cell in c_n. BPTT keeps the running dh / dc in dh0 /
+//     kInferBytes (or one step's N x 4H, if that is larger) and keeps the running cell in c_n. BPTT keeps the running dh / dc in dh0 /
 //     dc0 (as the CPU), stores dz of every step in one (T, N, 4H) workspace, and after the loop
 //     computes dw_ih = dz^T x, dw_hh = dz[0]^T h0 + dz[1:]^T y[:-1] and dx = dz w_ih as single
 //     GEMMs over all T N rows, and db with the deterministic column sum of cuda/reduce.cuh.
