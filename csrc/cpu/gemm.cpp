@@ -20,6 +20,11 @@
 // (bitwise-reproducible results).
 // gemm_packed_b runs the same nest with B supplied by a packing callback (GemmPackB) invoked where
 // the nest packs B: the implicit-GEMM convolution (conv.cpp) gathers its im2col panels that way.
+// gemm_prepacked_b runs it with all of B packed beforehand (GemmPackedB) and read in place: the
+// recurrent weights of a sequence (rnn.cpp), packed once for T products. Either may take a
+// GemmTileHook, a fused epilogue run on each finished micro-tile right after the micro-kernel
+// stores it (the LSTM cell's non-linearities); with one, or with prepacked panels, threads split
+// C's columns at whole NR-wide tiles.
 #include "cpu/gemm.h"
 
 #include <omp.h>

@@ -23,10 +23,31 @@
 // Variants, in order of increasing complexity:
 //   1. *_reference: plain loops in double, the oracle for tests (the sequence's oracle is the
 //      NumPy one in tests/reference.py).
-//   2. the fast kernels: every matrix product through the packed GEMM (cpu/gemm.h), the
-//      point-wise rows of rnn_simd.h (generic / AVX2 / AVX-512 over one vector type).
-// The sequence projects the inputs of all T steps as one GEMM ((T N) x I times I x 4H, both
-// biases folded in), then runs one recurrent GEMM per step accumulated onto that step's rows.
+//   2. the fast kernels, on the packed GEMM (cpu/gemm.h) and the point-wise rows of rnn_simd.h
+//      (generic / AVX2 / AVX-512, one source over vector traits):
+//      - rnn_cell / lstm_cell forward: ONE product [x | h] [w_ih | w_hh]^T over K = I + H, both
+//        biases folded into its bias, the activations (and the LSTM's cell update) run by a
+//        GemmTileHook on each finished register tile of z while it is in L1: one pass over the
+//        (N, 4H) gate block, no separate element-wise kernel. For the LSTM the columns of B are
+//        gate-interleaved (GateOrder): every tile of nr columns holds the four gates of nr / 4
+//        units, each gate a run of nr / 4 columns; the packing hook (GemmPackB) gathers those
+//        columns from the weights' rows where they lie, so nothing is copied and the hook
+//        writes gates, c_new, h_new straight into their (N, 4H) / (N, H) layouts.
+//        Why B-side interleaving rather than z^T = W h^T with the weights as the packed A: the
+//        A side would need every thread's and tile's rows to start at a multiple of 4 (AVX2's
+//        row step is 2, its 6-row tiles straddle units), and its point-wise vectors would run
+//        along the batch, scattering every store H elements apart. Not measured against each
+//        other: the B side was the one that fits every ISA's tile with the GEMM unchanged.
+//      - lstm (sequence): w_hh^T gate-interleaved is packed ONCE per call (GemmPackedB) and
+//        read in place by the T recurrent products; the input projection of all T steps is one
+//        product (T N rows, both biases folded in) into z, and step t's product
+//        z_t += h_{t-1} w_hh^T runs the cell in its write-back (gates, c_t, y_t). Inference
+//        (no gates / cells wanted) projects chunks of steps into a bounded z (kWork elements)
+//        and carries c in c_n.
+//      - BPTT: w_hh packed once as the B of dh_{t-1} = dz_t w_hh; each of those products runs
+//        step t-1's backward (dz_{t-1}, dc_{t-2}) in its write-back, on the tile's units. The
+//        weight gradients are then single products over all T N rows, db a one-row product.
+//      - the cell backward passes: the point-wise rows, then the four gradient products.
 // Threads: OpenMP inside the GEMM only (no nested regions); every split is a function of the
 // shapes and the thread count, so results are bitwise repeatable at a fixed thread count.
 #include "cpu/rnn.h"
@@ -194,7 +215,7 @@ const RnnTable<double>& rnn_table<double>(Isa isa) {
 namespace {
 
 // Per-thread scratch, grown on demand and kept, so steady-state calls touch no fresh pages.
-thread_local ScratchBuffer tls_rnn_work, tls_rnn_z, tls_rnn_xh, tls_rnn_bias;
+thread_local ScratchBuffer tls_rnn_work, tls_rnn_z, tls_rnn_xh, tls_rnn_bias, tls_rnn_ones;
 
 template <typename T>
 T* scratch(ScratchBuffer& buf, std::int64_t elems) {
@@ -233,12 +254,15 @@ GemmParams<T> with_bias(const T* bias, T beta = T(0)) {
   return p;
 }
 
-// db (cols,) = the sum of the rows of a (rows, cols), in a fixed order.
+// db (cols,) = the sum of the rows of a (rows, cols): ones (1 x rows) times a, a one-row
+// product that the GEMM's skinny kernel reads once, in place, split by columns between threads
+// (each column summed in row order whatever the thread count).
 template <typename T>
-void column_sums(T* db, const T* a, std::int64_t rows, std::int64_t cols) {
-  std::fill(db, db + cols, T(0));
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t j = 0; j < cols; ++j) db[j] += a[r * cols + j];
+void column_sums(T* db, const T* a, std::int64_t rows, std::int64_t cols, Isa isa) {
+  T* ones = scratch<T>(tls_rnn_ones, rows);
+  std::fill(ones, ones + rows, T(1));
+  gemm(db, cols, ones, rows, std::int64_t(1), a, cols, std::int64_t(1), std::int64_t(1), cols,
+       rows, GemmParams<T>{}, isa);
 }
 
 // ---- the gate-interleaved B operand -----------------------------------------------------------
@@ -267,25 +291,42 @@ struct StackedWeights {
   GateOrder order;
 };
 
+// dst[p nr + jj] = rows[jj][p] for p < kc, jj < cols: one panel's slice of k from `cols` weight
+// rows, 8 k at a time (8 contiguous reads a row, written 8 panel rows apart), as pack_panels
+// transposes a row-major operand.
+template <typename T>
+void gather_rows(T* __restrict dst, const T* const* rows, int cols, std::int64_t kc, int nr) {
+  std::int64_t p = 0;
+  for (; p + 8 <= kc; p += 8)
+    for (int jj = 0; jj < cols; ++jj) {
+      const T* __restrict r = rows[jj] + p;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q) dst[(p + q) * nr + jj] = r[q];
+    }
+  for (; p < kc; ++p)
+    for (int jj = 0; jj < cols; ++jj) dst[p * nr + jj] = rows[jj][p];
+}
+
 // GemmPackB::pack for StackedWeights: B(p, j) = p < in ? w_ih[row(j), p] : w_hh[row(j), p - in].
 template <typename T>
 bool pack_stacked(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc, std::int64_t j0,
                   std::int64_t nc, int nr) {
   const auto& s = *static_cast<const StackedWeights<T>*>(ctx);
+  constexpr int kMaxNr = 64;
+  if (nr > kMaxNr) return false;
+  const T* rows[kMaxNr];
+  const std::int64_t p1 = std::clamp<std::int64_t>(s.in - k0, 0, kc);  // rows of B from w_ih
   for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
     const int cols = int(std::min<std::int64_t>(nr, nc - jp));
     if (cols < nr) std::fill(dst, dst + nr * kc, T(0));
-    for (int jj = 0; jj < cols; ++jj) {
-      const std::int64_t row = s.order.row(j0 + jp + jj);
-      const std::int64_t p1 = std::clamp<std::int64_t>(s.in - k0, 0, kc);  // rows from w_ih
-      if (p1 > 0) {
-        const T* wi = s.w_ih + row * s.in + k0;
-        for (std::int64_t p = 0; p < p1; ++p) dst[p * nr + jj] = wi[p];
-      }
-      if (p1 < kc) {
-        const T* wh = s.w_hh + row * s.rec + (k0 + p1 - s.in);
-        for (std::int64_t p = p1; p < kc; ++p) dst[p * nr + jj] = wh[p - p1];
-      }
+    if (p1 > 0) {
+      for (int jj = 0; jj < cols; ++jj) rows[jj] = s.w_ih + s.order.row(j0 + jp + jj) * s.in + k0;
+      gather_rows(dst, rows, cols, p1, nr);
+    }
+    if (p1 < kc) {
+      for (int jj = 0; jj < cols; ++jj)
+        rows[jj] = s.w_hh + s.order.row(j0 + jp + jj) * s.rec + (k0 + p1 - s.in);
+      gather_rows(dst + p1 * nr, rows, cols, kc - p1, nr);
     }
   }
   return true;
@@ -410,7 +451,7 @@ void rnn_cell_backward(T* dx, T* dh, T* dw_ih, T* dw_hh, T* db, const T* dh_new,
   mm_nn(dh, hid, da, hid, w_hh, hid, n, hid, hid, p, isa);
   mm_tn(dw_ih, in, da, hid, x, in, hid, in, n, p, isa);
   mm_tn(dw_hh, hid, da, hid, h, hid, hid, hid, n, p, isa);
-  column_sums(db, da, n, hid);
+  column_sums(db, da, n, hid, isa);
 }
 
 template <typename T>
@@ -447,7 +488,7 @@ void lstm_cell_backward(T* dx, T* dh, T* dc, T* dw_ih, T* dw_hh, T* db, const T*
   mm_nn(dh, hid, dz, g4, w_hh, hid, n, hid, g4, p, isa);
   mm_tn(dw_ih, in, dz, g4, x, in, g4, in, n, p, isa);
   mm_tn(dw_hh, hid, dz, g4, h, hid, g4, hid, n, p, isa);
-  column_sums(db, dz, n, g4);
+  column_sums(db, dz, n, g4, isa);
 }
 
 template <typename T>
@@ -536,7 +577,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dy
         isa);
   if (t > 0) mm_tn(dw_hh, hid, dz, g4, h0, hid, g4, hid, n, with_bias<T>(nullptr, T(1)), isa);
   mm_nn(dx, in, dz, g4, w_ih, in, t * n, in, g4, p, isa);
-  column_sums(db, dz, t * n, g4);
+  column_sums(db, dz, t * n, g4, isa);
 }
 
 #define FASTDL_INSTANTIATE_RNN(T)                                                              \
