@@ -183,6 +183,58 @@ def test_max_pool_return_indices_match_pytorch(rng):
     assert not y2.requires_grad and y2.shape == idx2.shape == (2, 3, 3, 3)
 
 
+POOL_OPTION_CASES = [  # PyTorch's options (issue 9): ceil_mode, dilation, count_include_pad, divisor_override
+    ("MaxPool2d", (2,), dict(ceil_mode=True), 7, 9),
+    ("MaxPool2d", (3,), dict(stride=2, padding=1, dilation=2), 9, 13),
+    ("MaxPool2d", ((2, 3),), dict(stride=(2, 1), padding=(1, 1), dilation=(3, 2), ceil_mode=True), 13, 5),
+    ("AvgPool2d", (2,), dict(ceil_mode=True), 7, 9),
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False), 9, 13),
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, count_include_pad=False), 5, 7),
+    ("AvgPool2d", ((3, 2),), dict(stride=(2, 3), padding=(1, 1), ceil_mode=True, divisor_override=4), 13, 5),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_OPTION_CASES, ids=lambda c: f"{c[0]}{c[1]}{c[2]}")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_pool_options_match_pytorch(case, batch, dtype, rng):
+    torch = _torch()
+    kind, args, kwargs, h, w = case
+    theirs, ours = getattr(torch.nn, kind)(*args, **kwargs), getattr(nn, kind)(*args, **kwargs)
+    x = rng.standard_normal((batch, 3, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+
+
+def test_pool_options_attributes_and_repr():
+    m = nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True)
+    assert (m.dilation, m.ceil_mode) == ((2, 2), True)
+    assert repr(m) == ("MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), "
+                       "ceil_mode=True)")
+    assert repr(nn.MaxPool2d(2)).endswith("dilation=(1, 1), ceil_mode=False)")
+    a = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=5)
+    assert (a.ceil_mode, a.count_include_pad, a.divisor_override) == (True, False, 5)
+    # PyTorch's AvgPool2d shows kernel_size, stride and padding only
+    assert repr(a) == "AvgPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
+    y, idx = nn.MaxPool2d(2, ceil_mode=True, return_indices=True)(np.ones((1, 1, 5, 5), np.float32))
+    assert y.shape == idx.shape == (1, 1, 3, 3)
+
+
+def test_pool_options_gradcheck(rng):
+    x = rng.permutation(2 * 7 * 9).reshape(1, 2, 7, 9) * 0.5 + rng.random((1, 2, 7, 9)) * 0.01
+    for layer in (nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True),
+                  nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+                  nn.AvgPool2d(2, ceil_mode=True, divisor_override=3)):
+        def f(x, layer=layer):
+            return layer(Tensor(x)).numpy()
+
+        def b(g, x, layer=layer):
+            xt = Tensor(x, requires_grad=True)
+            layer(xt).backward(g)
+            return xt.grad
+
+        gradcheck(f, b, [x], wrt=[0], rng=rng)
+
+
 # ---- BatchNorm2d ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -315,8 +367,12 @@ def test_noncontiguous_and_array_inputs(rng):
     (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError, "output_padding"),
     (lambda: nn.ConvTranspose2d(4, 4, 3, groups=2), ValueError, "groups"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, "padding"),
-    (lambda: nn.MaxPool2d(2, ceil_mode=True), ValueError, "ceil_mode"),
-    (lambda: nn.AvgPool2d(2, count_include_pad=False), ValueError, "count_include_pad"),
+    (lambda: nn.MaxPool2d(2, dilation=0), ValueError, "dilation"),
+    (lambda: nn.MaxPool2d(2, ceil_mode="yes"), TypeError, "ceil_mode"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=None), TypeError, "count_include_pad"),
+    (lambda: nn.AvgPool2d(2, divisor_override=0), ValueError, "divisor_override"),
+    (lambda: nn.AvgPool2d(2, divisor_override=-2), ValueError, "divisor_override"),
+    (lambda: nn.AvgPool2d(2, divisor_override=1.5), TypeError, "divisor_override"),
     (lambda: nn.AdaptiveAvgPool2d((1, 2, 3)), TypeError, "output_size"),
     (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "output_size"),
     (lambda: nn.BatchNorm2d(0), ValueError, "num_features"),

@@ -2,7 +2,8 @@
 // traits V and instantiated per ISA.
 //
 // Forward: lanes are consecutive outputs of one row, so lane j of the load for window cell
-// (r, c) reads x[ih][(ow + j) * sw - pw + c]: a plain load for stride 1, two loads and an
+// (r, c) reads x[ih][(ow + j) * sw - pw + c * dw] (dw: max-pool dilation, else 1; the rows ih
+// of a window are dh apart): a plain load for stride 1, two loads and an
 // even-lane shuffle for stride 2, a gather otherwise. Windows that padding clips horizontally
 // (the first and last few columns) and the row tails go one output at a time through the same
 // arithmetic in the same cell order, so each output's value is independent of which path ran.
@@ -38,19 +39,22 @@ struct PoolOps;
 template <typename T>
 constexpr std::int64_t kExactOffset = std::int64_t(1) << 24;
 
-// The rows of output row oh's window inside the image.
-inline void window_rows(const Pool2dShape& s, std::int64_t oh, std::int64_t& h0, std::int64_t& h1) {
-  h0 = std::max<std::int64_t>(oh * s.sh - s.ph, 0);
-  h1 = std::min(oh * s.sh - s.ph + s.kh, s.h);
+// The rows of output row oh's window inside the image: h0, h0 + dh, ... below h1 (dh > 1 only
+// for a dilated max pool, whose window rows are dh apart).
+inline void window_rows(const Pool2dShape& s, std::int64_t oh, std::int64_t& h0, std::int64_t& h1,
+                        std::int64_t dh = 1) {
+  const std::int64_t hs = oh * s.sh - s.ph;
+  h0 = hs >= 0 ? hs : dh == 1 ? 0 : hs + (-hs + dh - 1) / dh * dh;
+  h1 = std::min(hs + (s.kh - 1) * dh + 1, s.h);
 }
 
 // Blocks of V::W outputs may start at ow_a <= ow < ow_b: their windows are whole horizontally
 // and their vector loads stay inside the row. The other outputs take the one-output path.
 inline void simd_columns(const Pool2dShape& s, int lanes, std::int64_t& ow_a, std::int64_t& ow_b) {
   ow_a = std::min((s.pw + s.sw - 1) / s.sw, s.ow);  // first ow whose window starts at iw >= 0
-  // The last lane of a block starting at ow reads up to (ow + lanes - 1) sw - pw + kw - 1, and
-  // one more for the stride-2 shuffle's odd partner: that must be at most w - 1.
-  const std::int64_t last = s.w - 1 - (s.kw - 1) - (s.sw == 2 ? 1 : 0) + s.pw;
+  // The last lane of a block starting at ow reads up to (ow + lanes - 1) sw - pw + dw (kw - 1),
+  // and one more for the stride-2 shuffle's odd partner: that must be at most w - 1.
+  const std::int64_t last = s.w - 1 - s.dw * (s.kw - 1) - (s.sw == 2 ? 1 : 0) + s.pw;
   const std::int64_t end = last < 0 ? 0 : last / s.sw + 1 - (lanes - 1);
   ow_b = std::max(ow_a, std::min(end, s.ow - (lanes - 1)));
 }
@@ -70,16 +74,19 @@ inline std::int64_t for_blocks(std::int64_t ow_a, std::int64_t ow_b, int lanes, 
 
 // ---- max --------------------------------------------------------------------------------------
 
-template <typename T>
+// kDilated: window cells s.dh / s.dw apart; false compiles the dilation-1 loops with constants.
+template <typename T, bool kDilated>
 inline void max_one(T* y, std::int64_t* am, const T* x, const Pool2dShape& s, std::int64_t h0,
                     std::int64_t h1, std::int64_t ow) {
-  const std::int64_t w0 = std::max<std::int64_t>(ow * s.sw - s.pw, 0);
-  const std::int64_t w1 = std::min(ow * s.sw - s.pw + s.kw, s.w);
+  const std::int64_t dh = kDilated ? s.dh : 1, dw = kDilated ? s.dw : 1;
+  const std::int64_t ws = ow * s.sw - s.pw;
+  const std::int64_t w0 = ws >= 0 ? ws : !kDilated ? 0 : ws + (-ws + dw - 1) / dw * dw;
+  const std::int64_t w1 = std::min(ws + (s.kw - 1) * dw + 1, s.w);
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   T m = -std::numeric_limits<T>::infinity();
   std::int64_t at = h0 * s.w + w0;
-  for (std::int64_t ih = h0; ih < h1; ++ih) {
-    for (std::int64_t iw = w0; iw < w1; ++iw) {
+  for (std::int64_t ih = h0; ih < h1; ih += dh) {
+    for (std::int64_t iw = w0; iw < w1; iw += dw) {
       const T v = x[ih * s.w + iw];
       // Branch-free (selects, not jumps): on random data `v > m` is a coin flip, and a
       // mispredicted branch per cell cost more than the whole window on planes too narrow for
@@ -111,26 +118,27 @@ inline typename V::reg load_cols(const typename V::T* p, std::int64_t stride) {
   }
 }
 
-template <class V, int kStride>
+template <class V, int kStride, bool kDilated>
 void max_row(typename V::T* y, std::int64_t* am, const typename V::T* x, const Pool2dShape& s,
              std::int64_t oh) {
   using T = typename V::T;
   using R = typename V::reg;
+  const std::int64_t dh = kDilated ? s.dh : 1, dw = kDilated ? s.dw : 1;
   std::int64_t h0, h1, ow_a, ow_b;
-  window_rows(s, oh, h0, h1);
+  window_rows(s, oh, h0, h1, dh);
   simd_columns(s, V::W, ow_a, ow_b);
-  if (s.kh * s.w >= kExactOffset<T>) ow_a = ow_b = 0;
+  if (((s.kh - 1) * dh + 1) * s.w >= kExactOffset<T>) ow_a = ow_b = 0;
   std::int64_t ow = 0;
-  for (; ow < ow_a; ++ow) max_one(y + ow, am + ow, x, s, h0, h1, ow);
+  for (; ow < ow_a; ++ow) max_one<T, kDilated>(y + ow, am + ow, x, s, h0, h1, ow);
   const R ninf = V::set1(-std::numeric_limits<T>::infinity());
   ow = for_blocks(ow, ow_b, V::W, [&](std::int64_t o) {
     const std::int64_t iw0 = o * s.sw - s.pw;
     R m = ninf, at = V::zero();
-    for (std::int64_t ih = h0; ih < h1; ++ih) {
+    for (std::int64_t ih = h0; ih < h1; ih += dh) {
       const T* row = x + ih * s.w + iw0;
       for (std::int64_t c = 0; c < s.kw; ++c) {
-        const R v = load_cols<V, kStride>(row + c, s.sw);
-        const R off = V::set1(T((ih - h0) * s.w + c));
+        const R v = load_cols<V, kStride>(row + c * dw, s.sw);
+        const R off = V::set1(T((ih - h0) * s.w + c * dw));
         // v > max takes v; a NaN v takes v whatever the max (v <= v is false only for NaN).
         const auto gt = V::gt(v, m);
         const R m2 = V::select(gt, v, m), at2 = V::select(gt, off, at);
@@ -142,30 +150,44 @@ void max_row(typename V::T* y, std::int64_t* am, const typename V::T* x, const P
     V::store(y + o, m);
     PoolOps<V>::store_index(am + o, h0 * s.w + iw0, s.sw, at);
   });
-  for (; ow < s.ow; ++ow) max_one(y + ow, am + ow, x, s, h0, h1, ow);
+  for (; ow < s.ow; ++ow) max_one<T, kDilated>(y + ow, am + ow, x, s, h0, h1, ow);
+}
+
+template <class V, bool kDilated>
+void max_rows(typename V::T* y, std::int64_t* am, const typename V::T* x, const Pool2dShape& s,
+              std::int64_t oh0, std::int64_t oh1) {
+  for (std::int64_t oh = oh0; oh < oh1; ++oh) {
+    typename V::T* yr = y + oh * s.ow;
+    std::int64_t* ar = am + oh * s.ow;
+    if (s.sw == 1)
+      max_row<V, 1, kDilated>(yr, ar, x, s, oh);
+    else if (s.sw == 2)
+      max_row<V, 2, kDilated>(yr, ar, x, s, oh);
+    else
+      max_row<V, 0, kDilated>(yr, ar, x, s, oh);
+  }
 }
 
 template <class V>
 void pool_max_rows(typename V::T* y, std::int64_t* am, const typename V::T* x, const Pool2dShape& s,
                    std::int64_t oh0, std::int64_t oh1) {
-  for (std::int64_t oh = oh0; oh < oh1; ++oh) {
-    typename V::T* yr = y + oh * s.ow;
-    std::int64_t* ar = am + oh * s.ow;
-    if (s.sw == 1)
-      max_row<V, 1>(yr, ar, x, s, oh);
-    else if (s.sw == 2)
-      max_row<V, 2>(yr, ar, x, s, oh);
-    else
-      max_row<V, 0>(yr, ar, x, s, oh);
-  }
+  if (s.dh == 1 && s.dw == 1)
+    max_rows<V, false>(y, am, x, s, oh0, oh1);
+  else
+    max_rows<V, true>(y, am, x, s, oh0, oh1);
 }
 
 // ---- avg --------------------------------------------------------------------------------------
 
-// The divisor of output (oh, ow): the window clipped to the padded extent (kh * kw in floor mode).
+// The divisor of output (oh, ow) (pool.h's PoolDivisor): by default the window clipped to the
+// padded extent (kh * kw in floor mode), or clipped to the image, or the fixed override.
 inline std::int64_t avg_divisor(const Pool2dShape& s, std::int64_t oh, std::int64_t ow) {
   const std::int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
-  return (std::min(hs + s.kh, s.h + s.ph) - hs) * (std::min(ws + s.kw, s.w + s.pw) - ws);
+  const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
+  if (s.divisor_mode == PoolDivisor::padded) return (he - hs) * (we - ws);
+  if (s.divisor_mode == PoolDivisor::fixed) return s.divisor;
+  return (std::min(he, s.h) - std::max<std::int64_t>(hs, 0)) *
+         (std::min(we, s.w) - std::max<std::int64_t>(ws, 0));
 }
 
 template <typename T>
@@ -252,7 +274,9 @@ void pool_avg_plane_backward(typename V::T* dx, const typename V::T* dy, const P
   using T = typename V::T;
   T* row = scratch;  // s.w
   std::int64_t done = 0;
-  const bool pairs = s.kw == 2 && s.sw == 2 && s.pw == 0;  // the common 2x2 / stride 2 case
+  // The common 2x2 / stride 2 case, where every window is whole horizontally (not so when ceil
+  // mode adds a last window over an odd width's last column).
+  const bool pairs = s.kw == 2 && s.sw == 2 && s.pw == 0 && 2 * s.ow <= s.w;
   for (std::int64_t oh = 0; oh < s.oh; ++oh) {
     std::int64_t h0, h1;
     window_rows(s, oh, h0, h1);

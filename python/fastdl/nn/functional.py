@@ -222,22 +222,24 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf).
-    With return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
-    _only("max_pool2d", dilation=(_pair2("max_pool2d", "dilation", dilation, 1), (1, 1)),
-          ceil_mode=(bool(ceil_mode), False))
+    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf; window
+    cells `dilation` apart; ceil_mode rounds the output size up, as PyTorch). With
+    return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
     x = _t(input)
+    opts = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
     if not return_indices:
-        return _MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
-    return _MaxPool2d.apply_with_indices(x, kernel_size=kernel_size, stride=stride, padding=padding)
+        return _MaxPool2d.apply(x, **opts)
+    return _MaxPool2d.apply_with_indices(x, **opts)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None) -> Tensor:
-    """Mean over kernel_size windows (stride defaults to kernel_size); padded cells count as zeros."""
-    _only("avg_pool2d", ceil_mode=(bool(ceil_mode), False),
-          count_include_pad=(bool(count_include_pad), True), divisor_override=(divisor_override, None))
-    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding)
+    """Mean over kernel_size windows (stride defaults to kernel_size), PyTorch's divisor: padded
+    cells count with count_include_pad=True, not with False; divisor_override replaces it."""
+    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding,
+                            ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
