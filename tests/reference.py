@@ -540,3 +540,60 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     else:
         dx = g * dy
     return dx, dweight, dbias
+
+
+# ---- conv_transpose2d with groups and dilation (issue 9) ------------------------------------------
+# PyTorch's definition, as a scatter into the unpadded output: input pixel (i, j) of channel c
+# (group g = c // (C_in / groups)) adds x * w[c, o] into rows i*stride + r*dilation, columns
+# j*stride + q*dilation of output channel g * (C_out / groups) + o; y is that full output from
+# `padding` on, OH = (H-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1.
+
+def _transpose_full(x_shape, w_shape, stride, padding, output_padding, groups, dilation):
+    (sh, sw), (ph, pw) = _conv_pair(stride), _conv_pair(padding)
+    (oph, opw), (dh, dw) = _conv_pair(output_padding), _conv_pair(dilation)
+    n, c_in, h, wd = x_shape
+    _, cog, r, s = w_shape
+    full = (n, cog * groups, (h - 1) * sh + dh * (r - 1) + 1 + oph, (wd - 1) * sw + dw * (s - 1) + 1 + opw)
+    return (sh, sw), (ph, pw), (dh, dw), full
+
+
+def conv_transpose2d_grouped(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                             dilation=1):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    (sh, sw), (ph, pw), (dh, dw), full_shape = _transpose_full(x.shape, w.shape, stride, padding,
+                                                               output_padding, groups, dilation)
+    n, c_in, h, wd = x.shape
+    _, cog, r, s = w.shape
+    xg = x.reshape(n, groups, c_in // groups, h, wd)
+    wg = w.reshape(groups, c_in // groups, cog, r, s)
+    patch = np.einsum("ngcab,gcoij->ngoijab", xg, wg).reshape(n, groups * cog, r, s, h, wd)
+    full = np.zeros(full_shape)
+    for i in range(r):
+        for j in range(s):
+            full[:, :, i * dh: i * dh + sh * (h - 1) + 1: sh, j * dw: j * dw + sw * (wd - 1) + 1: sw] += patch[:, :, i, j]
+    oh, ow = full_shape[2] - 2 * ph, full_shape[3] - 2 * pw
+    y = full[:, :, ph: ph + oh, pw: pw + ow]
+    return y if b is None else y + np.asarray(b, np.float64).reshape(1, -1, 1, 1)
+
+
+def conv_transpose2d_grouped_backward(dy, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                                      dilation=1):
+    """-> (dx, dw, db): the adjoint of the scatter above, a gather over the same patches."""
+    dy, x, w = (np.asarray(a, np.float64) for a in (dy, x, w))
+    (sh, sw), (ph, pw), (dh, dw_), full_shape = _transpose_full(x.shape, w.shape, stride, padding,
+                                                                output_padding, groups, dilation)
+    n, c_in, h, wd = x.shape
+    _, cog, r, s = w.shape
+    full = np.zeros(full_shape)
+    full[:, :, ph: ph + dy.shape[2], pw: pw + dy.shape[3]] = dy
+    dpatch = np.empty((n, groups * cog, r, s, h, wd))
+    for i in range(r):
+        for j in range(s):
+            dpatch[:, :, i, j] = full[:, :, i * dh: i * dh + sh * (h - 1) + 1: sh,
+                                      j * dw_: j * dw_ + sw * (wd - 1) + 1: sw]
+    dpg = dpatch.reshape(n, groups, cog, r, s, h, wd)
+    xg = x.reshape(n, groups, c_in // groups, h, wd)
+    wg = w.reshape(groups, c_in // groups, cog, r, s)
+    dx = np.einsum("ngoijab,gcoij->ngcab", dpg, wg).reshape(x.shape)
+    dwt = np.einsum("ngcab,ngoijab->gcoij", xg, dpg).reshape(w.shape)
+    return dx, dwt, dy.sum(axis=(0, 2, 3))

@@ -107,9 +107,40 @@ def test_conv_transpose2d_matches_pytorch(case, dtype, rng):
     _compare(ours, theirs, x, rng, dtype)
 
 
+TRANSPOSE_OPTION_CASES = [  # groups and dilation (issue 9): (C_in, C_out, kernel, options, H, W)
+    (4, 6, 3, dict(stride=2, padding=1, output_padding=1, groups=2), 4, 5),
+    (3, 3, 2, dict(groups=3, bias=False), 5, 3),
+    (2, 4, 3, dict(dilation=2, padding=1), 5, 4),
+    (4, 2, (3, 2), dict(stride=(2, 1), dilation=(2, 3), groups=2, output_padding=(1, 2)), 3, 4),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TRANSPOSE_OPTION_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_transpose2d_options_match_pytorch(case, batch, dtype, rng):
+    torch = _torch()
+    c_in, c_out, ks, opts, h, w = case
+    theirs = torch.nn.ConvTranspose2d(c_in, c_out, ks, **opts)
+    ours = nn.ConvTranspose2d(c_in, c_out, ks, **opts)
+    assert ours.weight.shape == tuple(theirs.weight.shape) == (c_in, c_out // ours.groups) + ours.kernel_size
+    _load_from_torch(ours, theirs, dtype)
+    x = rng.standard_normal((batch, c_in, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+
+
+def test_conv_transpose2d_options_repr():
+    t = nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2, dilation=2)
+    assert (t.groups, t.dilation, t.weight.shape) == (2, (2, 2), (4, 3, 3, 3))
+    assert repr(t) == ("ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), output_padding=(1, 1), "
+                       "dilation=(2, 2), groups=2)")
+
+
 @pytest.mark.parametrize("make", [
     lambda m: m.Conv2d(16, 32, 3), lambda m: m.Conv2d(8, 8, (5, 3), groups=4),
-    lambda m: m.ConvTranspose2d(16, 24, 2, stride=2)], ids=["conv", "grouped", "transpose"])
+    lambda m: m.ConvTranspose2d(16, 24, 2, stride=2),
+    lambda m: m.ConvTranspose2d(16, 24, 3, groups=4, dilation=2)],
+    ids=["conv", "grouped", "transpose", "grouped-transpose"])
 def test_conv_init_distribution_matches_pytorch(make):
     """kaiming_uniform_(a=sqrt(5)) and the bias bound: both U(+-1/sqrt(fan_in)), fan_in from
     weight.shape[1:] (PyTorch's rule, ConvTranspose2d's quirk included)."""
@@ -365,7 +396,11 @@ def test_noncontiguous_and_array_inputs(rng):
     (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode"),
     (lambda: nn.Conv2d(0, 4, 3), ValueError, "in_channels"),
     (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError, "output_padding"),
-    (lambda: nn.ConvTranspose2d(4, 4, 3, groups=2), ValueError, "groups"),
+    (lambda: nn.ConvTranspose2d(4, 3, 3, groups=2), ValueError, "divisible by groups"),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, groups=2), ValueError, "divisible by groups"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, dilation=0), ValueError, "dilation"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, stride=2, dilation=3, output_padding=3), ValueError,
+     "output_padding"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, "padding"),
     (lambda: nn.MaxPool2d(2, dilation=0), ValueError, "dilation"),
     (lambda: nn.MaxPool2d(2, ceil_mode="yes"), TypeError, "ceil_mode"),

@@ -3,7 +3,7 @@ attribute and parameter names, shapes and default initialisation (so a PyTorch s
 converted to NumPy arrays loads and computes the same).
 
     Conv2d           weight (out_channels, in_channels / groups, R, S), bias (out_channels,)
-    ConvTranspose2d  weight (in_channels, out_channels, R, S),          bias (out_channels,)
+    ConvTranspose2d  weight (in_channels, out_channels / groups, R, S), bias (out_channels,)
 
 Both are initialised as PyTorch's: weight by kaiming_uniform_(a=sqrt(5)) (a bound of
 1/sqrt(fan_in), fan_in = weight.shape[1] * R * S), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
@@ -92,25 +92,26 @@ class Conv2d(_ConvNd):
 
 class ConvTranspose2d(_ConvNd):
     """Transposed 2-D convolution (the gradient of Conv2d with respect to its input), the usual
-    learned upsampling: OH = (H - 1) * stride - 2 * padding + R + output_padding.
-    groups and dilation: 1 only in this build."""
+    learned upsampling: OH = (H - 1) * stride - 2 * padding + dilation * (R - 1) + output_padding
+    + 1, output_padding smaller than stride or dilation (PyTorch's rule); groups: in_channels and
+    out_channels divisible by it, group i's in_channels/groups inputs feed its
+    out_channels/groups outputs."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
                  padding_mode: str = "zeros", device=None, dtype=None):
-        F._only("ConvTranspose2d", groups=(groups, 1),
-                dilation=(F._pair2("ConvTranspose2d", "dilation", dilation, 1), (1, 1)))
         if isinstance(padding, str):
             raise TypeError(f"ConvTranspose2d: padding must be an int or a pair, got {padding!r}")
         self.output_padding = F._pair2("ConvTranspose2d", "output_padding", output_padding)
         stride2 = F._pair2("ConvTranspose2d", "stride", stride, 1)
-        if any(op >= s for op, s in zip(self.output_padding, stride2)):
+        dil2 = F._pair2("ConvTranspose2d", "dilation", dilation, 1)
+        if any(op >= max(s, d) for op, s, d in zip(self.output_padding, stride2, dil2)):
             raise ValueError(f"ConvTranspose2d: output_padding {self.output_padding} must be "
-                             f"smaller than stride {stride2}")
+                             f"smaller than stride {stride2} or dilation {dil2}")
         self._setup("ConvTranspose2d", in_channels, out_channels, kernel_size, stride, padding,
                     dilation, groups, bias, padding_mode,
                     lambda m: (m.in_channels, m.out_channels // m.groups), device, dtype)
 
     def forward(self, x):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding)
+                                  self.output_padding, self.groups, self.dilation)

@@ -211,13 +211,11 @@ def _conv2d_same(args, stride, dilation, groups) -> Tensor:
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1) -> Tensor:
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input): input
-    (N, C_in, H, W), weight (C_in, C_out, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
-    OH = (H - 1) * stride - 2 * padding + R + output_padding. groups and dilation: 1 only."""
-    _only("conv_transpose2d", groups=(groups, 1), dilation=(_pair2("conv_transpose2d", "dilation",
-                                                                   dilation, 1), (1, 1)))
+    (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
+    OH = (H - 1) * stride - 2 * padding + dilation * (R - 1) + output_padding + 1."""
     args = (_t(input), _t(weight, "weight")) + (() if bias is None else (_t(bias, "bias"),))
     return _ConvTranspose2d.apply(*args, stride=stride, padding=padding,
-                                  output_padding=output_padding)
+                                  output_padding=output_padding, groups=groups, dilation=dilation)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
