@@ -107,6 +107,38 @@ def test_conv_transpose2d_matches_pytorch(case, dtype, rng):
     _compare(ours, theirs, x, rng, dtype)
 
 
+PADDING_MODE_CASES = [  # Conv2d padding_mode (issue 9): (C, K, kernel, options, H, W)
+    (2, 3, 3, dict(padding=1), 5, 7),
+    (4, 6, 3, dict(padding=(2, 1), stride=2, groups=2), 7, 5),
+    (2, 3, (2, 4), dict(padding="same", dilation=(2, 1)), 5, 9),  # odd total: the extra cell last
+    (3, 2, 3, dict(padding="valid", bias=False), 5, 5),
+    (2, 2, 3, dict(padding=3, dilation=2), 4, 5),  # padding up to the reflect limit (size - 1)
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("case", PADDING_MODE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+def test_conv2d_padding_mode_matches_pytorch(case, mode, dtype, rng):
+    torch = _torch()
+    c, k, ks, opts, h, w = case
+    theirs = torch.nn.Conv2d(c, k, ks, padding_mode=mode, **opts)
+    ours = nn.Conv2d(c, k, ks, padding_mode=mode, **opts)
+    _load_from_torch(ours, theirs, dtype)
+    x = rng.standard_normal((1, c, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+    assert repr(ours).endswith(f"padding_mode={mode})")
+
+
+def test_conv2d_padding_mode_bad_input(rng):
+    x = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="reflect padding must be smaller than the input size"):
+        nn.Conv2d(2, 2, 3, padding=3, padding_mode="reflect")(x)
+    with pytest.raises(ValueError, match="circular padding must be at most the input size"):
+        nn.Conv2d(2, 2, 3, padding=4, padding_mode="circular")(x)
+
+
 TRANSPOSE_OPTION_CASES = [  # groups and dilation (issue 9): (C_in, C_out, kernel, options, H, W)
     (4, 6, 3, dict(stride=2, padding=1, output_padding=1, groups=2), 4, 5),
     (3, 3, 2, dict(groups=3, bias=False), 5, 3),
@@ -132,8 +164,8 @@ def test_conv_transpose2d_options_match_pytorch(case, batch, dtype, rng):
 def test_conv_transpose2d_options_repr():
     t = nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2, dilation=2)
     assert (t.groups, t.dilation, t.weight.shape) == (2, (2, 2), (4, 3, 3, 3))
-    assert repr(t) == ("ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), output_padding=(1, 1), "
-                       "dilation=(2, 2), groups=2)")
+    assert repr(t) == ("ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), dilation=(2, 2), "
+                       "output_padding=(1, 1), groups=2)")  # PyTorch's order
 
 
 @pytest.mark.parametrize("make", [
@@ -393,7 +425,8 @@ def test_noncontiguous_and_array_inputs(rng):
     (lambda: nn.Conv2d(3, 4, 2.5), TypeError, "kernel_size"),
     (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"), ValueError, "stride 1"),
     (lambda: nn.Conv2d(3, 4, 3, padding="full"), ValueError, "padding"),
-    (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode"),
+    (lambda: nn.Conv2d(3, 4, 3, padding_mode="mirror"), ValueError, "padding_mode must be one of"),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode must be one of"),
     (lambda: nn.Conv2d(0, 4, 3), ValueError, "in_channels"),
     (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError, "output_padding"),
     (lambda: nn.ConvTranspose2d(4, 3, 3, groups=2), ValueError, "divisible by groups"),

@@ -13,13 +13,14 @@ from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftma
                          Sigmoid, Softmax, Tanh)
 from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
                          BatchNorm as _BatchNorm, Conv2d as _Conv2d,
-                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
+                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d,
+                         Pad2d as _Pad2d)
 from ..tensor import Tensor, _xp
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
            "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "batch_norm"]
+           "batch_norm", "pad"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -167,13 +168,6 @@ def _pair2(op: str, name: str, v, low: int = 0):
     return int(vs[0]), int(vs[1])
 
 
-def _only(op: str, **given_and_supported):
-    """ValueError for a PyTorch option this build does not implement (given != supported)."""
-    for name, (given, supported) in given_and_supported.items():
-        if given != supported:
-            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
-
-
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch): input (N, C, H, W), weight
     (K, C/groups, R, S), bias (K,) -> (N, K, OH, OW). padding: an int, an (h, w) pair, 'valid'
@@ -268,3 +262,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
              for a in (running_mean, running_var)]
     return _BatchNorm.apply(*args, running_mean=stats[0], running_var=stats[1],
                             training=bool(training), momentum=momentum, eps=eps)
+
+
+def pad(input, pad, mode: str = "constant", value=None) -> Tensor:
+    """PyTorch's F.pad for images: input (N, C, H, W) or (C, H, W), pad (left, right) or
+    (left, right, top, bottom), each >= 0; mode 'constant' (zeros: value None or 0 only),
+    'reflect', 'replicate' or 'circular' (fastdl.ops.pad has the rules)."""
+    if value not in (None, 0):
+        raise ValueError(f"pad: value={value!r} is not supported (only 0)")
+    seq = tuple(pad) if isinstance(pad, (tuple, list)) else None
+    if seq is None or len(seq) not in (2, 4):
+        raise ValueError(f"pad: pad must be (left, right) or (left, right, top, bottom), got {pad!r}")
+    return _Pad2d.apply(_t(input), padding=seq + (0, 0) if len(seq) == 2 else seq, mode=mode)
