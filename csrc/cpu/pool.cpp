@@ -294,8 +294,9 @@ template <typename T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s, Isa isa) {
   const PoolTable<T>& t = pool_table<T>(forward_isa(isa, s, 64 / std::int64_t(sizeof(T))));
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const auto rows = s.dh == 1 && s.dw == 1 ? t.max_rows : t.max_rows_dilated;
   for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
-    t.max_rows(y + p * ohw, argmax + p * ohw, x + p * hw, s, oh0, oh1);
+    rows(y + p * ohw, argmax + p * ohw, x + p * hw, s, oh0, oh1);
   });
 }
 
@@ -337,8 +338,9 @@ template <typename T>
 void avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa) {
   const PoolTable<T>& t = pool_table<T>(forward_isa(isa, s, 64 / std::int64_t(sizeof(T))));
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const auto rows = s.divisor_mode == PoolDivisor::padded ? t.avg_rows : t.avg_rows_modes;
   for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
-    t.avg_rows(y + p * ohw, x + p * hw, s, oh0, oh1);
+    rows(y + p * ohw, x + p * hw, s, oh0, oh1);
   });
 }
 
@@ -348,13 +350,15 @@ void avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa) {
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
   const bool stream = stream_planes<T>(s);
   const int threads = pool_threads(elems_of(s), s.planes);
+  const auto plane_backward =
+      s.divisor_mode == PoolDivisor::padded ? t.avg_plane_backward : t.avg_plane_backward_modes;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<T> scratch(std::size_t(s.w + s.ow));  // one expanded row + one scaled dy row
     std::vector<T> plane(stream ? std::size_t(hw) : 0);
 #pragma omp for schedule(static)
     for (std::int64_t p = 0; p < s.planes; ++p) {
-      t.avg_plane_backward(stream ? plane.data() : dx + p * hw, dy + p * ohw, s, scratch.data());
+      plane_backward(stream ? plane.data() : dx + p * hw, dy + p * ohw, s, scratch.data());
       if (stream) t.row_stream(dx + p * hw, plane.data(), hw);
     }
   }

@@ -33,14 +33,22 @@ struct Pool2dShape {
 };
 
 // One ISA's per-plane kernels (single-threaded; the dispatch splits planes and output rows).
+// Each pass has its default kernel (dilation 1, PoolDivisor::padded) and, beside it, the same
+// kernel compiled for the PyTorch options (*_dilated: any dilation; *_modes: any divisor mode),
+// so that the options cost the defaults nothing, not even a changed instruction schedule.
 template <typename T>
 struct PoolTable {
   // Output rows [oh0, oh1) of one plane; x, y and argmax point at the plane.
   void (*max_rows)(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s, std::int64_t oh0,
                    std::int64_t oh1);
+  void (*max_rows_dilated)(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s,
+                           std::int64_t oh0, std::int64_t oh1);
   void (*avg_rows)(T* y, const T* x, const Pool2dShape& s, std::int64_t oh0, std::int64_t oh1);
+  void (*avg_rows_modes)(T* y, const T* x, const Pool2dShape& s, std::int64_t oh0,
+                         std::int64_t oh1);
   // The whole input-gradient plane (written, =).
   void (*avg_plane_backward)(T* dx, const T* dy, const Pool2dShape& s, T* scratch);
+  void (*avg_plane_backward_modes)(T* dx, const T* dy, const Pool2dShape& s, T* scratch);
   // dst[i] = src[i] (add = false) or dst[i] += src[i]: the row step of the scatter passes.
   void (*row_put)(T* dst, const T* src, std::int64_t n, bool add);
   // dst[i] += src[i], the row step of adaptive average pooling's vertical sums.
