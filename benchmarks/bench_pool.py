@@ -122,3 +122,41 @@ def test_pool(benchmark, lib, shape, what):
         got = benchmark(impl[5], g, shape)
         record_roof(benchmark, 4 * n)
         np.testing.assert_allclose(got, np.broadcast_to(g / (shape[2] * shape[3]), shape), rtol=1e-6, atol=1e-9)
+
+
+# ---- PyTorch's options (issue 9): ceil_mode, count_include_pad=False, divisor_override, dilation --
+# The same kernels run them (pool.cpp), so each should cost about its default's time; fastdl
+# against PyTorch (NumPy has no such pool), checked against the float64 reference after timing.
+# An odd 57 x 57 plane, where ceil mode adds a last row and column of clipped windows.
+
+OPTION_SHAPE = (8, 32, 57, 57)
+OPTION_CASES = {  # name: (max?, kernel, stride, padding, options)
+    "max 2x2/2 ceil": (True, 2, 2, 0, dict(ceil_mode=True)),
+    "max 3x3/2 p1 dilation 2": (True, 3, 2, 1, dict(dilation=2)),
+    "avg 3x3/2 p1 ceil count_include_pad=False": (False, 3, 2, 1, dict(ceil_mode=True, count_include_pad=False)),
+    "avg 3x3/2 p1 divisor_override 4": (False, 3, 2, 1, dict(divisor_override=4)),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_pool_options(benchmark, lib, case):
+    if lib == "numpy":
+        pytest.skip("NumPy has no pooling with these options")
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
+    import reference as ref
+
+    is_max, k, s, p, opts = OPTION_CASES[case]
+    benchmark.group = f"pool options {case} {'x'.join(map(str, OPTION_SHAPE))}"
+    x = np.random.default_rng(0).standard_normal(OPTION_SHAPE, dtype=np.float32)
+    if lib == "fastdl":
+        fn = (lambda: ops.max_pool2d(x, k, s, p, **opts)[0]) if is_max else (lambda: ops.avg_pool2d(x, k, s, p, **opts))
+    else:
+        import torch
+        F, xt = torch.nn.functional, torch.from_numpy(x)
+        fn = (lambda: F.max_pool2d(xt, k, s, p, **opts).numpy()) if is_max else (lambda: F.avg_pool2d(xt, k, s, p, **opts).numpy())
+    got = benchmark(fn)
+    record_roof(benchmark, 4 * x.size + 4 * got.size * (3 if is_max else 1))
+    small = x[:1, :2]  # the float64 reference is a Python loop over windows: check a slice
+    want = ref.max_pool2d(small, k, s, p, **opts)[0] if is_max else ref.avg_pool2d(small, k, s, p, **opts)
+    np.testing.assert_allclose(got[:1, :2], want, rtol=1e-5, atol=1e-6)
