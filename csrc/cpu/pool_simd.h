@@ -316,8 +316,6 @@ void avg_rows(typename V::T* y, const typename V::T* x, const Pool2dShape& s, st
   }
 }
 
-
-
 // ---- row steps and the backward scatter -----------------------------------------------------
 
 template <class V>
