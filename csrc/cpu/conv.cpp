@@ -22,6 +22,10 @@
 //   4. direct: depthwise and other layers whose GEMM form has fewer than 8 rows; each input
 //      plane is laid out once (padded, split into stride phases) and every tap is a contiguous
 //      vector run (conv_simd.h, instantiated per ISA in conv_avx2.cpp / conv_avx512.cpp).
+//   5. winograd: F(4x4, 3x3) for 3x3, stride 1, dilation 1 (any padding, any groups), forward
+//      and backward-data (the flipped form): filter, input and output transforms around 36
+//      GEMMs per block of tiles, the transforms vectorised across tiles (conv_winograd_simd.h).
+//      Backward-weight stays on the implicit GEMM.
 // Threads: whole rounds of images over the threads (weight gradients summed per thread, then in
 // thread order), the remaining images (fewer than the threads) with each GEMM split across all
 // of them; the direct kernels split images x groups (forward,
@@ -33,15 +37,18 @@
 // backward-weight's im2col^T one NR x (KC + KC/8) block; for images smaller than 256 pixels
 // batched into one product, K/G x (256 + P) elements; for col2im at most
 // max(2^18, 64*C/G*R*S) column elements; for the direct kernels one laid-out plane (about
-// (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements). Per call (the
-// calling thread): (threads - 1) x K*C/G*R*S partial weight gradients, and K*C/G*R*S flipped
-// filters for backward-data.
+// (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements); for winograd one
+// block of NB tiles, (36 (C/G + K/G + 1) + 16) x NB elements (NB chosen so that this is about
+// half of gemm_config's L2, at least one GEMM panel of NR tiles). Per call (the calling thread):
+// (threads - 1) x K*C/G*R*S partial weight gradients, K*C/G*R*S flipped filters for
+// backward-data, and winograd's 36 x K*C/G (+ 32 per group) transformed filters.
 #include "cpu/conv.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -64,16 +71,18 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::gemm1x1: return "gemm1x1";
     case ConvAlgo::implicit_gemm: return "implicit_gemm";
     case ConvAlgo::direct: return "direct";
+    case ConvAlgo::winograd: return "winograd";
   }
   return "?";
 }
 
 ConvAlgo conv_algo_from_name(const std::string& name) {
   for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::reference, ConvAlgo::gemm1x1,
-                     ConvAlgo::implicit_gemm, ConvAlgo::direct})
+                     ConvAlgo::implicit_gemm, ConvAlgo::direct, ConvAlgo::winograd})
     if (name == conv_algo_name(a)) return a;
-  throw ValueError("variant: expected one of auto, reference, gemm1x1, implicit_gemm, direct, got '" +
-                   name + "'");
+  throw ValueError(
+      "variant: expected one of auto, reference, gemm1x1, implicit_gemm, direct, winograd, got '" +
+      name + "'");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,7 +533,11 @@ thread_local ScratchBuffer tls_flipped, tls_cols;
 constexpr std::int64_t kCol2imElems = std::int64_t(1) << 18;  // 1 MiB of fp32 columns
 
 template <typename T>
-static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+static void forward_winograd(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Isa isa);
+
+template <typename T>
+static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa,
+                                  bool winograd = false) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
   T* wf = static_cast<T*>(tls_flipped.get(sizeof(T) * std::size_t(s.k * cg * rs)));
   if (!wf) throw std::bad_alloc();
@@ -537,6 +550,7 @@ static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShap
   t.c = s.k, t.h = s.oh, t.w = s.ow, t.k = s.c, t.oh = s.h, t.ow = s.w;
   t.pad_h = (s.r - 1) * s.dil_h - s.pad_h;
   t.pad_w = (s.s - 1) * s.dil_w - s.pad_w;
+  if (winograd) return forward_winograd(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
   forward_implicit(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
 }
 
@@ -794,8 +808,171 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Winograd F(4x4, 3x3): 3x3 kernels, stride 1, dilation 1 (forward and backward-data)
+// ---------------------------------------------------------------------------------------------
+//
+// The output is cut into 4x4 tiles (TH x TW per image, edge tiles cropped), each computed from a
+// 6x6 input tile with 36 products per channel pair instead of 144 (conv_winograd_simd.h has the
+// matrices). Per group g, for a block of NB consecutive tiles (over images, tile rows, tile
+// columns):
+//   U[xi] (K/G x C/G)  = (G w G^T)[xi], xi = 0..35, once per call (winograd_filters)
+//   V[xi] (C/G x NB)   = (B^T d B)[xi]: each channel's 36 tile elements gathered into rows as an
+//                        im2col of a 6x6 window at stride 4 (im2col_run, padding read as 0), then
+//                        transformed across tiles (table.wino_input)
+//   M[xi] (K/G x NB)   = U[xi] V[xi]: 36 products on the packed GEMM, one thread each
+//   y tile             = A^T M A + b (table.wino_output), scattered into y, cropped at the edges
+// A block's V and M (36 x (C/G + K/G) x NB elements) stay in the thread's L2: a whole-batch V
+// would be a DRAM round trip per pass (C64 56x56 N32: 58 MB). Threads take whole blocks, so
+// every output element is computed by one thread in a fixed order (bitwise repeatable at any
+// thread count). Backward-data is this forward on dy with the flipped, channel-swapped filters
+// (backward_data_flipped), its padding 2 - pad (any padding: a negative one starts the tiles
+// inside dy).
+
+static bool winograd_fits(const ConvShape& s) {
+  return s.r == 3 && s.s == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
+         s.dil_w == 1;
+}
+
+thread_local ScratchBuffer tls_wino_filters, tls_wino_block;
+
+// u[(g*36 + xi) * winograd_ustep(s) + k * C/G + c] = (G w[g*K/G + k, c] G^T)[xi], in double (G
+// has sixths), by multiplications (double divisions cost more than a C256 14x14 layer's
+// products). The 36 matrices lie a cache line more than K/G x C/G apart: at a power-of-two
+// distance the 36 stores of one filter's transform all fell into one cache set (C256: 5x slower
+// than the whole convolution's products).
+static std::int64_t winograd_ustep(const ConvShape& s) {
+  return (s.k / s.groups * (s.c / s.groups) + 15) / 16 * 16 + 16;
+}
+
+static inline void winograd_g(double* r, double g0, double g1, double g2) {
+  constexpr double k4 = 1.0 / 4, k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
+  const double even = k24 * g0 + k6 * g2, odd = k12 * g1;
+  r[0] = k4 * g0;
+  r[1] = -k6 * (g0 + g1 + g2);
+  r[2] = -k6 * (g0 - g1 + g2);
+  r[3] = even + odd;
+  r[4] = even - odd;
+  r[5] = g2;
+}
+
+template <typename T>
+static void winograd_filters(T* u, const T* w, const ConvShape& s) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  const std::int64_t step = winograd_ustep(s);  // between consecutive xi
+  const int threads = direct_threads(s.k, 200.0 * double(s.k * cg));
+  parallel_tasks(s.k, threads, [&](std::int64_t f) {
+    const std::int64_t gi = f / kg, kk = f % kg;
+    T* uf = u + gi * 36 * step + kk * cg;
+    for (std::int64_t c = 0; c < cg; ++c) {
+      const T* g = w + (f * cg + c) * 9;
+      double t[3][6];  // column j of G g
+      for (int j = 0; j < 3; ++j) winograd_g(t[j], double(g[j]), double(g[3 + j]), double(g[6 + j]));
+      for (int i = 0; i < 6; ++i) {  // row i of (G g) G^T
+        double r[6];
+        winograd_g(r, t[0][i], t[1][i], t[2][i]);
+        for (int j = 0; j < 6; ++j) uf[(6 * i + j) * step + c] = T(r[j]);
+      }
+    }
+  });
+}
+
+// Tiles per block: as many as keep V and M in half the L2 (gemm_config.h), whole GEMM panels
+// (NR columns; a narrow last panel is packed), and enough blocks for every thread.
+// FASTDL_WINOGRAD_TILES overrides it (benchmarking only).
+template <typename T>
+static std::int64_t winograd_block(const ConvShape& s, std::int64_t tiles, Isa isa) {
+  int mr = 0, nr = 0;
+  std::int64_t kc = 0;
+  gemm_tile<T>(isa, &mr, &nr, &kc);
+  if (const char* e = std::getenv("FASTDL_WINOGRAD_TILES"))
+    if (std::atoll(e) > 0) return std::atoll(e);
+  const std::int64_t per_tile = 36 * (s.c + s.k) / s.groups * std::int64_t(sizeof(T));
+  std::int64_t nb = std::max<std::int64_t>(gemm_config::kL2Bytes / 2 / per_tile / nr, 1) * nr;
+  const std::int64_t threads = get_num_threads();
+  const std::int64_t share = (tiles * s.groups + threads - 1) / threads;  // tiles per thread
+  nb = std::min(nb, std::max<std::int64_t>((share + nr - 1) / nr * nr, nr));
+  return std::min(nb, tiles);
+}
+
+template <typename T>
+static void forward_winograd(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                             Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, hw = s.h * s.w;
+  const std::int64_t th = (s.oh + 3) / 4, tw = (s.ow + 3) / 4, tiles = s.n * th * tw;
+  if (tiles == 0) return;  // no output (N = 0 or an empty image)
+  const std::int64_t ustep = winograd_ustep(s);
+  T* u = static_cast<T*>(tls_wino_filters.get(sizeof(T) * std::size_t(36 * s.groups * ustep)));
+  if (!u) throw std::bad_alloc();
+  winograd_filters(u, w, s);
+  // The tiles as the output pixels of a 6x6, stride-4 convolution: im2col row (c, i, j) over a
+  // run of tiles is element (i, j) of each tile.
+  ConvShape ts = s;
+  ts.r = ts.s = 6;
+  ts.stride_h = ts.stride_w = 4;
+  ts.oh = th, ts.ow = tw;
+  const std::int64_t nb = winograd_block<T>(s, tiles, isa), blocks = (tiles + nb - 1) / nb;
+  const std::int64_t ld = (nb + 15) / 16 * 16;  // row stride of the block's arrays
+  const std::int64_t tasks = s.groups * blocks;
+  const int threads = int(std::min<std::int64_t>(tasks, get_num_threads()));
+  parallel_tasks(tasks, threads, [&](std::int64_t task) {
+    const std::int64_t gi = task / blocks, t0 = task % blocks * nb, cnt = std::min(nb, tiles - t0);
+    const std::size_t elems = std::size_t((36 * (cg + kg + 1) + 16) * ld);
+    T* v = static_cast<T*>(tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(cnt / tw + 2)));
+    if (!v) throw std::bad_alloc();
+    T* m = v + 36 * cg * ld;
+    T* q = m + 36 * kg * ld;
+    T* o = q + 36 * ld;
+    PixelRun* runs = reinterpret_cast<PixelRun*>(v + elems);
+    const int nruns = pixel_runs(runs, t0, cnt, ts);
+    for (std::int64_t c = 0; c < cg; ++c) {
+      const T* xc = x + (gi * cg + c) * hw;
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j)
+          for (int r = 0; r < nruns; ++r) im2col_run(q + (6 * i + j) * ld, xc, runs[r], i, j, ts, tab.gather);
+      tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
+    }
+    for (int xi = 0; xi < 36; ++xi)
+      gemm(m + xi * kg * ld, ld, u + (gi * 36 + xi) * ustep, cg, std::int64_t(1),
+           v + xi * cg * ld, ld, std::int64_t(1), kg, cnt, cg, GemmParams<T>{}, isa, 1);
+    for (std::int64_t kk = 0; kk < kg; ++kk) {
+      const std::int64_t k = gi * kg + kk;
+      tab.wino_output(o, ld, m + kk * ld, kg * ld, b ? b[k] : T(0), cnt);
+      for (int r = 0; r < nruns; ++r) {
+        const PixelRun& ru = runs[r];
+        const std::int64_t oh0 = ru.ih0 + s.pad_h, ow0 = ru.iw0 + s.pad_w;  // the run's first tile
+        T* yk = y + (ru.img * s.k + k) * s.oh * s.ow;
+        for (int i = 0; i < 4 && oh0 + i < s.oh; ++i)
+          for (int j = 0; j < 4; ++j) {
+            // tiles l of the run whose column ow0 + 4 l + j is inside y
+            const std::int64_t len = std::min(ru.len, (s.ow - ow0 - j + 3) / 4);
+            const T* src = o + (4 * i + j) * ld + ru.off;
+            T* dst = yk + (oh0 + i) * s.ow + ow0 + j;
+            for (std::int64_t l = 0; l < len; ++l) dst[4 * l] = src[l];
+          }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch
 // ---------------------------------------------------------------------------------------------
+
+// Winograd (forward, backward-data) where its fixed costs are repaid. Its products are 4x smaller
+// than the direct form's but run on K/G x C/G x tiles GEMMs, and every call transforms all K*C/G
+// filters (~150 instructions each): it needs enough channels on both sides for the GEMM to run
+// near its peak (C/G, K/G >= 16: at C8 -> K32 the implicit GEMM was faster), enough tiles per
+// filter pair to repay the filter transform (N1 C256 14x14, 16 tiles: 2x slower than the
+// implicit GEMM; N8 C64 4x4: 0.6x), and little of each 4x4 tile cropped (a 5x5 output computes
+// 64 outputs for 25). Measured A/B, one thread, under load: implicit GEMM / winograd 1.1-1.6 at
+// C16-C128 from 7x7 to 56x56, N32 (benchmarks/RESULTS.md, "Winograd").
+static bool winograd_pays(const ConvShape& s) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  const std::int64_t tiles = s.n * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+  return winograd_fits(s) && cg >= 16 && kg >= 16 && tiles >= 64 &&
+         2 * s.oh * s.ow >= 16 * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+}
 
 // Each pass through the GEMM is a product with m rows: forward and backward-weight K/G (the
 // filters), backward-data C/G (the flipped form's filters); a product of fewer than 8 rows
@@ -815,6 +992,7 @@ ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
       (pass == ConvPass::forward && cg == 1))
     return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
+  if (pass != ConvPass::backward_weight && winograd_pays(s)) return ConvAlgo::winograd;
   return ConvAlgo::implicit_gemm;
 }
 
@@ -824,6 +1002,11 @@ static ConvAlgo resolve(ConvAlgo algo, ConvPass pass, const ConvShape& s, int by
   if (algo == ConvAlgo::automatic) return conv_choose(pass, s, bytes, isa);
   FASTDL_CHECK(algo != ConvAlgo::gemm1x1 || is_1x1(s), ValueError,
                "variant 'gemm1x1' needs a 1x1 kernel with stride 1 and no padding");
+  FASTDL_CHECK(algo != ConvAlgo::winograd || winograd_fits(s), ValueError,
+               "variant 'winograd' needs a 3x3 kernel with stride 1 and dilation 1");
+  FASTDL_CHECK(algo != ConvAlgo::winograd || pass != ConvPass::backward_weight, ValueError,
+               "variant 'winograd' runs forward and backward_data only (backward_weight: "
+               "implicit_gemm)");
   return algo;
 }
 
@@ -859,6 +1042,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     case ConvAlgo::gemm1x1: return forward_1x1(y, x, w, b, s, isa);
     case ConvAlgo::implicit_gemm: return forward_implicit(y, x, w, b, s, isa);
     case ConvAlgo::direct: return forward_direct(y, x, w, b, s, isa);
+    case ConvAlgo::winograd: return forward_winograd(y, x, w, b, s, isa);
     default: return conv2d_forward_reference(y, x, w, b, s);
   }
 }
@@ -877,6 +1061,7 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& shape
       if (s.stride_h == 1 && s.stride_w == 1) return backward_data_flipped(dx, dy, w, s, isa);
       return backward_data_col2im(dx, dy, w, s, isa);
     case ConvAlgo::direct: return backward_data_direct(dx, dy, w, s, isa);
+    case ConvAlgo::winograd: return backward_data_flipped(dx, dy, w, s, isa, true);
     default: return conv2d_backward_data_reference(dx, dy, w, s);
   }
 }

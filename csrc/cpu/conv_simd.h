@@ -6,7 +6,8 @@
 // and split into stride_w phases, so every tap of every output row is a CONTIGUOUS run of the
 // plane along ow whatever the stride, and no load needs a mask (each phase row ends in enough
 // zeros for a whole block of vectors). Outputs are vectorised along ow, up to kBlock vectors of
-// one output row at a time.
+// one output row at a time. The table also carries the strided im2col gather and the Winograd
+// transforms (conv_winograd_simd.h), so the conv family has one ISA table.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <type_traits>
 
 #include "common/cpu.h"
+#include "cpu/conv_winograd_simd.h"
 
 namespace fastdl {
 
@@ -44,6 +46,10 @@ struct ConvDirectTable {
   // dst[j] = src[j * stride] for j in [0, n), stride >= 2 (strided im2col runs); reads nothing
   // past src[(n - 1) * stride].
   void (*gather)(T* dst, const T* src, std::int64_t n, std::int64_t stride);
+  // The Winograd F(4x4, 3x3) transforms over n tiles (conv_winograd_simd.h).
+  void (*wino_input)(T* v, std::int64_t v_step, const T* q, std::int64_t q_step, std::int64_t n);
+  void (*wino_output)(T* o, std::int64_t o_step, const T* m, std::int64_t m_step, T bias,
+                      std::int64_t n);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -284,7 +290,8 @@ template <class V>
 constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
     void (*gather)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t) =
         &gather_scalar<typename V::T>) {
-  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>, gather};
+  return {V::W,           &direct_rows<V>,     &direct_taps_dot<V>, &direct_pad_row<V>,
+          &direct_sum<V>, gather,              &wino_input<V>,      &wino_output<V>};
 }
 
 }  // namespace
