@@ -187,7 +187,9 @@ def _winograd_ulps(w):
 
 
 VARIANTS = ["reference", "gemm1x1", "implicit_gemm", "direct", "winograd"]
-KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)]
+KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)] + [
+    (1, 2, 6, 75, 3, 3, 3, 4, 1, 1, 1, True),  # stride 4 over rows of > 16 outputs (vector gather)
+]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -217,6 +219,7 @@ def test_every_variant_matches_reference_kernel(rng, variant, dtype, isa):
 WINOGRAD_CONFIGS = [
     (1, 3, 7, 7, 4, 1, 1), (2, 2, 13, 17, 3, 0, 1), (1, 1, 17, 13, 1, 2, 1), (2, 4, 9, 11, 6, 2, 2),
     (1, 3, 3, 3, 2, 0, 1), (2, 5, 8, 6, 3, 3, 1), (1, 16, 17, 17, 32, 1, 1), (3, 12, 13, 7, 9, 1, 3),
+    (1, 2, 5, 70, 3, 1, 1),  # 18 tiles a row: the vector gathers and interleaves, and their tails
 ]
 
 

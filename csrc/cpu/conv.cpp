@@ -938,18 +938,13 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
     for (std::int64_t kk = 0; kk < kg; ++kk) {
       const std::int64_t k = gi * kg + kk;
       tab.wino_output(o, ld, m + kk * ld, kg * ld, b ? b[k] : T(0), cnt);
-      for (int r = 0; r < nruns; ++r) {
+      for (int r = 0; r < nruns; ++r) {  // rows of 4x4 tiles into y, cropped at its edges
         const PixelRun& ru = runs[r];
         const std::int64_t oh0 = ru.ih0 + s.pad_h, ow0 = ru.iw0 + s.pad_w;  // the run's first tile
         T* yk = y + (ru.img * s.k + k) * s.oh * s.ow;
         for (int i = 0; i < 4 && oh0 + i < s.oh; ++i)
-          for (int j = 0; j < 4; ++j) {
-            // tiles l of the run whose column ow0 + 4 l + j is inside y
-            const std::int64_t len = std::min(ru.len, (s.ow - ow0 - j + 3) / 4);
-            const T* src = o + (4 * i + j) * ld + ru.off;
-            T* dst = yk + (oh0 + i) * s.ow + ow0 + j;
-            for (std::int64_t l = 0; l < len; ++l) dst[4 * l] = src[l];
-          }
+          tab.interleave4(yk + (oh0 + i) * s.ow + ow0, o + 4 * i * ld + ru.off, ld, ru.len,
+                          s.ow - ow0);
       }
     }
   });

@@ -46,6 +46,10 @@ struct ConvDirectTable {
   // dst[j] = src[j * stride] for j in [0, n), stride >= 2 (strided im2col runs); reads nothing
   // past src[(n - 1) * stride].
   void (*gather)(T* dst, const T* src, std::int64_t n, std::int64_t stride);
+  // dst[e] = src[(e % 4) * src_step + e / 4] for e in [0, min(4 n, width)): four rows of n
+  // values interleaved into one (Winograd's output tiles into an output row, cropped at width).
+  void (*interleave4)(T* dst, const T* src, std::int64_t src_step, std::int64_t n,
+                      std::int64_t width);
   // The Winograd F(4x4, 3x3) transforms over n tiles (conv_winograd_simd.h).
   void (*wino_input)(T* v, std::int64_t v_step, const T* q, std::int64_t q_step, std::int64_t n);
   void (*wino_output)(T* o, std::int64_t o_step, const T* m, std::int64_t m_step, T bias,
@@ -286,12 +290,21 @@ void gather_scalar(T* __restrict dst, const T* __restrict src, std::int64_t n, s
   for (std::int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
 }
 
+template <typename T>
+void interleave4_scalar(T* __restrict dst, const T* __restrict src, std::int64_t step,
+                        std::int64_t n, std::int64_t width) {
+  const std::int64_t lim = std::min(4 * n, width);
+  for (std::int64_t e = 0; e < lim; ++e) dst[e] = src[(e & 3) * step + (e >> 2)];
+}
+
 template <class V>
 constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
     void (*gather)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t) =
-        &gather_scalar<typename V::T>) {
-  return {V::W,           &direct_rows<V>,     &direct_taps_dot<V>, &direct_pad_row<V>,
-          &direct_sum<V>, gather,              &wino_input<V>,      &wino_output<V>};
+        &gather_scalar<typename V::T>,
+    void (*interleave4)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t,
+                        std::int64_t) = &interleave4_scalar<typename V::T>) {
+  return {V::W,   &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>,
+          gather, interleave4,     &wino_input<V>,      &wino_output<V>};
 }
 
 }  // namespace
