@@ -280,9 +280,10 @@ def test_dispatch_reaches_every_algorithm():
         assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == wino
         assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1, stride=2) == "implicit_gemm"
         assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=2, dilation=2) == "implicit_gemm"
-        assert pick(pass_, (4, 8, 14, 14), (32, 8, 3, 3), padding=1) == "implicit_gemm"  # C/G < 16
         assert pick(pass_, (1, 256, 14, 14), (256, 256, 3, 3), padding=1) == "implicit_gemm"  # 16 tiles
         assert pick(pass_, (32, 64, 5, 5), (64, 64, 3, 3), padding=1) == "implicit_gemm"  # cropped
+    assert pick("forward", (4, 4, 14, 14), (32, 4, 3, 3), padding=1) == "implicit_gemm"  # C/G < 8
+    assert pick("forward", (4, 8, 14, 14), (32, 8, 3, 3), padding=1) == "winograd"
     # LeNet's C1: one input channel (forward k = 25) and one backward-data filter row go direct,
     # backward-weight's 32 filter rows stay on the GEMM
     lenet = [pick(p, (4, 1, 28, 28), (32, 1, 5, 5)) for p in PASSES]

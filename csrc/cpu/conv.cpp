@@ -931,10 +931,17 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
   ts.oh = th, ts.ow = tw;
   const std::int64_t nb = winograd_block<T>(s, tiles, isa), blocks = (tiles + nb - 1) / nb;
   const std::int64_t ld = (nb + 15) / 16 * 16;  // row stride of the block's arrays
-  const std::int64_t tasks = s.groups * blocks;
-  const int threads = int(std::min<std::int64_t>(tasks, get_num_threads()));
+  // Fewer blocks than threads (a small batch): the filters are split too, each part repeating
+  // the block's input transform (1/36 of the products' work per filter row of a part).
+  const int max_threads = get_num_threads();
+  const std::int64_t parts =
+      std::clamp<std::int64_t>(max_threads / (s.groups * blocks), 1, std::max<std::int64_t>(kg / 8, 1));
+  const std::int64_t tasks = s.groups * blocks * parts;
+  const int threads = int(std::min<std::int64_t>(tasks, max_threads));
   parallel_tasks(tasks, threads, [&](std::int64_t task) {
-    const std::int64_t gi = task / blocks, t0 = task % blocks * nb, cnt = std::min(nb, tiles - t0);
+    const std::int64_t gi = task / (blocks * parts), t0 = task / parts % blocks * nb;
+    const std::int64_t part = task % parts, cnt = std::min(nb, tiles - t0);
+    const std::int64_t k0 = kg * part / parts, k1 = kg * (part + 1) / parts;  // filters in group
     const std::size_t elems = std::size_t((36 * (cg + kg + 1) + 16) * ld);
     T* v = static_cast<T*>(tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(cnt / tw + 2)));
     if (!v) throw std::bad_alloc();
@@ -953,9 +960,9 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
       tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
     }
     for (int xi = 0; xi < 36; ++xi)
-      gemm(m + xi * kg * ld, ld, u + (gi * 36 + xi) * ustep, cg, std::int64_t(1),
-           v + xi * cg * ld, ld, std::int64_t(1), kg, cnt, cg, GemmParams<T>{}, isa, 1);
-    for (std::int64_t kk = 0; kk < kg; ++kk) {
+      gemm(m + (xi * kg + k0) * ld, ld, u + (gi * 36 + xi) * ustep + k0 * cg, cg, std::int64_t(1),
+           v + xi * cg * ld, ld, std::int64_t(1), k1 - k0, cnt, cg, GemmParams<T>{}, isa, 1);
+    for (std::int64_t kk = k0; kk < k1; ++kk) {
       const std::int64_t k = gi * kg + kk;
       tab.wino_output(o, ld, m + kk * ld, kg * ld, b ? b[k] : T(0), cnt);
       for (int r = 0; r < nruns; ++r) {  // rows of 4x4 tiles into y, cropped at its edges
@@ -975,17 +982,19 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
 // ---------------------------------------------------------------------------------------------
 
 // Winograd (forward, backward-data) where its fixed costs are repaid. Its products are 4x smaller
-// than the direct form's but run on K/G x C/G x tiles GEMMs, and every call transforms all K*C/G
-// filters (~150 instructions each): it needs enough channels on both sides for the GEMM to run
-// near its peak (C/G, K/G >= 16: at C8 -> K32 the implicit GEMM was faster), enough tiles per
-// filter pair to repay the filter transform (N1 C256 14x14, 16 tiles: 2x slower than the
-// implicit GEMM; N8 C64 4x4: 0.6x), and little of each 4x4 tile cropped (a 5x5 output computes
-// 64 outputs for 25). Measured A/B, one thread, under load: implicit GEMM / winograd 1.1-1.6 at
-// C16-C128 from 7x7 to 56x56, N32 (benchmarks/RESULTS.md, "Winograd").
+// than the direct form's but every call transforms all K*C/G filters (~150 instructions each)
+// and gathers 2.25 values per input value: it needs channels on both sides (C/G, K/G >= 8; fewer
+// rows go direct anyway), tiles enough per filter pair to repay the filter transform, and little
+// of each 4x4 tile cropped (a 5x5 output computes 64 outputs for 25). Measured A/B, one thread
+// (CPU time, machine under load), implicit GEMM / winograd, forward (backward-data alike):
+//   N32: C8 56x56 K8 2.2, C8 28x28 K32 1.3, C16 56x56 2.0, C32 14x14 2.0, C64 7x7 1.7, C512 7x7
+//   1.5, C64 56x56 2.6, C128 28x28 2.6, C256 14x14 2.1; C64 5x5 (cropped) 1.1.
+//   Few tiles: N2 C64 14x14 (32 tiles) 1.3, N2 C128 14x14 1.3; but N1 C256 14x14 (16 tiles) 0.77,
+//   N4 C256 7x7 (16) 0.81, N8 C64 4x4 (8) 0.82, N1 C64 7x7 (4) 0.39.
 static bool winograd_pays(const ConvShape& s) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
   const std::int64_t tiles = s.n * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
-  return winograd_fits(s) && cg >= 16 && kg >= 16 && tiles >= 64 &&
+  return winograd_fits(s) && cg >= 8 && kg >= 8 && tiles >= 32 &&
          2 * s.oh * s.ow >= 16 * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
 }
 
