@@ -22,10 +22,10 @@
 //   4. direct: depthwise and other layers whose GEMM form has fewer than 8 rows; each input
 //      plane is laid out once (padded, split into stride phases) and every tap is a contiguous
 //      vector run (conv_simd.h, instantiated per ISA in conv_avx2.cpp / conv_avx512.cpp).
-//   5. winograd: F(4x4, 3x3) for 3x3, stride 1, dilation 1 (any padding, any groups), forward
-//      and backward-data (the flipped form): filter, input and output transforms around 36
-//      GEMMs per block of tiles, the transforms vectorised across tiles (conv_winograd_simd.h).
-//      Backward-weight stays on the implicit GEMM.
+//   5. winograd: F(4x4, 3x3) for 3x3, stride 1, dilation 1 (any padding, any groups), every
+//      pass: filter, input and output transforms around 36 GEMMs per L2-sized block of tiles,
+//      the transforms vectorised across tiles (conv_winograd_simd.h); backward-data is the
+//      forward in the flipped form, backward-weight the transforms' adjoint.
 // Threads: whole rounds of images over the threads (weight gradients summed per thread, then in
 // thread order), the remaining images (fewer than the threads) with each GEMM split across all
 // of them; the direct kernels split images x groups (forward,
@@ -41,7 +41,9 @@
 // block of NB tiles, (36 (C/G + K/G + 1) + 16) x NB elements (NB chosen so that this is about
 // half of gemm_config's L2, at least one GEMM panel of NR tiles). Per call (the calling thread):
 // (threads - 1) x K*C/G*R*S partial weight gradients, K*C/G*R*S flipped filters for
-// backward-data, and winograd's 36 x K*C/G (+ 32 per group) transformed filters.
+// backward-data, winograd's 36 x K*C/G (+ 32 per group) transformed filters, and for its
+// backward-weight threads x 36 x (K*C/G + 32 G) partial sums (auto takes it only while
+// K/G*C/G <= 2^16: 9.4 MB a thread in float32).
 #include "cpu/conv.h"
 
 #include <omp.h>
@@ -823,8 +825,8 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 //   y tile             = A^T M A + b (table.wino_output), scattered into y, cropped at the edges
 // A block's V and M (36 x (C/G + K/G) x NB elements) stay in the thread's L2: a whole-batch V
 // would be a DRAM round trip per pass (C64 56x56 N32: 58 MB). Threads take whole blocks, so
-// every output element is computed by one thread in a fixed order (bitwise repeatable at any
-// thread count). Backward-data is this forward on dy with the flipped, channel-swapped filters
+// every output element is computed by one thread in a fixed order (bitwise repeatable at a fixed
+// thread count; a small batch splits the filters across threads too). Backward-data is this forward on dy with the flipped, channel-swapped filters
 // (backward_data_flipped), its padding 2 - pad (any padding: a negative one starts the tiles
 // inside dy).
 
@@ -977,6 +979,105 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
   });
 }
 
+// Backward-weight: dL/dg = G^T [ (A dY A^T) o (B^T d B) ] G summed over tiles (the adjoint of the
+// forward's transforms). Per group, for a block of NB tiles:
+//   V[xi] (C/G x NB)   = (B^T d B)[xi], as the forward
+//   Z[xi] (K/G x NB)   = (A dY A^T)[xi]: each 4x4 tile of dy (zero past y's edges, so cropped
+//                        outputs add nothing) through table.wino_grad_output
+//   dU[xi] (K/G x C/G) += Z[xi] V[xi]^T: 36 products on the packed GEMM, k = the block's tiles
+// Each thread sums its own contiguous run of blocks into its own dU (36 x K x C/G), the threads'
+// sums are added in thread order and dW = G^T dU G per filter: bitwise repeatable at a fixed
+// thread count.
+
+// r = G^T u (six values to three): the adjoint of winograd_g.
+static inline void winograd_gt(double* r, const double* u, std::int64_t step) {
+  constexpr double k4 = 1.0 / 4, k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
+  const double p = u[step] + u[2 * step], m = u[step] - u[2 * step];
+  const double p2 = u[3 * step] + u[4 * step], m2 = u[3 * step] - u[4 * step];
+  r[0] = k4 * u[0] - k6 * p + k24 * p2;
+  r[1] = k12 * m2 - k6 * m;
+  r[2] = k6 * (p2 - p) + u[5 * step];
+}
+
+thread_local ScratchBuffer tls_wino_grads;
+
+template <typename T>
+static void backward_weight_winograd(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, hw = s.h * s.w, p = s.oh * s.ow;
+  const std::int64_t th = (s.oh + 3) / 4, tw = (s.ow + 3) / 4, tiles = s.n * th * tw;
+  if (tiles == 0) return std::fill(dw, dw + s.k * cg * 9, T(0));
+  ConvShape ts = s;
+  ts.r = ts.s = 6;
+  ts.stride_h = ts.stride_w = 4;
+  ts.oh = th, ts.ow = tw;
+  const std::int64_t nb = winograd_block<T>(s, tiles, isa), blocks = (tiles + nb - 1) / nb;
+  const std::int64_t ld = (nb + 15) / 16 * 16;
+  const std::int64_t ustep = winograd_ustep(s), du_elems = 36 * s.groups * ustep;
+  const std::int64_t tasks = s.groups * blocks;
+  const int threads = int(std::min<std::int64_t>(tasks, get_num_threads()));
+  T* du_all = static_cast<T*>(tls_wino_grads.get(sizeof(T) * std::size_t(threads * du_elems)));
+  if (!du_all) throw std::bad_alloc();
+  std::vector<char> touched(std::size_t(threads * s.groups), 0);  // (thread, group) has a sum
+  parallel_tasks(threads, threads, [&](std::int64_t id) {
+    T* du = du_all + id * du_elems;
+    const std::size_t elems = std::size_t((36 * (cg + kg + 1)) * ld);
+    T* v = static_cast<T*>(tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(nb / tw + 2)));
+    if (!v) throw std::bad_alloc();
+    T* z = v + 36 * cg * ld;
+    T* q = z + 36 * kg * ld;
+    PixelRun* runs = reinterpret_cast<PixelRun*>(v + elems);
+    for (std::int64_t task = tasks * id / threads; task < tasks * (id + 1) / threads; ++task) {
+      const std::int64_t gi = task / blocks, t0 = task % blocks * nb, cnt = std::min(nb, tiles - t0);
+      const int nruns = pixel_runs(runs, t0, cnt, ts);
+      for (std::int64_t c = 0; c < cg; ++c) {
+        for (int r = 0; r < nruns; ++r) {
+          const PixelRun& ru = runs[r];
+          const T* plane = x + (ru.img * s.c + gi * cg + c) * hw;
+          if (c + 1 < cg) prefetch_tile_rows(plane + hw, ru, s);
+          tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len);
+        }
+        tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
+      }
+      for (std::int64_t kk = 0; kk < kg; ++kk) {
+        for (int r = 0; r < nruns; ++r) {  // the 4x4 dy tiles (wino_gather reads 6x6, uses 4x4)
+          const PixelRun& ru = runs[r];
+          tab.wino_gather(q + ru.off, ld, dy + (ru.img * s.k + gi * kg + kk) * p, ru.ih0 + s.pad_h,
+                          ru.iw0 + s.pad_w, s.oh, s.ow, ru.len);
+        }
+        tab.wino_grad_output(z + kk * ld, kg * ld, q, ld, cnt);
+      }
+      char& seen = touched[std::size_t(id * s.groups + gi)];
+      GemmParams<T> gp;
+      gp.beta = seen ? T(1) : T(0);
+      seen = 1;
+      for (int xi = 0; xi < 36; ++xi)
+        gemm(du + (gi * 36 + xi) * ustep, cg, z + xi * kg * ld, ld, std::int64_t(1),
+             v + xi * cg * ld, std::int64_t(1), ld, kg, cg, cnt, gp, isa, 1);
+    }
+  });
+  parallel_tasks(s.k, direct_threads(s.k, 200.0 * double(s.k * cg * threads)), [&](std::int64_t f) {
+    const std::int64_t gi = f / kg, kk = f % kg;
+    for (std::int64_t c = 0; c < cg; ++c) {
+      double u[36] = {};
+      for (int id = 0; id < threads; ++id) {
+        if (!touched[std::size_t(id * s.groups + gi)]) continue;
+        const T* src = du_all + id * du_elems + gi * 36 * ustep + kk * cg + c;
+        for (int xi = 0; xi < 36; ++xi) u[xi] += double(src[xi * ustep]);
+      }
+      double t[6][3];  // G^T applied to each column j of u: t[j] = rows of the 3 x 6 result
+      for (int j = 0; j < 6; ++j) winograd_gt(t[j], u + j, 6);
+      T* out = dw + (f * cg + c) * 9;
+      for (int a = 0; a < 3; ++a) {
+        const double row[6] = {t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]};
+        double r3[3];
+        winograd_gt(r3, row, 1);
+        for (int b = 0; b < 3; ++b) out[a * 3 + b] = T(r3[b]);
+      }
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 // ---------------------------------------------------------------------------------------------
@@ -991,11 +1092,20 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
 //   1.5, C64 56x56 2.6, C128 28x28 2.6, C256 14x14 2.1; C64 5x5 (cropped) 1.1.
 //   Few tiles: N2 C64 14x14 (32 tiles) 1.3, N2 C128 14x14 1.3; but N1 C256 14x14 (16 tiles) 0.77,
 //   N4 C256 7x7 (16) 0.81, N8 C64 4x4 (8) 0.82, N1 C64 7x7 (4) 0.39.
-static bool winograd_pays(const ConvShape& s) {
+// Backward-weight also gathers 36 values per dy tile and sums K/G x C/G x 36 per thread, so it
+// needs more: implicit GEMM / winograd at N32 C64 56x56 2.0, C128 28x28 1.9, C256 14x14 1.7,
+// C8 56x56 K8 1.4, N1 C64 56x56 (196 tiles) 1.6, N32 C512 7x7 1.2; but N32 C64 7x7 (128 tiles)
+// 1.04, N2 C128 14x14 (32) 0.70, N32 C8 28x28 K32 0.71, N1 C256 14x14 0.40. Its per-thread sums
+// are bounded: K/G x C/G at most kWinogradMaxGradElems (36 x 2^16 elements a thread, 9.4 MB in
+// float32; C512 gains 20% for 75 MB and stays on the implicit GEMM).
+constexpr std::int64_t kWinogradMaxGradElems = std::int64_t(1) << 16;
+static bool winograd_pays(ConvPass pass, const ConvShape& s) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
   const std::int64_t tiles = s.n * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
-  return winograd_fits(s) && cg >= 8 && kg >= 8 && tiles >= 32 &&
-         2 * s.oh * s.ow >= 16 * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+  if (!winograd_fits(s) || 2 * s.oh * s.ow < 16 * ((s.oh + 3) / 4) * ((s.ow + 3) / 4)) return false;
+  if (pass == ConvPass::backward_weight)
+    return cg >= 16 && kg >= 16 && tiles >= 192 && kg * cg <= kWinogradMaxGradElems;
+  return cg >= 8 && kg >= 8 && tiles >= 32;
 }
 
 // Each pass through the GEMM is a product with m rows: forward and backward-weight K/G (the
@@ -1016,7 +1126,7 @@ ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
       (pass == ConvPass::forward && cg == 1))
     return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
-  if (pass != ConvPass::backward_weight && winograd_pays(s)) return ConvAlgo::winograd;
+  if (winograd_pays(pass, s)) return ConvAlgo::winograd;
   return ConvAlgo::implicit_gemm;
 }
 
@@ -1028,9 +1138,6 @@ static ConvAlgo resolve(ConvAlgo algo, ConvPass pass, const ConvShape& s, int by
                "variant 'gemm1x1' needs a 1x1 kernel with stride 1 and no padding");
   FASTDL_CHECK(algo != ConvAlgo::winograd || winograd_fits(s), ValueError,
                "variant 'winograd' needs a 3x3 kernel with stride 1 and dilation 1");
-  FASTDL_CHECK(algo != ConvAlgo::winograd || pass != ConvPass::backward_weight, ValueError,
-               "variant 'winograd' runs forward and backward_data only (backward_weight: "
-               "implicit_gemm)");
   return algo;
 }
 
@@ -1102,6 +1209,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvSha
     case ConvAlgo::gemm1x1: backward_weight_1x1(dw, dy, x, s, isa); break;
     case ConvAlgo::implicit_gemm: backward_weight_implicit(dw, dy, x, s, isa); break;
     case ConvAlgo::direct: backward_weight_direct(dw, dy, x, s, isa); break;
+    case ConvAlgo::winograd: backward_weight_winograd(dw, dy, x, s, isa); break;
     default: return conv2d_backward_weight_reference(dw, db, dy, x, s);
   }
   if (db) bias_grad(db, dy, s, isa);

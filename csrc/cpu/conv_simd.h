@@ -58,6 +58,8 @@ struct ConvDirectTable {
   void (*wino_input)(T* v, std::int64_t v_step, const T* q, std::int64_t q_step, std::int64_t n);
   void (*wino_output)(T* o, std::int64_t o_step, const T* m, std::int64_t m_step, T bias,
                       std::int64_t n);
+  void (*wino_grad_output)(T* z, std::int64_t z_step, const T* q, std::int64_t q_step,
+                           std::int64_t n);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -342,7 +344,8 @@ constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
                         std::int64_t, std::int64_t, std::int64_t, std::int64_t) =
         &wino_gather_rows<typename V::T, &gather4_scalar<typename V::T>>) {
   return {V::W,        &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>,
-          gather,      interleave4,     wino_gather,         &wino_input<V>,     &wino_output<V>};
+          gather,      interleave4,     wino_gather,         &wino_input<V>,     &wino_output<V>,
+          &wino_grad_output<V>};
 }
 
 }  // namespace

@@ -135,5 +135,54 @@ void wino_output(typename V::T* __restrict o, std::int64_t o_step, const typenam
   if (t < n) wino_output_vec<V, false>(o + t, o_step, m + t, m_step, bv, int(n - t));
 }
 
+// z = A y over four vectors (an output-gradient tile's column or row), six results: the
+// adjoint of wino_at, for the weight gradient.
+template <class V>
+inline void wino_a(typename V::reg* z, const typename V::reg* y) {
+  using R = typename V::reg;
+  const R e = V::add(y[0], y[2]), o = V::add(y[1], y[3]);
+  const R e4 = V::fmadd(V::set1(typename V::T(4)), y[2], y[0]);
+  const R o8 = V::fmadd(V::set1(typename V::T(8)), y[3], V::add(y[1], y[1]));
+  z[0] = y[0];
+  z[1] = V::add(e, o);
+  z[2] = V::sub(e, o);
+  z[3] = V::add(e4, o8);
+  z[4] = V::sub(e4, o8);
+  z[5] = y[3];
+}
+
+template <class V, bool Full>
+inline void wino_grad_vec(typename V::T* __restrict z, std::int64_t z_step,
+                          const typename V::T* __restrict q, std::int64_t q_step, int cnt) {
+  using R = typename V::reg;
+  R w[24];  // A dY: 6 x 4, row i at w[4 i ..]
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    R col[4], out[6];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) col[i] = wino_load<V, Full>(q + (6 * i + j) * q_step, cnt);
+    wino_a<V>(out, col);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i) w[4 * i + j] = out[i];
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i) {
+    R out[6];
+    wino_a<V>(out, w + 4 * i);
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j) wino_store<V, Full>(z + (6 * i + j) * z_step, out[j], cnt);
+  }
+}
+
+// z[xi * z_step + t] = (A dY_t A^T)[xi] for t in [0, n), where element (i, j) of the 4x4
+// output-gradient tile t is q[(6 i + j) * q_step + t] (wino_gather's layout, i, j < 4 used).
+template <class V>
+void wino_grad_output(typename V::T* __restrict z, std::int64_t z_step,
+                      const typename V::T* __restrict q, std::int64_t q_step, std::int64_t n) {
+  std::int64_t t = 0;
+  for (; t + V::W <= n; t += V::W) wino_grad_vec<V, true>(z + t, z_step, q + t, q_step, V::W);
+  if (t < n) wino_grad_vec<V, false>(z + t, z_step, q + t, q_step, int(n - t));
+}
+
 }  // namespace
 }  // namespace fastdl
