@@ -957,7 +957,7 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
         const PixelRun& ru = runs[r];
         const T* plane = x + (ru.img * s.c + gi * cg + c) * hw;
         if (c + 1 < cg) prefetch_tile_rows(plane + hw, ru, s);
-        tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len);
+        tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len, 6);
       }
       tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
     }
@@ -1035,15 +1035,15 @@ static void backward_weight_winograd(T* dw, const T* dy, const T* x, const ConvS
           const PixelRun& ru = runs[r];
           const T* plane = x + (ru.img * s.c + gi * cg + c) * hw;
           if (c + 1 < cg) prefetch_tile_rows(plane + hw, ru, s);
-          tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len);
+          tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len, 6);
         }
         tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
       }
       for (std::int64_t kk = 0; kk < kg; ++kk) {
-        for (int r = 0; r < nruns; ++r) {  // the 4x4 dy tiles (wino_gather reads 6x6, uses 4x4)
+        for (int r = 0; r < nruns; ++r) {  // the 4x4 dy tiles
           const PixelRun& ru = runs[r];
           tab.wino_gather(q + ru.off, ld, dy + (ru.img * s.k + gi * kg + kk) * p, ru.ih0 + s.pad_h,
-                          ru.iw0 + s.pad_w, s.oh, s.ow, ru.len);
+                          ru.iw0 + s.pad_w, s.oh, s.ow, ru.len, 4);
         }
         tab.wino_grad_output(z + kk * ld, kg * ld, q, ld, cnt);
       }

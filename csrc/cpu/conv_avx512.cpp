@@ -71,7 +71,7 @@ inline __mmask16 lane_range(std::int64_t lo, std::int64_t hi) {  // lanes [lo, h
 // 33 ms on one thread: ~70 instructions of bounds and calls per 14 values.)
 void wino_gather_f32(float* __restrict q, std::int64_t q_step, const float* __restrict plane,
                      std::int64_t ih0, std::int64_t iw0, std::int64_t h, std::int64_t w,
-                     std::int64_t n) {
+                     std::int64_t n, int taps) {
   // every fourth element from phase j: lanes 0-7 from the first pair of vectors, 8-15 the second
   alignas(64) static const int lo[4][16] = {{0, 4, 8, 12, 16, 20, 24, 28},
                                             {1, 5, 9, 13, 17, 21, 25, 29},
@@ -87,11 +87,11 @@ void wino_gather_f32(float* __restrict q, std::int64_t q_step, const float* __re
     return _mm512_mask_blend_ps(__mmask16(0xFF00), _mm512_permutex2var_ps(v[0], ilo[j], v[1]),
                                 _mm512_permutex2var_ps(v[2], ihi[j], v[3]));
   };
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < taps; ++i) {
     float* qi = q + 6 * i * q_step;
     const std::int64_t r = ih0 + i;
     if (r < 0 || r >= h) {
-      for (int j = 0; j < 6; ++j)
+      for (int j = 0; j < taps; ++j)
         for (std::int64_t l = 0; l < n; l += 16)
           _mm512_mask_storeu_ps(qi + j * q_step + l, first_lanes(n - l), _mm512_setzero_ps());
       continue;
@@ -99,16 +99,19 @@ void wino_gather_f32(float* __restrict q, std::int64_t q_step, const float* __re
     const float* row = plane + r * w;
     for (std::int64_t l = 0; l < n; l += 16) {
       const __mmask16 out = first_lanes(n - l);
-      const std::int64_t need = 4 * (std::min<std::int64_t>(n - l, 16) - 1) + 6;  // columns used
+      const std::int64_t need = 4 * (std::min<std::int64_t>(n - l, 16) - 1) + taps;  // columns used
       const std::int64_t base = iw0 + 4 * l;  // column of the chunk's first tile
       __m512 a[4], b[4];  // the columns from base, and from base + 4 (taps 4 and 5)
       for (int k = 0; k < 4; ++k) {
         const std::int64_t e = base + 16 * k;
         a[k] = _mm512_maskz_loadu_ps(lane_range(-e, std::min(w - e, need - 16 * k)), row + e);
-        b[k] = _mm512_maskz_loadu_ps(lane_range(-e - 4, std::min(w - e - 4, need - 4 - 16 * k)),
-                                     row + e + 4);
       }
       for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(qi + j * q_step + l, out, phase(a, j));
+      if (taps == 4) continue;
+      for (int k = 0; k < 4; ++k) {
+        const std::int64_t e = base + 4 + 16 * k;
+        b[k] = _mm512_maskz_loadu_ps(lane_range(-e, std::min(w - e, need - 4 - 16 * k)), row + e);
+      }
       _mm512_mask_storeu_ps(qi + 4 * q_step + l, out, phase(b, 0));
       _mm512_mask_storeu_ps(qi + 5 * q_step + l, out, phase(b, 1));
     }

@@ -51,9 +51,10 @@ struct ConvDirectTable {
   void (*interleave4)(T* dst, const T* src, std::int64_t src_step, std::int64_t n,
                       std::int64_t width);
   // Winograd's tile gather: q[(6 i + j) * q_step + l] = plane[ih0 + i][iw0 + 4 l + j] for i, j in
-  // [0, 6), l in [0, n) (n tiles of one tile row), 0 outside the h x w plane (the padding).
+  // [0, taps), l in [0, n) (n tiles of one tile row), 0 outside the h x w plane (the padding);
+  // taps 6 (input tiles) or 4 (output-gradient tiles).
   void (*wino_gather)(T* q, std::int64_t q_step, const T* plane, std::int64_t ih0,
-                      std::int64_t iw0, std::int64_t h, std::int64_t w, std::int64_t n);
+                      std::int64_t iw0, std::int64_t h, std::int64_t w, std::int64_t n, int taps);
   // The Winograd F(4x4, 3x3) transforms over n tiles (conv_winograd_simd.h).
   void (*wino_input)(T* v, std::int64_t v_step, const T* q, std::int64_t q_step, std::int64_t n);
   void (*wino_output)(T* o, std::int64_t o_step, const T* m, std::int64_t m_step, T bias,
@@ -308,16 +309,16 @@ void interleave4_scalar(T* __restrict dst, const T* __restrict src, std::int64_t
 template <typename T, void (*G)(T*, const T*, std::int64_t)>
 void wino_gather_rows(T* __restrict q, std::int64_t q_step, const T* __restrict plane,
                       std::int64_t ih0, std::int64_t iw0, std::int64_t h, std::int64_t w,
-                      std::int64_t n) {
-  for (int i = 0; i < 6; ++i) {
+                      std::int64_t n, int taps) {
+  for (int i = 0; i < taps; ++i) {
     T* qi = q + 6 * i * q_step;
     const std::int64_t r = ih0 + i;
     if (r < 0 || r >= h) {
-      for (int j = 0; j < 6; ++j) std::fill(qi + j * q_step, qi + j * q_step + n, T(0));
+      for (int j = 0; j < taps; ++j) std::fill(qi + j * q_step, qi + j * q_step + n, T(0));
       continue;
     }
     const T* row = plane + r * w;
-    for (int j = 0; j < 6; ++j) {
+    for (int j = 0; j < taps; ++j) {
       T* d = qi + j * q_step;
       const std::int64_t c0 = iw0 + j;  // column of tile l: c0 + 4 l
       const std::int64_t lo = c0 >= 0 ? 0 : std::min<std::int64_t>((-c0 + 3) / 4, n);
@@ -341,7 +342,7 @@ constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
     void (*interleave4)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t,
                         std::int64_t) = &interleave4_scalar<typename V::T>,
     void (*wino_gather)(typename V::T*, std::int64_t, const typename V::T*, std::int64_t,
-                        std::int64_t, std::int64_t, std::int64_t, std::int64_t) =
+                        std::int64_t, std::int64_t, std::int64_t, std::int64_t, int) =
         &wino_gather_rows<typename V::T, &gather4_scalar<typename V::T>>) {
   return {V::W,        &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>,
           gather,      interleave4,     wino_gather,         &wino_input<V>,     &wino_output<V>,
