@@ -879,8 +879,11 @@ static void winograd_filters(T* u, const T* w, const ConvShape& s) {
 }
 
 // Tiles per block: as many as keep V and M in half the L2 (gemm_config.h), whole GEMM panels
-// (NR columns; a narrow last panel is packed), and enough blocks for every thread.
-// FASTDL_WINOGRAD_TILES overrides it (benchmarking only).
+// (NR columns; a narrow last panel is packed), at least 64 (each block re-reads all 36 x K x C/G
+// transformed filters: AVX2's 16-column panels gave 16-tile blocks at C256, and C256 14x14 ran
+// 70 / 58 / 52 ms with 16 / 32 / 64 tiles, C64 56x56 52 / 46 / 46; AVX-512 C64 56x56 33.8 / 33.1
+// / 36.1 ms with 32 / 64 / 128), and enough blocks for every thread. FASTDL_WINOGRAD_TILES
+// overrides it (benchmarking only).
 template <typename T>
 static std::int64_t winograd_block(const ConvShape& s, std::int64_t tiles, Isa isa) {
   int mr = 0, nr = 0;
@@ -889,7 +892,8 @@ static std::int64_t winograd_block(const ConvShape& s, std::int64_t tiles, Isa i
   if (const char* e = std::getenv("FASTDL_WINOGRAD_TILES"))
     if (std::atoll(e) > 0) return std::atoll(e);
   const std::int64_t per_tile = 36 * (s.c + s.k) / s.groups * std::int64_t(sizeof(T));
-  std::int64_t nb = std::max<std::int64_t>(gemm_config::kL2Bytes / 2 / per_tile / nr, 1) * nr;
+  const std::int64_t min_tiles = std::max<std::int64_t>(64 / nr, 1) * nr;
+  std::int64_t nb = std::max(gemm_config::kL2Bytes / 2 / per_tile / nr * nr, min_tiles);
   const std::int64_t threads = get_num_threads();
   const std::int64_t share = (tiles * s.groups + threads - 1) / threads;  // tiles per thread
   nb = std::min(nb, std::max<std::int64_t>((share + nr - 1) / nr * nr, nr));
