@@ -810,25 +810,27 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Winograd F(4x4, 3x3): 3x3 kernels, stride 1, dilation 1 (forward and backward-data)
+// Winograd F(4x4, 3x3): 3x3 kernels, stride 1, dilation 1 (every pass)
 // ---------------------------------------------------------------------------------------------
 //
 // The output is cut into 4x4 tiles (TH x TW per image, edge tiles cropped), each computed from a
 // 6x6 input tile with 36 products per channel pair instead of 144 (conv_winograd_simd.h has the
 // matrices). Per group g, for a block of NB consecutive tiles (over images, tile rows, tile
-// columns):
+// columns; pixel_runs cuts the block into runs of one tile row each):
 //   U[xi] (K/G x C/G)  = (G w G^T)[xi], xi = 0..35, once per call (winograd_filters)
-//   V[xi] (C/G x NB)   = (B^T d B)[xi]: each channel's 36 tile elements gathered into rows as an
-//                        im2col of a 6x6 window at stride 4 (im2col_run, padding read as 0), then
-//                        transformed across tiles (table.wino_input)
+//   V[xi] (C/G x NB)   = (B^T d B)[xi]: each channel's 36 tile elements gathered into rows, one
+//                        call per run (table.wino_gather, padding read as 0), then transformed
+//                        across tiles (table.wino_input)
 //   M[xi] (K/G x NB)   = U[xi] V[xi]: 36 products on the packed GEMM, one thread each
-//   y tile             = A^T M A + b (table.wino_output), scattered into y, cropped at the edges
+//   y tile             = A^T M A + b (table.wino_output), interleaved into y's rows, cropped at
+//                        the edges (table.interleave4)
 // A block's V and M (36 x (C/G + K/G) x NB elements) stay in the thread's L2: a whole-batch V
 // would be a DRAM round trip per pass (C64 56x56 N32: 58 MB). Threads take whole blocks, so
 // every output element is computed by one thread in a fixed order (bitwise repeatable at a fixed
-// thread count; a small batch splits the filters across threads too). Backward-data is this forward on dy with the flipped, channel-swapped filters
-// (backward_data_flipped), its padding 2 - pad (any padding: a negative one starts the tiles
-// inside dy).
+// thread count; a small batch splits the filters across threads too). Backward-data is this
+// forward on dy with the flipped, channel-swapped filters (backward_data_flipped), its padding
+// 2 - pad (any padding: a negative one starts the tiles inside dy). Backward-weight follows
+// forward_winograd.
 
 static bool winograd_fits(const ConvShape& s) {
   return s.r == 3 && s.s == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
@@ -929,8 +931,8 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
   T* u = static_cast<T*>(tls_wino_filters.get(sizeof(T) * std::size_t(36 * s.groups * ustep)));
   if (!u) throw std::bad_alloc();
   winograd_filters(u, w, s);
-  // The tiles as the output pixels of a 6x6, stride-4 convolution: im2col row (c, i, j) over a
-  // run of tiles is element (i, j) of each tile.
+  // The tiles as the output pixels of a 6x6, stride-4 convolution, so that pixel_runs cuts a
+  // block into runs of one tile row (ih0, iw0: the run's first input tile's corner).
   ConvShape ts = s;
   ts.r = ts.s = 6;
   ts.stride_h = ts.stride_w = 4;
@@ -940,8 +942,8 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
   // Fewer blocks than threads (a small batch): the filters are split too, each part repeating
   // the block's input transform (1/36 of the products' work per filter row of a part).
   const int max_threads = get_num_threads();
-  const std::int64_t parts =
-      std::clamp<std::int64_t>(max_threads / (s.groups * blocks), 1, std::max<std::int64_t>(kg / 8, 1));
+  const std::int64_t parts = std::clamp<std::int64_t>(max_threads / (s.groups * blocks), 1,
+                                                       std::max<std::int64_t>(kg / 8, 1));
   const std::int64_t tasks = s.groups * blocks * parts;
   const int threads = int(std::min<std::int64_t>(tasks, max_threads));
   parallel_tasks(tasks, threads, [&](std::int64_t task) {
@@ -949,7 +951,8 @@ static void forward_winograd(T* y, const T* x, const T* w, const T* b, const Con
     const std::int64_t part = task % parts, cnt = std::min(nb, tiles - t0);
     const std::int64_t k0 = kg * part / parts, k1 = kg * (part + 1) / parts;  // filters in group
     const std::size_t elems = std::size_t((36 * (cg + kg + 1) + 16) * ld);
-    T* v = static_cast<T*>(tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(cnt / tw + 2)));
+    T* v = static_cast<T*>(
+        tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(cnt / tw + 2)));
     if (!v) throw std::bad_alloc();
     T* m = v + 36 * cg * ld;
     T* q = m + 36 * kg * ld;
@@ -1026,13 +1029,15 @@ static void backward_weight_winograd(T* dw, const T* dy, const T* x, const ConvS
   parallel_tasks(threads, threads, [&](std::int64_t id) {
     T* du = du_all + id * du_elems;
     const std::size_t elems = std::size_t((36 * (cg + kg + 1)) * ld);
-    T* v = static_cast<T*>(tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(nb / tw + 2)));
+    T* v = static_cast<T*>(
+        tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(nb / tw + 2)));
     if (!v) throw std::bad_alloc();
     T* z = v + 36 * cg * ld;
     T* q = z + 36 * kg * ld;
     PixelRun* runs = reinterpret_cast<PixelRun*>(v + elems);
     for (std::int64_t task = tasks * id / threads; task < tasks * (id + 1) / threads; ++task) {
-      const std::int64_t gi = task / blocks, t0 = task % blocks * nb, cnt = std::min(nb, tiles - t0);
+      const std::int64_t gi = task / blocks, t0 = task % blocks * nb;
+      const std::int64_t cnt = std::min(nb, tiles - t0);
       const int nruns = pixel_runs(runs, t0, cnt, ts);
       for (std::int64_t c = 0; c < cg; ++c) {
         for (int r = 0; r < nruns; ++r) {

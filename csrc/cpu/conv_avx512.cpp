@@ -1,6 +1,7 @@
 // conv_avx512.cpp: the direct convolution kernels (conv_simd.h) on AVX-512, 16 floats / 8
-// doubles a vector, with permute-based strided gathers (stride 2 and 4) and Winograd's output
-// interleave for float32. Compiled with the AVX-512 flags; entered only when cpu_isa() reports avx512.
+// doubles a vector, with permute-based float32 strided gathers (stride 2 and 4) and Winograd's
+// tile gather and output interleave. Compiled with the AVX-512 flags; entered only when
+// cpu_isa() reports avx512.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,7 +11,7 @@
 
 namespace fastdl {
 namespace {
-// dst[j] = src[4 j] for j in [0, n) (Winograd's tiles, strided im2col): 16 outputs from 61
+// dst[j] = src[4 j] for j in [0, n) (stride-4 im2col runs): 16 outputs from 61
 // inputs by two-register permutes (lanes 0-7 from the first two vectors, 8-15 from the next two),
 // the tail masked so that nothing past src[4 (n - 1)] is read.
 inline __mmask16 first_lanes(std::int64_t c) {
@@ -33,10 +34,11 @@ void gather4_f32(float* __restrict dst, const float* __restrict src, std::int64_
   if (j < n) {  // a tile row is often shorter than 16 tiles
     const std::int64_t need = 4 * (n - j - 1) + 1;  // elements from p on
     const float* p = src + 4 * j;
-    const __m512 ab = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(first_lanes(need), p), ilo,
-                                             _mm512_maskz_loadu_ps(first_lanes(need - 16), p + 16));
-    const __m512 cd = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(first_lanes(need - 32), p + 32), ihi,
-                                             _mm512_maskz_loadu_ps(first_lanes(need - 48), p + 48));
+    const __m512 a = _mm512_maskz_loadu_ps(first_lanes(need), p);
+    const __m512 b = _mm512_maskz_loadu_ps(first_lanes(need - 16), p + 16);
+    const __m512 c = _mm512_maskz_loadu_ps(first_lanes(need - 32), p + 32);
+    const __m512 d = _mm512_maskz_loadu_ps(first_lanes(need - 48), p + 48);
+    const __m512 ab = _mm512_permutex2var_ps(a, ilo, b), cd = _mm512_permutex2var_ps(c, ihi, d);
     _mm512_mask_storeu_ps(dst + j, first_lanes(n - j), _mm512_mask_blend_ps(__mmask16(0xFF00), ab, cd));
   }
 }
@@ -123,23 +125,31 @@ void wino_gather_f32(float* __restrict q, std::int64_t q_step, const float* __re
 void interleave4_f32(float* __restrict dst, const float* __restrict src, std::int64_t step,
                      std::int64_t n, std::int64_t width) {
   // level 1: (p0, p1) -> pairs p0[l], p1[l] for l in 0-7 (lo) or 8-15 (hi)
-  alignas(64) static const int pair_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-  alignas(64) static const int pair_hi[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  alignas(64) static const int pair_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19,
+                                              4, 20, 5, 21, 6, 22, 7, 23};
+  alignas(64) static const int pair_hi[16] = {8,  24, 9,  25, 10, 26, 11, 27,
+                                              12, 28, 13, 29, 14, 30, 15, 31};
   // level 2: (q01, q23) -> q01[2l], q01[2l+1], q23[2l], q23[2l+1] for l in 0-3 (lo) or 4-7 (hi)
-  alignas(64) static const int quad_lo[16] = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
-  alignas(64) static const int quad_hi[16] = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+  alignas(64) static const int quad_lo[16] = {0, 1, 16, 17, 2, 3, 18, 19,
+                                              4, 5, 20, 21, 6, 7, 22, 23};
+  alignas(64) static const int quad_hi[16] = {8,  9,  24, 25, 10, 11, 26, 27,
+                                              12, 13, 28, 29, 14, 15, 30, 31};
   const __m512i plo = _mm512_load_si512(pair_lo), phi = _mm512_load_si512(pair_hi);
   const __m512i qlo = _mm512_load_si512(quad_lo), qhi = _mm512_load_si512(quad_hi);
   const std::int64_t lim = std::min(4 * n, width);
   for (std::int64_t l = 0; 4 * l < lim; l += 16) {
     const __mmask16 m = first_lanes(n - l);
-    const __m512 p0 = _mm512_maskz_loadu_ps(m, src + l), p1 = _mm512_maskz_loadu_ps(m, src + step + l);
+    const __m512 p0 = _mm512_maskz_loadu_ps(m, src + l);
+    const __m512 p1 = _mm512_maskz_loadu_ps(m, src + step + l);
     const __m512 p2 = _mm512_maskz_loadu_ps(m, src + 2 * step + l);
     const __m512 p3 = _mm512_maskz_loadu_ps(m, src + 3 * step + l);
-    const __m512 q01lo = _mm512_permutex2var_ps(p0, plo, p1), q01hi = _mm512_permutex2var_ps(p0, phi, p1);
-    const __m512 q23lo = _mm512_permutex2var_ps(p2, plo, p3), q23hi = _mm512_permutex2var_ps(p2, phi, p3);
-    const __m512 out[4] = {_mm512_permutex2var_ps(q01lo, qlo, q23lo), _mm512_permutex2var_ps(q01lo, qhi, q23lo),
-                           _mm512_permutex2var_ps(q01hi, qlo, q23hi), _mm512_permutex2var_ps(q01hi, qhi, q23hi)};
+    const __m512 q01lo = _mm512_permutex2var_ps(p0, plo, p1);
+    const __m512 q01hi = _mm512_permutex2var_ps(p0, phi, p1);
+    const __m512 q23lo = _mm512_permutex2var_ps(p2, plo, p3);
+    const __m512 q23hi = _mm512_permutex2var_ps(p2, phi, p3);
+    const __m512 out[4] = {
+        _mm512_permutex2var_ps(q01lo, qlo, q23lo), _mm512_permutex2var_ps(q01lo, qhi, q23lo),
+        _mm512_permutex2var_ps(q01hi, qlo, q23hi), _mm512_permutex2var_ps(q01hi, qhi, q23hi)};
     for (int v = 0; v < 4; ++v) {
       const std::int64_t left = lim - 4 * l - 16 * v;
       if (left <= 0) break;

@@ -1,6 +1,6 @@
-// conv_winograd_simd.h: the Winograd F(4x4, 3x3) input and output transforms (conv.cpp,
-// "winograd"), written once over vector traits V (vec_generic.h contract) and instantiated per
-// ISA through conv_simd.h's table.
+// conv_winograd_simd.h: the Winograd F(4x4, 3x3) input, output and output-gradient transforms
+// (conv.cpp, "winograd"), written once over vector traits V (vec_generic.h contract) and
+// instantiated per ISA through conv_simd.h's table.
 //
 // Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2015), interpolation points
 // 0, +-1, +-2, infinity. With d a 6x6 input tile, g a 3x3 filter and Y the 4x4 output tile,
@@ -11,11 +11,13 @@
 //         [ 0 -2 -1  2  1  0 ]       [ 1/24  1/12   1/6  ]         [ 0  1 -1  8 -8  1 ]
 //         [ 0  2 -1 -2  1  0 ]       [ 1/24 -1/12   1/6  ]
 //         [ 0  4  0 -5  0  1 ]       [   0     0     1   ]
-// Both transforms are vectorised ACROSS TILES: element (i, j) of consecutive tiles lies
-// contiguous (conv.cpp gathers the tiles' 36 elements into 36 rows, an im2col of a 6x6 window
-// at stride 4), so every load and store is a plain vector and the 2-D transform is two passes
-// of six 1-D transforms over registers, no shuffles. The filter transform (K x C/G x 36, once
-// per call) is plain C in conv.cpp.
+// Backward-weight needs the adjoint of the output transform, Z = A dY A^T (4x4 -> 6x6,
+// wino_grad_output); its products and G^T dU G are in conv.cpp.
+// The transforms are vectorised ACROSS TILES: element (i, j) of consecutive tiles lies
+// contiguous (the table's wino_gather lays the tiles' 36 elements out as 36 rows), so every load
+// and store is a plain vector and the 2-D transform is two passes of six 1-D transforms over
+// registers, no shuffles. The filter transform (K x C/G x 36, once per call) is plain C in
+// conv.cpp.
 #pragma once
 
 #include <cstdint>
