@@ -176,8 +176,8 @@ def _accepts(variant, cfg):
 
 
 def _winograd_ulps(pass_, w, dy):
-    """F(4, 3)'s transforms scale values by up to ~100 and back: a few times the rounding of a
-    direct sum (measured ~1.5e-6 relative to the largest output in float32 at C = 16 .. 256)."""
+    """F(4, 3)'s transforms scale values by up to ~100 and back: 15-30x the rounding of a direct
+    sum (float32, max error / max |y|: 4.6e-6 at C16, 8.5e-6 at C64, 1.2e-5 at C256)."""
     return 64 + 16 * (dy[0].size if pass_ == "backward_weight" else w[0].size) ** 0.5
 
 
