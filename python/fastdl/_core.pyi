@@ -104,8 +104,9 @@ def batch_norm_forward_reference(y: _Array, save_mean: _Array, save_invstd: _Arr
 def batch_norm_backward(dx: _Array, dweight: _Array, dbias: _Array, dy: _Array, x: _Array, weight: _Array | None, save_mean: _Array, save_invstd: _Array, training: bool, *, isa: _Isa | None = None) -> None: ...
 def batch_norm_backward_reference(dx: _Array, dweight: _Array, dbias: _Array, dy: _Array, x: _Array, weight: _Array | None, save_mean: _Array, save_invstd: _Array, training: bool) -> None: ...
 # ---- conv (csrc/bindings/cpu/conv.cpp); `variant`: "auto" | "reference" | "gemm1x1" |
-# "implicit_gemm" | "direct" (tests and benchmarks)
-_ConvVariant = Literal["auto", "reference", "gemm1x1", "implicit_gemm", "direct"]
+# "implicit_gemm" | "direct" | "winograd" (tests and benchmarks; winograd: 3x3, stride 1,
+# dilation 1)
+_ConvVariant = Literal["auto", "reference", "gemm1x1", "implicit_gemm", "direct", "winograd"]
 
 def conv2d_forward(
     y: npt.NDArray[_Float],
