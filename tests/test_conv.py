@@ -2,6 +2,10 @@
 the float64 NumPy reference (tests/reference.py), float64 finite differences, every algorithm of
 the CPU dispatch on every ISA, PyTorch on a few layers, and bad input."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -235,12 +239,22 @@ def test_winograd_matches_reference_kernel(rng, dtype, isa):
 
 
 def test_auto_picks_winograd_for_the_resnet_layers():
-    """Issue 9's 3x3 layers (N = 32): every pass on Winograd, in both dtypes."""
+    """Issue 9's 3x3 layers (N = 32): every float32 pass on Winograd; float64 keeps the GEMM
+    (Winograd's rounding error is 15-30x larger: not what a float64 caller asked for)."""
     for c, hw in [(64, 56), (128, 28), (256, 14)]:
-        for dtype in DTYPES:
+        for dtype, want in (("float32", "winograd"), ("float64", "implicit_gemm")):
             got = [_core.conv2d_variant(p, (32, c, hw, hw), (c, c, 3, 3), 1, 1, 1, 1, 1, 1, 1,
                                         dtype=dtype) for p in PASSES]
-            assert got == ["winograd", "winograd", "winograd"], (c, hw, dtype)
+            assert got == [want] * 3, (c, hw, dtype)
+
+
+def test_winograd_can_be_turned_off():
+    code = ("from fastdl import _core; print(_core.conv2d_variant('forward', (32, 64, 56, 56), "
+            "(64, 64, 3, 3), 1, 1, 1, 1, 1, 1, 1, dtype='float32'))")
+    env = dict(os.environ, FASTDL_CONV_WINOGRAD="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "implicit_gemm"
 
 
 def test_forced_variant_refuses_what_it_cannot_run(rng):

@@ -1127,7 +1127,19 @@ static bool winograd_pays(ConvPass pass, const ConvShape& s) {
 // 64x64 5x5 N16 1.23 / 1.28, 8x8 -> K16 3x3 N64 0.04 / 0.06; but C3 32x32 -> K64 3x3 N16 (k = 27)
 // 0.78 / 0.58. Backward-data with C/G = 1 or 3: 1.2 / 7.4 and 1.2 / 3.7; backward-weight with
 // 16-32 filters stays on the GEMM (0.94-1.67 vs 1.10-2.84 direct).
-ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
+// Winograd trades accuracy for speed (its float32 error is 15-30x the GEMM's, ~1e-5 of the
+// largest output on ResNet layers), so auto takes it for float32 only, where that is still far
+// inside what float32 training tolerates; float64 callers (gradient checks, users who asked for
+// precision) keep the exact-order GEMM. FASTDL_CONV_WINOGRAD=0 turns it off for float32 too.
+static bool winograd_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("FASTDL_CONV_WINOGRAD");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return on;
+}
+
+ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int bytes, Isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
   const std::int64_t rows = pass == ConvPass::backward_data ? cg : kg;
   const std::int64_t depth = pass == ConvPass::backward_data ? kg * s.r * s.s : cg * s.r * s.s;
@@ -1135,7 +1147,7 @@ ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
       (pass == ConvPass::forward && cg == 1))
     return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
-  if (winograd_pays(pass, s)) return ConvAlgo::winograd;
+  if (bytes == 4 && winograd_enabled() && winograd_pays(pass, s)) return ConvAlgo::winograd;
   return ConvAlgo::implicit_gemm;
 }
 
