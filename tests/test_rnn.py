@@ -19,7 +19,8 @@ DTYPES = [np.float32, np.float64]
 ORDER = ["generic", "avx2", "avx512"]
 ISAS = [i for i in ORDER if ORDER.index(i) <= ORDER.index(_core.cpu_isa_supported())]
 # (N, I, H): batch 1, sizes that are not multiples of any vector width.
-CELL_SHAPES = [(1, 1, 1), (3, 7, 3), (1, 17, 17), (3, 1, 33), (4, 16, 16), (5, 9, 40)]
+CELL_SHAPES = [(1, 1, 1), (3, 7, 3), (1, 17, 17), (3, 1, 33), (4, 16, 16), (5, 9, 40), (2, 0, 3),
+               (0, 3, 4)]
 
 
 def _np32(fn):
@@ -123,7 +124,7 @@ def test_lstm_cell_gradcheck(rng):
 # ---- lstm (whole sequence) ---------------------------------------------------------------------
 
 SEQ_SHAPES = [(0, 2, 3, 5), (1, 1, 1, 1), (1, 3, 7, 3), (5, 3, 17, 17), (20, 1, 7, 33),
-              (7, 4, 16, 16), (3, 0, 4, 3)]
+              (7, 4, 16, 16), (3, 0, 4, 3), (2, 3, 0, 4), (2, 3, 4, 0)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -17,7 +17,7 @@
 //   sequence: the cell T times, h_0 = h0, c_0 = c0; BPTT runs the cell's backward from t = T
 //         down to 1 with dh_t = dy_t + dz_{t+1} w_hh (dh_n at t = T) and dc_t from step t + 1
 //         (dc_n at t = T); the weight gradients are then ONE product each over all T N rows:
-//         dw_ih = dz^T x, dw_hh = dz[1:]^T y[:-1] + dz[0]^T h0, dx = dz w_ih, db = sum dz.
+//         dw_ih = dz^T x, dw_hh = dz^T [h0; y[:-1]], dx = dz w_ih, db = sum dz.
 // Gradients are written (=). Incoming gradients that are null count as zero.
 //
 // Variants, in order of increasing complexity:
@@ -406,6 +406,32 @@ void lstm_back_hook(const void* ctx, T* dh, std::int64_t lddh, std::int64_t i0, 
   }
 }
 
+// h_prev (T N, H) = [h0; y_1 .. y_{T-1}] as the B of dw_hh = dz^T h_prev, gathered by the packer
+// (rows < N from h0, the rest from y shifted by one step), so dw_hh is one product over all
+// T N rows with no copy of the states.
+template <typename T>
+struct PrevStates {
+  const T* h0;
+  const T* y;
+  std::int64_t n, hid;
+};
+
+template <typename T>
+bool pack_prev_states(const void* ctx, T* dst, std::int64_t k0, std::int64_t kc, std::int64_t j0,
+                      std::int64_t nc, int nr) {
+  const auto& s = *static_cast<const PrevStates<T>*>(ctx);
+  for (std::int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+    const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp);
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const std::int64_t r = k0 + p;
+      const T* src = (r < s.n ? s.h0 + r * s.hid : s.y + (r - s.n) * s.hid) + j0 + jp;
+      std::copy(src, src + cols, dst + p * nr);
+      std::fill(dst + p * nr + cols, dst + (p + 1) * nr, T(0));
+    }
+  }
+  return true;
+}
+
 // [x | h] (n, in + hid): the A operand of a cell's single product over K = in + hid.
 template <typename T>
 const T* stack_inputs(const T* x, const T* h, std::int64_t n, std::int64_t in, std::int64_t hid) {
@@ -573,9 +599,9 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db, const T* dy
   }
   // The weight gradients: one product each over all T N rows.
   mm_tn(dw_ih, in, dz, g4, x, in, g4, in, t * n, p, isa);
-  mm_tn(dw_hh, hid, dz + n * g4, g4, y, hid, g4, hid, std::max<std::int64_t>(t - 1, 0) * n, p,
-        isa);
-  if (t > 0) mm_tn(dw_hh, hid, dz, g4, h0, hid, g4, hid, n, with_bias<T>(nullptr, T(1)), isa);
+  const PrevStates<T> prev{h0, y, n, hid};
+  gemm_packed_b(dw_hh, hid, dz, std::int64_t(1), g4, GemmPackB<T>{&pack_prev_states<T>, &prev},
+                g4, hid, t * n, p, isa);
   mm_nn(dx, in, dz, g4, w_ih, in, t * n, in, g4, p, isa);
   column_sums(db, dz, t * n, g4, isa);
 }
