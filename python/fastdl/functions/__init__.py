@@ -12,6 +12,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     dropout       Dropout
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
+    pad           Pad2d
     norm          BatchNorm
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
@@ -42,3 +43,9 @@ from .norm import __all__ as _norm
 
 __all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
            *_pool, *_norm]
+
+# ---- pad (Conv2d's padding_mode, issue 9) ----
+from .pad import *  # noqa: F401,F403,E402
+from .pad import __all__ as _pad  # noqa: E402
+
+__all__ += _pad
