@@ -505,3 +505,98 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     else:
         dx = g * dy
     return dx, dweight, dbias
+
+
+# ---- rnn: RNN cell, LSTM cell, LSTM sequence and BPTT (branch rnn) ------------------------------
+# Written from the equations (gates ordered i, f, g, o, PyTorch's layout); db is the gradient of
+# b_ih and of b_hh alike. The sequence and its BPTT are step-by-step loops over the cell.
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    x, h, w_ih, w_hh, b_ih, b_hh = f64(x, h, w_ih, w_hh, b_ih, b_hh)
+    z = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        z = z + b_ih
+    if b_hh is not None:
+        z = z + b_hh
+    return np.tanh(z)
+
+
+def rnn_cell_backward(dh_new, x, h, w_ih, w_hh, h_new):
+    """-> (dx, dh, dw_ih, dw_hh, db)."""
+    dh_new, x, h, w_ih, w_hh, h_new = f64(dh_new, x, h, w_ih, w_hh, h_new)
+    da = dh_new * (1 - h_new**2)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, da.sum(axis=0)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> (h_new, c_new, gates), gates (N, 4H) the activated i | f | g | o."""
+    x, h, c, w_ih, w_hh, b_ih, b_hh = f64(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    z = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        z = z + b_ih
+    if b_hh is not None:
+        z = z + b_hh
+    zi, zf, zg, zo = np.split(z, 4, axis=1)
+    i, f, g, o = _sigmoid(zi), _sigmoid(zf), np.tanh(zg), _sigmoid(zo)
+    c_new = f * c + i * g
+    h_new = o * np.tanh(c_new)
+    return h_new, c_new, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new):
+    """-> (dx, dh, dc, dw_ih, dw_hh, db); dh_new / dc_new None mean zero."""
+    x, h, c, w_ih, w_hh, gates, c_new = f64(x, h, c, w_ih, w_hh, gates, c_new)
+    dh_new = np.zeros_like(c) if dh_new is None else f64(dh_new)
+    dc_new = np.zeros_like(c) if dc_new is None else f64(dc_new)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    tc = np.tanh(c_new)
+    d_o = dh_new * tc
+    dct = dc_new + dh_new * o * (1 - tc**2)
+    dz = np.concatenate([dct * g * i * (1 - i), dct * c * f * (1 - f), dct * i * (1 - g**2),
+                         d_o * o * (1 - o)], axis=1)
+    return dz @ w_ih, dz @ w_hh, dct * f, dz.T @ x, dz.T @ h, dz.sum(axis=0)
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> (y, h_n, c_n, gates, cells): the cell T times; gates (T, N, 4H), cells (T, N, H)."""
+    x, w_ih, w_hh = f64(x, w_ih, w_hh)
+    t, n, _ = x.shape
+    hid = w_hh.shape[1]
+    h = np.zeros((n, hid), REF_DTYPE) if h0 is None else f64(h0)
+    c = np.zeros((n, hid), REF_DTYPE) if c0 is None else f64(c0)
+    ys, gs, cs = [], [], []
+    for s in range(t):
+        h, c, g = lstm_cell(x[s], h, c, w_ih, w_hh, b_ih, b_hh)
+        ys.append(h), gs.append(g), cs.append(c)
+    stack = lambda a, shape: np.stack(a) if a else np.zeros(shape, REF_DTYPE)  # noqa: E731
+    return (stack(ys, (0, n, hid)), h, c, stack(gs, (0, n, 4 * hid)), stack(cs, (0, n, hid)))
+
+
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """BPTT of lstm (recomputing its forward) -> (dx, dh0, dc0, dw_ih, dw_hh, db); dy, dh_n,
+    dc_n None mean zero."""
+    x, w_ih, w_hh = f64(x, w_ih, w_hh)
+    t, n, _ = x.shape
+    hid = w_hh.shape[1]
+    h0 = np.zeros((n, hid), REF_DTYPE) if h0 is None else f64(h0)
+    c0 = np.zeros((n, hid), REF_DTYPE) if c0 is None else f64(c0)
+    y, _, _, gates, cells = lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    dh = np.zeros((n, hid), REF_DTYPE) if dh_n is None else f64(dh_n).copy()
+    dc = np.zeros((n, hid), REF_DTYPE) if dc_n is None else f64(dc_n).copy()
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(4 * hid, REF_DTYPE)
+    for s in reversed(range(t)):
+        if dy is not None:
+            dh = dh + f64(dy)[s]
+        h_prev = y[s - 1] if s else h0
+        c_prev = cells[s - 1] if s else c0
+        gx, dh, dc, gwi, gwh, gb = lstm_cell_backward(dh, dc, x[s], h_prev, c_prev, w_ih, w_hh,
+                                                      gates[s], cells[s])
+        dx[s] = gx
+        dw_ih, dw_hh, db = dw_ih + gwi, dw_hh + gwh, db + gb
+    return dx, dh, dc, dw_ih, dw_hh, db
+# ---- end rnn ---------------------------------------------------------------------------------------

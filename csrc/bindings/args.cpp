@@ -573,4 +573,184 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
   return d;
 }
 
+// ---- rnn ---------------------------------------------------------------------------------------
+
+namespace {
+
+// One array of an rnn call: want (the symbolic formula, e.g. "(4H, H)", and its sizes), the
+// dtype of x, C-contiguous, writable when an output.
+struct RnnCheck {
+  const char* op;
+  const ArrayView& x;
+  const ArrayView& h;
+
+  std::string basis() const {
+    return "x of shape " + shape_str(x) + " and " + h.name + " of shape " + shape_str(h);
+  }
+  void operator()(const ArrayView& a, const char* formula, std::initializer_list<int64_t> want,
+                  bool output = false) const {
+    check_dtype(a, x);
+    bool ok = a.ndim == int(want.size());
+    std::string w = "(";
+    int i = 0;
+    for (const int64_t d : want) {
+      w += (i ? ", " : "") + std::to_string(d);
+      ok = ok && a.shape[i] == d;
+      ++i;
+    }
+    w += want.size() == 1 ? ",)" : ")";
+    FASTDL_CHECK(ok, ValueError, op, ": ", a.name, " must have shape ", formula, " = ", w,
+                 " for ", basis(), ", got ", shape_str(a));
+    if (output)
+      check_output(a);
+    else
+      check_contiguous(a);
+  }
+};
+
+// x (lead..., N, I) and h (N, H): the sizes every other array is checked against.
+RnnDims rnn_dims(const char* op, const ArrayView& x, const ArrayView& h, bool sequence) {
+  const int xd = sequence ? 3 : 2;
+  FASTDL_CHECK(x.ndim == xd, ValueError, op, ": x must be ", xd, "-D ",
+               sequence ? "(T, N, I)" : "(N, I)", ", got shape ", shape_str(x));
+  dispatch_float(x, [](auto) { return 0; });  // TypeError for a non-float x
+  check_contiguous(x);
+  check_dtype(h, x);
+  const int64_t t = sequence ? x.shape[0] : 1, n = x.shape[xd - 2], i = x.shape[xd - 1];
+  FASTDL_CHECK(h.ndim == 2 && h.shape[0] == n, ValueError, op, ": ", h.name,
+               " must have shape (N, H) with N = ", n, " for x of shape ", shape_str(x),
+               ", got ", shape_str(h));
+  check_contiguous(h);
+  return {t, n, i, h.shape[1]};
+}
+
+}  // namespace
+
+RnnDims check_rnn_cell_forward(const ArrayView& h_new, const ArrayView& x, const ArrayView& h,
+                               const ArrayView& w_ih, const ArrayView& w_hh,
+                               const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "rnn_cell";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(w_ih, "(H, I)", {d.h, d.i});
+  chk(w_hh, "(H, H)", {d.h, d.h});
+  if (b_ih) chk(*b_ih, "(H,)", {d.h});
+  if (b_hh) chk(*b_hh, "(H,)", {d.h});
+  chk(h_new, "(N, H)", {d.n, d.h}, true);
+  return d;
+}
+
+RnnDims check_rnn_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dw_ih,
+                                const ArrayView& dw_hh, const ArrayView& db,
+                                const ArrayView& dh_new, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView& h_new) {
+  const char* op = "rnn_cell_backward";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(w_ih, "(H, I)", {d.h, d.i});
+  chk(w_hh, "(H, H)", {d.h, d.h});
+  chk(h_new, "(N, H)", {d.n, d.h});
+  chk(dh_new, "(N, H)", {d.n, d.h});
+  chk(dx, "(N, I)", {d.n, d.i}, true);
+  chk(dh, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(H, I)", {d.h, d.i}, true);
+  chk(dw_hh, "(H, H)", {d.h, d.h}, true);
+  chk(db, "(H,)", {d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_cell_forward(const ArrayView& h_new, const ArrayView& c_new,
+                                const ArrayView& gates, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "lstm_cell";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(c, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  if (b_ih) chk(*b_ih, "(4H,)", {4 * d.h});
+  if (b_hh) chk(*b_hh, "(4H,)", {4 * d.h});
+  chk(h_new, "(N, H)", {d.n, d.h}, true);
+  chk(c_new, "(N, H)", {d.n, d.h}, true);
+  chk(gates, "(N, 4H)", {d.n, 4 * d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dc,
+                                 const ArrayView& dw_ih, const ArrayView& dw_hh,
+                                 const ArrayView& db, const ArrayView* dh_new,
+                                 const ArrayView* dc_new, const ArrayView& x, const ArrayView& h,
+                                 const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                 const ArrayView& gates, const ArrayView& c_new) {
+  const char* op = "lstm_cell_backward";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(c, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  chk(gates, "(N, 4H)", {d.n, 4 * d.h});
+  chk(c_new, "(N, H)", {d.n, d.h});
+  if (dh_new) chk(*dh_new, "(N, H)", {d.n, d.h});
+  if (dc_new) chk(*dc_new, "(N, H)", {d.n, d.h});
+  chk(dx, "(N, I)", {d.n, d.i}, true);
+  chk(dh, "(N, H)", {d.n, d.h}, true);
+  chk(dc, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(4H, I)", {4 * d.h, d.i}, true);
+  chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
+  chk(db, "(4H,)", {4 * d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_forward(const ArrayView& y, const ArrayView& h_n, const ArrayView& c_n,
+                           const ArrayView* gates, const ArrayView* cells, const ArrayView& x,
+                           const ArrayView& h0, const ArrayView& c0, const ArrayView& w_ih,
+                           const ArrayView& w_hh, const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "lstm";
+  const RnnDims d = rnn_dims(op, x, h0, true);
+  const RnnCheck chk{op, x, h0};
+  chk(c0, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  if (b_ih) chk(*b_ih, "(4H,)", {4 * d.h});
+  if (b_hh) chk(*b_hh, "(4H,)", {4 * d.h});
+  chk(y, "(T, N, H)", {d.t, d.n, d.h}, true);
+  chk(h_n, "(N, H)", {d.n, d.h}, true);
+  chk(c_n, "(N, H)", {d.n, d.h}, true);
+  FASTDL_CHECK(!gates == !cells, ValueError, op,
+               ": gates and cells must both be arrays (training) or both be None (inference), "
+               "got only ", gates ? "gates" : "cells");
+  if (gates) chk(*gates, "(T, N, 4H)", {d.t, d.n, 4 * d.h}, true);
+  if (cells) chk(*cells, "(T, N, H)", {d.t, d.n, d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const ArrayView& dc0,
+                            const ArrayView& dw_ih, const ArrayView& dw_hh, const ArrayView& db,
+                            const ArrayView* dy, const ArrayView* dh_n, const ArrayView* dc_n,
+                            const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
+                            const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
+                            const ArrayView& gates, const ArrayView& cells) {
+  const char* op = "lstm_backward";
+  const RnnDims d = rnn_dims(op, x, h0, true);
+  const RnnCheck chk{op, x, h0};
+  chk(c0, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  chk(y, "(T, N, H)", {d.t, d.n, d.h});
+  chk(gates, "(T, N, 4H)", {d.t, d.n, 4 * d.h});
+  chk(cells, "(T, N, H)", {d.t, d.n, d.h});
+  if (dy) chk(*dy, "(T, N, H)", {d.t, d.n, d.h});
+  if (dh_n) chk(*dh_n, "(N, H)", {d.n, d.h});
+  if (dc_n) chk(*dc_n, "(N, H)", {d.n, d.h});
+  chk(dx, "(T, N, I)", {d.t, d.n, d.i}, true);
+  chk(dh0, "(N, H)", {d.n, d.h}, true);
+  chk(dc0, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(4H, I)", {4 * d.h, d.i}, true);
+  chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
+  chk(db, "(4H,)", {4 * d.h}, true);
+  return d;
+}
+
 }  // namespace fastdl::bindings

@@ -255,4 +255,45 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
                                    const ArrayView* weight, const ArrayView& save_mean,
                                    const ArrayView& save_invstd);
 
+
+// ---- rnn: RNN and LSTM cells, whole-sequence LSTM (csrc/cpu/rnn.*, csrc/cuda/rnn.cu) ----------
+// Every array has x's dtype (TypeError) and is C-contiguous (TypeError); outputs are writable.
+// Sizes come from x (N, I) -- (T, N, I) for the sequence -- and h (N, H) (h0 for the sequence);
+// every other shape is derived from them and a mismatch is a ValueError naming the argument:
+//   "lstm_cell: w_hh must have shape (4H, H) = (2048, 512) for x of shape (64, 256) and h of
+//    shape (64, 512), got (2048, 256)".
+// Optional arrays are null pointers (None): the biases; dh_new / dc_new, dy / dh_n / dc_n of the
+// backward passes; gates / cells of lstm_forward (both or neither: inference keeps neither).
+struct RnnDims {
+  int64_t t, n, i, h;  // t = 1 for the cells; t = 0 is a valid sequence
+};
+RnnDims check_rnn_cell_forward(const ArrayView& h_new, const ArrayView& x, const ArrayView& h,
+                               const ArrayView& w_ih, const ArrayView& w_hh,
+                               const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_rnn_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dw_ih,
+                                const ArrayView& dw_hh, const ArrayView& db,
+                                const ArrayView& dh_new, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView& h_new);
+RnnDims check_lstm_cell_forward(const ArrayView& h_new, const ArrayView& c_new,
+                                const ArrayView& gates, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_lstm_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dc,
+                                 const ArrayView& dw_ih, const ArrayView& dw_hh,
+                                 const ArrayView& db, const ArrayView* dh_new,
+                                 const ArrayView* dc_new, const ArrayView& x, const ArrayView& h,
+                                 const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                 const ArrayView& gates, const ArrayView& c_new);
+RnnDims check_lstm_forward(const ArrayView& y, const ArrayView& h_n, const ArrayView& c_n,
+                           const ArrayView* gates, const ArrayView* cells, const ArrayView& x,
+                           const ArrayView& h0, const ArrayView& c0, const ArrayView& w_ih,
+                           const ArrayView& w_hh, const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const ArrayView& dc0,
+                            const ArrayView& dw_ih, const ArrayView& dw_hh, const ArrayView& db,
+                            const ArrayView* dy, const ArrayView* dh_n, const ArrayView* dc_n,
+                            const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
+                            const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
+                            const ArrayView& gates, const ArrayView& cells);
+
 }  // namespace fastdl::bindings

@@ -26,5 +26,11 @@ from .norm import __all__ as _norm
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
+# ---- rnn (branch rnn) ----
+from .rnn import *  # noqa: F401,F403
+from .rnn import __all__ as _rnn
+# ---- end rnn ----
+
 __all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
            *_norm, *_optim]
+__all__ += _rnn  # rnn (branch rnn)
