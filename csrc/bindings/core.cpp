@@ -92,4 +92,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   fb::bind_norm(m);
   fb::bind_conv(m);
   fb::bind_rnn(m);
+  fb::bind_embedding(m);
 }

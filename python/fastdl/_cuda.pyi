@@ -183,3 +183,12 @@ def batch_norm_backward(
     weight: Optional[_CudaArray], save_mean: _CudaArray, save_invstd: _CudaArray,
     training: bool, *, stream: int = 0,
 ) -> None: ...
+
+# ---- embedding (indices int64 (M,), weight / dweight (V, D), y / dy (M, D) float32) -----------
+def embedding_forward(y: _CudaArray, indices: _CudaArray, weight: _CudaArray, *, stream: int = 0) -> None:
+    """y = weight[indices]; a bad index raises ValueError after one synchronisation."""
+def embedding_backward(
+    dweight: _CudaArray, dy: _CudaArray, indices: _CudaArray, padding_idx: int, *, stream: int = 0
+) -> None:
+    """dweight = 0, then dweight[indices[m]] += dy[m] in index order (deterministic); row
+    padding_idx (-1: none) stays zero."""

@@ -9,6 +9,11 @@
 #include "cuda/conv.cuh"
 #include "cuda/norm.cuh"
 #include "cuda/pool.cuh"
+// ---- embedding (issue 10) ----
+#include <string>
+#include "common/check.h"
+#include "cpu/embedding.h"
+#include "cuda/embedding.cuh"
 
 static std::mt19937 gen(1);
 static std::vector<float> randn(size_t n) {
@@ -153,6 +158,48 @@ static void norm_case(int64_t n, int64_t c, int64_t l, bool training, bool affin
   cmp("dbias", db1, db2, 1e-5);
 }
 
+// ---- embedding (issue 10) ----
+// The emulated kernels against the CPU kernels, bit for bit (both add in index order); then a
+// bad index must throw the CPU's ValueError from both launchers. offset shifts the float arrays
+// off 16-byte alignment (the scalar path).
+static void embedding_case(int64_t m, int64_t v, int64_t d, int64_t pad, int64_t hot, int offset) {
+  std::printf("embedding M=%ld V=%ld D=%ld pad=%ld hot=%ld offset=%d\n", long(m), long(v), long(d),
+              long(pad), long(hot), offset);
+  std::uniform_int_distribution<int64_t> any(0, v - 1), few(0, std::max<int64_t>(0, hot - 1));
+  std::vector<int64_t> idx(static_cast<size_t>(m));
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = (i % 3 == 0 || hot == 0) ? any(gen) : few(gen);
+  auto wbuf = randn(size_t(v * d) + offset), dybuf = randn(size_t(m * d) + offset);
+  std::vector<float> w(wbuf.begin() + offset, wbuf.end()), dy(dybuf.begin() + offset, dybuf.end());
+  std::vector<float> ybuf(size_t(m * d) + offset, NAN), dwbuf(size_t(v * d) + offset, NAN);
+  std::vector<float> y2(size_t(m * d), NAN), dw2(size_t(v * d), NAN);
+  fastdl::cuda::embedding_forward(ybuf.data() + offset, idx.data(), wbuf.data() + offset, m, v, d, nullptr);
+  fastdl::embedding_forward(y2.data(), idx.data(), w.data(), m, v, d);
+  cmp("forward vs cpu", std::vector<float>(ybuf.begin() + offset, ybuf.end()), y2, 0);
+  fastdl::cuda::embedding_backward(dwbuf.data() + offset, dybuf.data() + offset, idx.data(), pad, m, v, d, nullptr);
+  fastdl::embedding_backward(dw2.data(), dy.data(), idx.data(), pad, m, v, d);
+  cmp("backward vs cpu", std::vector<float>(dwbuf.begin() + offset, dwbuf.end()), dw2, 0);
+  if (m > 2) {
+    idx[size_t(m / 2)] = v + 5;
+    idx[size_t(m - 1)] = -1;
+    const std::string want = "indices: indices[" + std::to_string(m / 2) + "] = " + std::to_string(v + 5);
+    for (int pass = 0; pass < 2; ++pass) {
+      std::string got = "(no exception)";
+      try {
+        if (pass == 0)
+          fastdl::cuda::embedding_forward(ybuf.data(), idx.data(), wbuf.data(), m, v, d, nullptr);
+        else
+          fastdl::cuda::embedding_backward(dwbuf.data(), dybuf.data(), idx.data(), pad, m, v, d, nullptr);
+      } catch (const fastdl::ValueError& e) {
+        got = e.what();
+      }
+      const bool ok = got.rfind(want, 0) == 0;
+      if (!ok) ++fails;
+      std::printf("  %-34s %s  %s\n", pass ? "backward bad index" : "forward bad index", ok ? "ok  " : "FAIL",
+                  got.c_str());
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "all";
   if (only == "all" || only == "conv") {
@@ -192,6 +239,17 @@ int main(int argc, char** argv) {
     norm_case(40, 2, 1000, true, true, 0);
     norm_case(20000, 3, 1, true, true, 0);
     norm_case(2, 2, 20000, true, false, 1000);
+  }
+  // ---- embedding (issue 10) ----
+  if (only == "all" || only == "embedding") {
+    embedding_case(1, 1, 1, -1, 0, 0);
+    embedding_case(7, 3, 17, -1, 0, 0);
+    embedding_case(7, 3, 17, 1, 0, 1);
+    embedding_case(600, 9, 8, 2, 3, 0);      // several index tiles, float4 path, repeats
+    embedding_case(600, 9, 8, -1, 3, 1);     // the same, misaligned: scalar path
+    embedding_case(300, 2, 1030, -1, 2, 0);  // a short, wide table: column blocks
+    embedding_case(513, 100, 4, 0, 5, 0);    // more rows than the 12 emulated blocks
+    embedding_case(5, 4, 0, -1, 0, 0);       // D = 0
   }
   std::printf("%s: %d failure(s)\n", fails ? "FAILED" : "ALL OK", fails);
   return fails != 0;

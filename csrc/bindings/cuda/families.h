@@ -25,6 +25,7 @@ void bind_optim(py::module_& m);       // optimizer steps, gradient clipping
 void bind_conv(py::module_& m);        // conv2d forward, backward_data, backward_weight
 void bind_pool(py::module_& m);        // max, avg, adaptive avg pool2d
 void bind_norm(py::module_& m);        // batch_norm
+void bind_embedding(py::module_& m);   // embedding gather and scatter-add gradient
 
 // `stream=` as fastdl.ops passes it: CuPy's current stream as an int (0: the legacy default).
 inline cudaStream_t as_stream(std::uintptr_t stream) {

@@ -34,3 +34,9 @@ from .rnn import __all__ as _rnn
 __all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
            *_norm, *_optim]
 __all__ += _rnn  # rnn (branch rnn)
+
+# ---- embedding (issue 10) ----
+from .embedding import *  # noqa: F401,F403
+from .embedding import __all__ as _embedding
+
+__all__ += [*_embedding]
