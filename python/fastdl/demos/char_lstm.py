@@ -18,8 +18,9 @@ matplotlib, saved as char_lstm.png in --out), then a text sample drawn at temper
 a seeded generator.
 
 When PyTorch is installed, the same model (the same initial weights, through the state dict)
-is trained in PyTorch on the same first TORCH_STEPS batches, and both median times per
-training step (forward, backward, clipping, Adam) are printed with the ratio.
+is trained in PyTorch on the same first TORCH_STEPS batches, each PyTorch step right after the
+fastdl step on that batch (so both are timed under the same machine load), and the median times
+per training step (forward, backward, clipping, Adam) are printed with the ratio.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ MODULES = (
 )
 EMBED, HIDDEN, LAYERS = 64, 256, 1
 BATCH, SEQ, STEPS, LR, CLIP = 32, 64, 500, 3e-3, 1.0
-TORCH_STEPS, VAL_FRACTION, TEMPERATURE = 20, 0.05, 0.8
+TORCH_STEPS, VAL_FRACTION, TEMPERATURE = 30, 0.05, 0.8
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -164,62 +165,85 @@ def build_torch_model(vocab: int, embed: int = EMBED, hidden: int = HIDDEN, laye
 
 # ---- training -------------------------------------------------------------------------------------------
 
-def train(model, corpus: Corpus, steps: int, lr: float = LR, clip: float = CLIP,
-          show_progress: bool = True, log=print) -> dict:
-    """Truncated BPTT over the corpus' streams; returns step_times (s) and losses (nats/char)."""
-    params = list(model.parameters())
-    opt = optim.Adam(params, lr=lr)
-    v = corpus.vocab_size
-    state, times, losses = None, [], []
-    model.train()
-    bar = _progress(range(steps), steps, "fastdl char_lstm", show_progress)
-    for step in bar:
-        x, y = corpus.chunk(step)
-        if step % corpus.steps_per_epoch == 0:
-            state = None  # the streams start over
+class Trainer:
+    """One truncated-BPTT training step at a time for a fastdl CharLSTM: zero_grad, forward from
+    the carried state, cross entropy, backward, clip_grad_norm_, Adam, carry the detached state.
+    ``step(k)`` trains on chunk k and returns (loss, seconds)."""
+
+    def __init__(self, model, corpus: Corpus, lr: float = LR, clip: float = CLIP):
+        self.model, self.corpus, self.clip = model, corpus, clip
+        self.params = list(model.parameters())
+        self.opt = optim.Adam(self.params, lr=lr)
+        self.state = None
+        model.train()
+
+    def step(self, k: int):
+        x, y = self.corpus.chunk(k)
+        if k % self.corpus.steps_per_epoch == 0:
+            self.state = None  # the streams start over
         t0 = time.perf_counter()
-        opt.zero_grad()
-        logits, (h, c) = model(x, state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
+        self.opt.zero_grad()
+        logits, (h, c) = self.model(x, self.state)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, self.corpus.vocab_size), y.reshape(-1))
         loss.backward()
-        optim.clip_grad_norm_(params, clip)
-        opt.step()
-        state = (h.detach(), c.detach())  # truncated BPTT: carry the state, not its graph
-        times.append(time.perf_counter() - t0)
-        losses.append(loss.item())
-        if hasattr(bar, "set_postfix") and step % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return {"step_times": times, "losses": losses}
+        optim.clip_grad_norm_(self.params, self.clip)
+        self.opt.step()
+        self.state = (h.detach(), c.detach())  # truncated BPTT: carry the state, not its graph
+        return loss.item(), time.perf_counter() - t0
 
 
-def train_torch(state_dict, corpus: Corpus, steps: int, lr: float = LR, clip: float = CLIP,
-                show_progress: bool = True, **sizes) -> dict:
-    """The same model, initial weights and batches in PyTorch (same thread count)."""
-    import torch
+class TorchTrainer:
+    """The same step for the same model in PyTorch, from fastdl's initial weights (a state dict
+    of arrays), with fastdl's thread count."""
 
-    torch.set_num_threads(fastdl.get_num_threads())
-    model = build_torch_model(corpus.vocab_size, **sizes)
-    model.load_state_dict({k: torch.from_numpy(np.array(a)) for k, a in state_dict.items()})
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    v = corpus.vocab_size
-    state, times, losses = None, [], []
-    model.train()
-    for step in _progress(range(steps), steps, "pytorch char_lstm", show_progress):
-        x, y = (torch.from_numpy(a) for a in corpus.chunk(step))
-        if step % corpus.steps_per_epoch == 0:
-            state = None
+    def __init__(self, state_dict, corpus: Corpus, lr: float = LR, clip: float = CLIP, **sizes):
+        import torch
+
+        self.torch, self.corpus, self.clip = torch, corpus, clip
+        torch.set_num_threads(fastdl.get_num_threads())
+        self.model = build_torch_model(corpus.vocab_size, **sizes)
+        self.model.load_state_dict({k: torch.from_numpy(np.array(a)) for k, a in state_dict.items()})
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.state = None
+        self.model.train()
+
+    def step(self, k: int):
+        torch = self.torch
+        x, y = (torch.from_numpy(a) for a in self.corpus.chunk(k))
+        if k % self.corpus.steps_per_epoch == 0:
+            self.state = None
         t0 = time.perf_counter()
-        opt.zero_grad()
-        logits, (h, c) = model(x, state)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
+        self.opt.zero_grad()
+        logits, (h, c) = self.model(x, self.state)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.corpus.vocab_size),
+                                                 y.reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        state = (h.detach(), c.detach())
-        times.append(time.perf_counter() - t0)
-        losses.append(loss.item())
-    return {"step_times": times, "losses": losses}
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.opt.step()
+        self.state = (h.detach(), c.detach())
+        return loss.item(), time.perf_counter() - t0
+
+
+def train(trainer, steps: int, twin=None, twin_steps: int = 0, show_progress: bool = True) -> dict:
+    """Run `steps` steps of trainer; the first twin_steps of them are each followed by the same
+    step of `twin` (PyTorch), so the two are timed back to back under the same machine load.
+    Returns step_times (s) and losses (nats/char), and the twin's under "torch" (or None)."""
+    out = {"step_times": [], "losses": []}
+    theirs = {"step_times": [], "losses": []} if twin is not None and twin_steps > 0 else None
+    bar = _progress(range(steps), steps, "char_lstm", show_progress)
+    for k in bar:
+        loss, dt = trainer.step(k)
+        out["losses"].append(loss)
+        out["step_times"].append(dt)
+        if theirs is not None and k < twin_steps:
+            loss_t, dt_t = twin.step(k)
+            theirs["losses"].append(loss_t)
+            theirs["step_times"].append(dt_t)
+        if hasattr(bar, "set_postfix") and k % 10 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+    trainer.model.eval()
+    out["torch"] = theirs
+    return out
 
 
 def evaluate(model, ids, streams: int = 16, seq: int = 256) -> float:
@@ -320,8 +344,13 @@ def run(epochs=None, seed: int = 0, compare_torch: bool = True, progress: bool =
     fastdl.manual_seed(seed)
     sizes = dict(embed=embed, hidden=hidden, layers=layers)
     model = CharLSTM(v, **sizes)
-    init = {k: np.array(a) for k, a in model.state_dict().items()}
-    result = train(model, corpus, steps, lr, CLIP, progress, log)
+    twin, n = None, min(torch_steps, steps)
+    if compare_torch and n > 0 and have_torch(log):
+        twin = TorchTrainer({k: np.array(a) for k, a in model.state_dict().items()}, corpus, lr,
+                            CLIP, **sizes)
+        log(f"(the first {n} steps are each followed by the same step in PyTorch, timed back "
+            f"to back)")
+    result = train(Trainer(model, corpus, lr, CLIP), steps, twin, n, progress)
     result["model"], result["corpus"] = model, corpus
     result["val_loss"] = evaluate(model, corpus.val)
     log(f"loss (nats/char; ln(V) = {math.log(v):.2f} at the start):")
@@ -331,21 +360,18 @@ def run(epochs=None, seed: int = 0, compare_torch: bool = True, progress: bool =
     f_s = median_s(result["step_times"])
     log(f"fastdl   final train loss {np.mean(result['losses'][-20:]):.3f}, validation "
         f"{result['val_loss']:.3f} nats/char ({result['val_loss'] / math.log(2):.2f} bits/char); "
-        f"median step {f_s * 1e3:.1f} ms")
+        f"median step {f_s * 1e3:.1f} ms over {steps} steps")
     result["sample"] = sample(model, corpus, sample_length, seed=seed)
     log(f"sample (temperature {TEMPERATURE}):\n" + "-" * 60 + "\n" + result["sample"] + "\n"
         + "-" * 60)
-    result["torch"] = None
-    if compare_torch and torch_steps > 0 and have_torch(log):
-        n = min(torch_steps, steps)
-        t = result["torch"] = train_torch(init, corpus, n, lr, CLIP, progress, **sizes)
+    t = result["torch"]
+    if t is not None:
         t_s, f_n = median_s(t["step_times"]), median_s(result["step_times"][:n])
         log(f"pytorch  the same model, weights and first {n} batches: loss after {n} steps "
-            f"{t['losses'][-1]:.3f} (fastdl {result['losses'][n - 1]:.3f}); median step "
-            f"{t_s * 1e3:.1f} ms")
-        log(f"time per training step  fastdl {f_n * 1e3:.1f} ms (first {n} steps; "
-            f"{f_s * 1e3:.1f} ms over all {steps})  vs  PyTorch {t_s * 1e3:.1f} ms  (fastdl is "
-            f"{t_s / f_n:.2f}x PyTorch's speed)")
+            f"{t['losses'][-1]:.3f} (fastdl {result['losses'][n - 1]:.3f})")
+        log(f"time per training step (median of the {n} interleaved steps)  fastdl "
+            f"{f_n * 1e3:.1f} ms  vs  PyTorch {t_s * 1e3:.1f} ms  (fastdl is {t_s / f_n:.2f}x "
+            f"PyTorch's speed)")
         result["speedup"] = t_s / f_n
     path = out if out is not None else "."
     if not str(path).endswith(".png"):
