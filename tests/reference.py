@@ -507,6 +507,26 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     return dx, dweight, dbias
 
 
+# ---- embedding (issue 10) -----------------------------------------------------------------------
+
+def embedding(indices, weight):
+    """weight[indices]: shape indices.shape + (D,)."""
+    return f64(weight)[np.asarray(indices)]
+
+
+def embedding_backward(dy, indices, num_embeddings, padding_idx=None):
+    """dweight (V, D): dy's rows summed into the rows the forward read (np.add.at keeps index
+    order for repeats); the padding row left zero."""
+    dy = f64(dy)
+    d = dy.shape[-1]
+    dw = np.zeros((num_embeddings, d), dtype=dy.dtype)
+    idx = np.asarray(indices).reshape(-1)
+    np.add.at(dw, idx, dy.reshape(idx.size, d))
+    if padding_idx is not None:
+        dw[padding_idx] = 0
+    return dw
+
+
 # ---- rnn: RNN cell, LSTM cell, LSTM sequence and BPTT (branch rnn) ------------------------------
 # Written from the equations (gates ordered i, f, g, o, PyTorch's layout); db is the gradient of
 # b_ih and of b_hh alike. The sequence and its BPTT are step-by-step loops over the cell.
@@ -600,22 +620,3 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
         dw_ih, dw_hh, db = dw_ih + gwi, dw_hh + gwh, db + gb
     return dx, dh, dc, dw_ih, dw_hh, db
 # ---- end rnn ---------------------------------------------------------------------------------------
-
-# ---- embedding (issue 10) -----------------------------------------------------------------------
-
-def embedding(indices, weight):
-    """weight[indices]: shape indices.shape + (D,)."""
-    return f64(weight)[np.asarray(indices)]
-
-
-def embedding_backward(dy, indices, num_embeddings, padding_idx=None):
-    """dweight (V, D): dy's rows summed into the rows the forward read (np.add.at keeps index
-    order for repeats); the padding row left zero."""
-    dy = f64(dy)
-    d = dy.shape[-1]
-    dw = np.zeros((num_embeddings, d), dtype=dy.dtype)
-    idx = np.asarray(indices).reshape(-1)
-    np.add.at(dw, idx, dy.reshape(idx.size, d))
-    if padding_idx is not None:
-        dw[padding_idx] = 0
-    return dw

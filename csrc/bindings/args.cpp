@@ -573,6 +573,30 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
   return d;
 }
 
+// ---- embedding -------------------------------------------------------------------------------
+
+EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
+                              const ArrayView& table, bool table_is_output) {
+  const ArrayView& out = table_is_output ? table : rows;
+  const ArrayView& in = table_is_output ? rows : table;
+  check_output(out);
+  check_ndim(table, 2, 2);
+  check_dtype(in, out);
+  check_dtype(indices, kInt64);
+  check_ndim(indices, 1, 1);
+  check_contiguous(indices);
+  const EmbeddingDims d{indices.shape[0], table.shape[0], table.shape[1]};
+  check_shape(rows, {d.m, d.d});
+  check_contiguous(in);
+  return d;
+}
+
+void check_padding_idx(int64_t padding_idx, int64_t v) {
+  FASTDL_CHECK(padding_idx == -1 || (padding_idx >= 0 && padding_idx < v), ValueError,
+               "padding_idx: expected -1 (none) or a row in [0, V) with V = ", v, ", got ",
+               padding_idx);
+}
+
 // ---- rnn ---------------------------------------------------------------------------------------
 
 namespace {
@@ -751,30 +775,6 @@ RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const Arr
   chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
   chk(db, "(4H,)", {4 * d.h}, true);
   return d;
-}
-
-// ---- embedding -------------------------------------------------------------------------------
-
-EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
-                              const ArrayView& table, bool table_is_output) {
-  const ArrayView& out = table_is_output ? table : rows;
-  const ArrayView& in = table_is_output ? rows : table;
-  check_output(out);
-  check_ndim(table, 2, 2);
-  check_dtype(in, out);
-  check_dtype(indices, kInt64);
-  check_ndim(indices, 1, 1);
-  check_contiguous(indices);
-  const EmbeddingDims d{indices.shape[0], table.shape[0], table.shape[1]};
-  check_shape(rows, {d.m, d.d});
-  check_contiguous(in);
-  return d;
-}
-
-void check_padding_idx(int64_t padding_idx, int64_t v) {
-  FASTDL_CHECK(padding_idx == -1 || (padding_idx >= 0 && padding_idx < v), ValueError,
-               "padding_idx: expected -1 (none) or a row in [0, V) with V = ", v, ", got ",
-               padding_idx);
 }
 
 }  // namespace fastdl::bindings

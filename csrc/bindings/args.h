@@ -255,6 +255,17 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
                                    const ArrayView* weight, const ArrayView& save_mean,
                                    const ArrayView& save_invstd);
 
+// ---- embedding -------------------------------------------------------------------------------
+// rows: y (forward, written) or dy (backward, read), (M, D); table: weight (forward, read) or
+// dweight (backward, written), (V, D); indices int64 (M,). One float dtype (table's; TypeError),
+// every array C-contiguous (TypeError), the written one writable. The index VALUES are the
+// kernels' to check (on the host or on the device). padding_idx: -1 (none) or in [0, V).
+struct EmbeddingDims {
+  int64_t m, v, d;
+};
+EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
+                              const ArrayView& table, bool table_is_output);
+void check_padding_idx(int64_t padding_idx, int64_t v);
 
 // ---- rnn: RNN and LSTM cells, whole-sequence LSTM (csrc/cpu/rnn.*, csrc/cuda/rnn.cu) ----------
 // Every array has x's dtype (TypeError) and is C-contiguous (TypeError); outputs are writable.
@@ -295,17 +306,5 @@ RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const Arr
                             const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
                             const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
                             const ArrayView& gates, const ArrayView& cells);
-
-// ---- embedding -------------------------------------------------------------------------------
-// rows: y (forward, written) or dy (backward, read), (M, D); table: weight (forward, read) or
-// dweight (backward, written), (V, D); indices int64 (M,). One float dtype (table's; TypeError),
-// every array C-contiguous (TypeError), the written one writable. The index VALUES are the
-// kernels' to check (on the host or on the device). padding_idx: -1 (none) or in [0, V).
-struct EmbeddingDims {
-  int64_t m, v, d;
-};
-EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
-                              const ArrayView& table, bool table_is_output);
-void check_padding_idx(int64_t padding_idx, int64_t v);
 
 }  // namespace fastdl::bindings

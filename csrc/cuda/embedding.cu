@@ -17,9 +17,10 @@
 //   2. embedding_backward_kernel: deterministic, no floating-point atomics. The grid tiles
 //      dweight: block (x, y) owns a range of rows times a range of columns and is the only
 //      writer of that tile; its threads own fixed columns. It zeroes the tile, then scans ALL
-//      M indices in tiles of blockDim.x: __syncthreads_count says whether any index of the tile
-//      falls in its rows (most tiles: none, one barrier), and only then a shared-memory prefix
-//      sum compacts the hits, in index order, and each thread adds dy[m, col] to
+//      M indices in tiles of 4 * blockDim.x (4 consecutive indices a thread):
+//      __syncthreads_count says whether any index of the tile falls in its rows (most tiles:
+//      none, one barrier), and only then a shared-memory prefix sum of the per-thread hit
+//      counts compacts the hits, in index order, and each thread adds dy[m, col] to
 //      dweight[idx, col] for every hit in turn. Every element is therefore summed by one thread
 //      in index order: the same bits on every run, equal to the CPU kernel's for float32.
 //      Cost: every block reads the whole index array (8 bytes per index, from L2 after the
@@ -51,6 +52,7 @@ constexpr u64 kNoBad = ~u64(0);
 constexpr int kFwdRows = 8;            // rows of y per forward block (one warp each)
 constexpr int kBwdMaxThreads = 256;    // threads of a backward block (a multiple of 32)
 constexpr int kBwdBlocksPerSm = 4;
+constexpr int kIdxPerThread = 4;       // indices each backward thread tests per tile
 
 __device__ __forceinline__ bool in_range(int64_t idx, int64_t v) { return idx >= 0 && idx < v; }
 
@@ -99,8 +101,8 @@ embedding_backward_kernel(Vec* __restrict__ dweight, u64* __restrict__ bad,
                           int64_t padding_idx, int64_t m, int64_t v, int64_t dv,
                           int64_t rows_per_block, int64_t cols_per_block) {
   __shared__ int scan[kBwdMaxThreads];
-  __shared__ int64_t hit_pos[kBwdMaxThreads];
-  __shared__ int64_t hit_row[kBwdMaxThreads];
+  __shared__ int64_t hit_pos[kBwdMaxThreads * kIdxPerThread];
+  __shared__ int64_t hit_row[kBwdMaxThreads * kIdxPerThread];
   const int tid = int(threadIdx.x), nt = int(blockDim.x);
   const int64_t r0 = int64_t(blockIdx.x) * rows_per_block;
   const int64_t r1 = std::min(v, r0 + rows_per_block);
@@ -111,22 +113,31 @@ embedding_backward_kernel(Vec* __restrict__ dweight, u64* __restrict__ bad,
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t c = c0 + tid; c < c1; c += nt) dweight[r * dv + c] = zero_vec<Vec>();
 
-  for (int64_t base = 0; base < m; base += nt) {
-    const int64_t i = base + tid;
-    int hit = 0;
-    int64_t row = -1;
-    if (i < m) {
-      row = indices[i];
-      if (!in_range(row, v)) {
-        if (reporter) atomicMin(bad, u64(i));
-      } else {
-        hit = row >= r0 && row < r1 && row != padding_idx;
+  // A tile is kIdxPerThread * nt consecutive indices; thread t reads the kIdxPerThread
+  // consecutive ones starting at base + t * kIdxPerThread, so ranks below follow index order.
+  for (int64_t base = 0; base < m; base += int64_t(nt) * kIdxPerThread) {
+    const int64_t first = base + int64_t(tid) * kIdxPerThread;
+    int64_t row[kIdxPerThread];
+    unsigned mine = 0;  // bit q: index first + q lands in this block's rows
+    int hits = 0;
+#pragma unroll
+    for (int q = 0; q < kIdxPerThread; ++q) {
+      const int64_t i = first + q;
+      row[q] = -1;
+      if (i < m) {
+        row[q] = indices[i];
+        if (!in_range(row[q], v)) {
+          if (reporter) atomicMin(bad, u64(i));
+        } else if (row[q] >= r0 && row[q] < r1 && row[q] != padding_idx) {
+          mine |= 1u << q;
+          ++hits;
+        }
       }
     }
-    if (__syncthreads_count(hit) == 0) continue;  // uniform: every thread sees the same count
-    // Inclusive prefix sum of the hit flags (Hillis-Steele): a hit's slot is its rank among
-    // the tile's hits, so the list below is in index order.
-    scan[tid] = hit;
+    if (__syncthreads_count(hits) == 0) continue;  // uniform: every thread sees the same count
+    // Inclusive prefix sum of the per-thread hit counts (Hillis-Steele): thread t's hits take
+    // the slots after those of threads 0..t-1, so the list below is in index order.
+    scan[tid] = hits;
     __syncthreads();
     for (int off = 1; off < nt; off *= 2) {
       const int add = tid >= off ? scan[tid - off] : 0;
@@ -134,10 +145,14 @@ embedding_backward_kernel(Vec* __restrict__ dweight, u64* __restrict__ bad,
       scan[tid] += add;
       __syncthreads();
     }
-    if (hit) {
-      hit_pos[scan[tid] - 1] = i;
-      hit_row[scan[tid] - 1] = row;
-    }
+    int slot = scan[tid] - hits;
+#pragma unroll
+    for (int q = 0; q < kIdxPerThread; ++q)
+      if (mine >> q & 1u) {
+        hit_pos[slot] = first + q;
+        hit_row[slot] = row[q];
+        ++slot;
+      }
     const int count = scan[nt - 1];
     __syncthreads();
     for (int h = 0; h < count; ++h) {

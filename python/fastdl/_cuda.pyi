@@ -192,3 +192,43 @@ def embedding_backward(
 ) -> None:
     """dweight = 0, then dweight[indices[m]] += dy[m] in index order (deterministic); row
     padding_idx (-1: none) stays zero."""
+
+# ---- rnn (x (N, I) / (T, N, I), h (N, H), gates (N, 4H) / (T, N, 4H); None for optional arrays;
+# all enqueued on `stream`, no synchronisation) ------------------------------------------------
+def rnn_cell_forward(
+    h_new: _CudaArray, x: _CudaArray, h: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray,
+    b_ih: Optional[_CudaArray], b_hh: Optional[_CudaArray], *, stream: int = 0,
+) -> None:
+    """h_new = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh)."""
+def rnn_cell_backward(
+    dx: _CudaArray, dh: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray, db: _CudaArray,
+    dh_new: _CudaArray, x: _CudaArray, h: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray,
+    h_new: _CudaArray, *, stream: int = 0,
+) -> None: ...
+def lstm_cell_forward(
+    h_new: _CudaArray, c_new: _CudaArray, gates: _CudaArray, x: _CudaArray, h: _CudaArray,
+    c: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray, b_ih: Optional[_CudaArray],
+    b_hh: Optional[_CudaArray], *, stream: int = 0,
+) -> None:
+    """One LSTM step; gates receives the activated i | f | g | o."""
+def lstm_cell_backward(
+    dx: _CudaArray, dh: _CudaArray, dc: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray,
+    db: _CudaArray, dh_new: Optional[_CudaArray], dc_new: Optional[_CudaArray], x: _CudaArray,
+    h: _CudaArray, c: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray, gates: _CudaArray,
+    c_new: _CudaArray, *, stream: int = 0,
+) -> None: ...
+def lstm_forward(
+    y: _CudaArray, h_n: _CudaArray, c_n: _CudaArray, gates: Optional[_CudaArray],
+    cells: Optional[_CudaArray], x: _CudaArray, h0: _CudaArray, c0: _CudaArray,
+    w_ih: _CudaArray, w_hh: _CudaArray, b_ih: Optional[_CudaArray], b_hh: Optional[_CudaArray],
+    *, stream: int = 0,
+) -> None:
+    """The whole sequence; gates and cells both None for inference."""
+def lstm_backward(
+    dx: _CudaArray, dh0: _CudaArray, dc0: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray,
+    db: _CudaArray, dy: Optional[_CudaArray], dh_n: Optional[_CudaArray],
+    dc_n: Optional[_CudaArray], x: _CudaArray, h0: _CudaArray, c0: _CudaArray,
+    w_ih: _CudaArray, w_hh: _CudaArray, y: _CudaArray, gates: _CudaArray, cells: _CudaArray,
+    *, stream: int = 0,
+) -> None:
+    """Backpropagation through time; dy, dh_n, dc_n None count as zero."""

@@ -1,4 +1,5 @@
 // driver.cc: runs the emulated CUDA kernels (conv, pool, norm) against the CPU references of csrc/cpu (see run.sh).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -14,6 +15,35 @@
 #include "common/check.h"
 #include "cpu/embedding.h"
 #include "cuda/embedding.cuh"
+// ---- rnn (issue 10) ----
+#include "cpu/rnn.h"
+#include "cuda/gemm.cuh"
+#include "cuda/rnn.cuh"
+
+// gemm.cu's tensor-core code cannot be emulated: this plain loop implements gemm.cuh's contract
+// (strided A and B, alpha, beta = 0 meaning C unread, per-row / per-column bias, relu) so the
+// callers' operand strides and epilogues are what is checked.
+namespace fastdl::cuda {
+void gemm(float* c, std::int64_t sc, std::int64_t ldc, const StridedMatrix& a, const StridedMatrix& b,
+          std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k, const GemmEpilogue& e, bool,
+          cudaStream_t) {
+  for (std::int64_t z = 0; z < batch; ++z)
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (std::int64_t q = 0; q < k; ++q)
+          s += double(a.ptr[z * a.batch_stride + i * a.rs + q * a.cs]) *
+               double(b.ptr[z * b.batch_stride + q * b.rs + j * b.cs]);
+        float* out = c + z * sc + i * ldc + j;
+        float v = e.alpha * float(s);
+        if (e.beta != 0.f) v += e.beta * *out;
+        if (e.bias_row) v += e.bias_row[i];
+        if (e.bias_col) v += e.bias_col[j];
+        if (e.relu) v = v > 0.f ? v : (v == v ? 0.f : v);
+        *out = v;
+      }
+}
+}  // namespace fastdl::cuda
 
 static std::mt19937 gen(1);
 static std::vector<float> randn(size_t n) {
@@ -200,6 +230,99 @@ static void embedding_case(int64_t m, int64_t v, int64_t d, int64_t pad, int64_t
   }
 }
 
+// ---- rnn (issue 10) ----
+// The emulated CUDA rnn launchers against the CPU kernels (both float32; different summation
+// orders, so a tolerance of a few ulps of the scale times sqrt of the reduction length).
+static std::vector<float> nans(size_t n) { return std::vector<float>(n, NAN); }
+static void rnn_case(int64_t n, int64_t in, int64_t hid, int64_t t, bool bias) {
+  std::printf("rnn N=%ld I=%ld H=%ld T=%ld bias=%d\n", long(n), long(in), long(hid), long(t), int(bias));
+  const size_t N = size_t(n), I = size_t(in), Hd = size_t(hid), G = 4 * Hd, T = size_t(t);
+  const double tol = 3e-6 * std::sqrt(double(std::max<int64_t>({in, hid, 4 * hid, n * std::max<int64_t>(t, 1), 1})));
+  namespace fc = fastdl::cuda;
+  auto bptr = [&](std::vector<float>& v) { return bias ? v.data() : nullptr; };
+  {  // RNN cell
+    auto x = randn(N * I), h = randn(N * Hd), wi = randn(Hd * I), wh = randn(Hd * Hd), bi = randn(Hd),
+         bh = randn(Hd), dhn = randn(N * Hd);
+    auto h1 = nans(N * Hd), h2 = nans(N * Hd);
+    fc::rnn_cell_forward(h1.data(), x.data(), h.data(), wi.data(), wh.data(), bptr(bi), bptr(bh), n, in, hid, nullptr);
+    fastdl::rnn_cell_forward(h2.data(), x.data(), h.data(), wi.data(), wh.data(), bptr(bi), bptr(bh), n, in, hid);
+    cmp("rnn_cell h_new", h1, h2, tol);
+    std::vector<float> o1[5] = {nans(N * I), nans(N * Hd), nans(Hd * I), nans(Hd * Hd), nans(Hd)};
+    std::vector<float> o2[5] = {nans(N * I), nans(N * Hd), nans(Hd * I), nans(Hd * Hd), nans(Hd)};
+    fc::rnn_cell_backward(o1[0].data(), o1[1].data(), o1[2].data(), o1[3].data(), o1[4].data(), dhn.data(),
+                          x.data(), h.data(), wi.data(), wh.data(), h2.data(), n, in, hid, nullptr);
+    fastdl::rnn_cell_backward(o2[0].data(), o2[1].data(), o2[2].data(), o2[3].data(), o2[4].data(), dhn.data(),
+                              x.data(), h.data(), wi.data(), wh.data(), h2.data(), n, in, hid);
+    const char* names[5] = {"rnn_cell dx", "rnn_cell dh", "rnn_cell dw_ih", "rnn_cell dw_hh", "rnn_cell db"};
+    for (int q = 0; q < 5; ++q) cmp(names[q], o1[q], o2[q], tol);
+  }
+  auto wi = randn(G * I), wh = randn(G * Hd), bi = randn(G), bh = randn(G);
+  for (auto* w : {&wi, &wh}) for (auto& v : *w) v *= 0.5f;
+  {  // LSTM cell, then its backward with each of dh_new / dc_new present or absent
+    auto x = randn(N * I), h = randn(N * Hd), c = randn(N * Hd), dhn = randn(N * Hd), dcn = randn(N * Hd);
+    auto h1 = nans(N * Hd), c1 = nans(N * Hd), g1 = nans(N * G), h2 = nans(N * Hd), c2 = nans(N * Hd), g2 = nans(N * G);
+    fc::lstm_cell_forward(h1.data(), c1.data(), g1.data(), x.data(), h.data(), c.data(), wi.data(), wh.data(),
+                          bptr(bi), bptr(bh), n, in, hid, nullptr);
+    fastdl::lstm_cell_forward(h2.data(), c2.data(), g2.data(), x.data(), h.data(), c.data(), wi.data(), wh.data(),
+                              bptr(bi), bptr(bh), n, in, hid);
+    cmp("lstm_cell h_new", h1, h2, tol);
+    cmp("lstm_cell c_new", c1, c2, tol);
+    cmp("lstm_cell gates", g1, g2, tol);
+    for (int mask = 0; mask < 4; ++mask) {
+      const float* gh = mask & 1 ? dhn.data() : nullptr;
+      const float* gc = mask & 2 ? dcn.data() : nullptr;
+      std::vector<float> o1[6] = {nans(N * I), nans(N * Hd), nans(N * Hd), nans(G * I), nans(G * Hd), nans(G)};
+      std::vector<float> o2[6] = {nans(N * I), nans(N * Hd), nans(N * Hd), nans(G * I), nans(G * Hd), nans(G)};
+      fc::lstm_cell_backward(o1[0].data(), o1[1].data(), o1[2].data(), o1[3].data(), o1[4].data(), o1[5].data(), gh,
+                             gc, x.data(), h.data(), c.data(), wi.data(), wh.data(), g2.data(), c2.data(), n, in,
+                             hid, nullptr);
+      fastdl::lstm_cell_backward(o2[0].data(), o2[1].data(), o2[2].data(), o2[3].data(), o2[4].data(), o2[5].data(),
+                                 gh, gc, x.data(), h.data(), c.data(), wi.data(), wh.data(), g2.data(), c2.data(),
+                                 n, in, hid);
+      const char* names[6] = {"dx", "dh", "dc", "dw_ih", "dw_hh", "db"};
+      for (int q = 0; q < 6; ++q)
+        cmp(("lstm_cell_backward[" + std::to_string(mask) + "] " + names[q]).c_str(), o1[q], o2[q], tol);
+    }
+  }
+  {  // the sequence: training (gates, cells kept) and inference, then BPTT
+    auto x = randn(T * N * I), h0 = randn(N * Hd), c0 = randn(N * Hd), dy = randn(T * N * Hd),
+         dhn = randn(N * Hd), dcn = randn(N * Hd);
+    auto y1 = nans(T * N * Hd), hn1 = nans(N * Hd), cn1 = nans(N * Hd), g1 = nans(T * N * G), cl1 = nans(T * N * Hd);
+    auto y2 = nans(T * N * Hd), hn2 = nans(N * Hd), cn2 = nans(N * Hd), g2 = nans(T * N * G), cl2 = nans(T * N * Hd);
+    auto y3 = nans(T * N * Hd), hn3 = nans(N * Hd), cn3 = nans(N * Hd);
+    fc::lstm_forward(y1.data(), hn1.data(), cn1.data(), g1.data(), cl1.data(), x.data(), h0.data(), c0.data(),
+                     wi.data(), wh.data(), bptr(bi), bptr(bh), t, n, in, hid, nullptr);
+    fc::lstm_forward(y3.data(), hn3.data(), cn3.data(), nullptr, nullptr, x.data(), h0.data(), c0.data(),
+                     wi.data(), wh.data(), bptr(bi), bptr(bh), t, n, in, hid, nullptr);
+    fastdl::lstm_forward(y2.data(), hn2.data(), cn2.data(), g2.data(), cl2.data(), x.data(), h0.data(), c0.data(),
+                         wi.data(), wh.data(), bptr(bi), bptr(bh), t, n, in, hid);
+    cmp("lstm y", y1, y2, tol);
+    cmp("lstm h_n", hn1, hn2, tol);
+    cmp("lstm c_n", cn1, cn2, tol);
+    cmp("lstm gates", g1, g2, tol);
+    cmp("lstm cells", cl1, cl2, tol);
+    cmp("lstm inference y", y3, y2, tol);
+    cmp("lstm inference h_n", hn3, hn2, tol);
+    cmp("lstm inference c_n", cn3, cn2, tol);
+    for (int mask : {7, 1, 6, 0}) {
+      const float* gy = mask & 1 ? dy.data() : nullptr;
+      const float* gh = mask & 2 ? dhn.data() : nullptr;
+      const float* gc = mask & 4 ? dcn.data() : nullptr;
+      std::vector<float> o1[6] = {nans(T * N * I), nans(N * Hd), nans(N * Hd), nans(G * I), nans(G * Hd), nans(G)};
+      std::vector<float> o2[6] = {nans(T * N * I), nans(N * Hd), nans(N * Hd), nans(G * I), nans(G * Hd), nans(G)};
+      fc::lstm_backward(o1[0].data(), o1[1].data(), o1[2].data(), o1[3].data(), o1[4].data(), o1[5].data(), gy, gh,
+                        gc, x.data(), h0.data(), c0.data(), wi.data(), wh.data(), y2.data(), g2.data(), cl2.data(),
+                        t, n, in, hid, nullptr);
+      fastdl::lstm_backward(o2[0].data(), o2[1].data(), o2[2].data(), o2[3].data(), o2[4].data(), o2[5].data(), gy,
+                            gh, gc, x.data(), h0.data(), c0.data(), wi.data(), wh.data(), y2.data(), g2.data(),
+                            cl2.data(), t, n, in, hid);
+      const char* names[6] = {"dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"};
+      for (int q = 0; q < 6; ++q)
+        cmp(("lstm_backward[" + std::to_string(mask) + "] " + names[q]).c_str(), o1[q], o2[q], 10 * tol);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "all";
   if (only == "all" || only == "conv") {
@@ -250,6 +373,16 @@ int main(int argc, char** argv) {
     embedding_case(300, 2, 1030, -1, 2, 0);  // a short, wide table: column blocks
     embedding_case(513, 100, 4, 0, 5, 0);    // more rows than the 12 emulated blocks
     embedding_case(5, 4, 0, -1, 0, 0);       // D = 0
+    embedding_case(2500, 50, 12, 7, 4, 0);   // index tiles of 4 x 32 threads: 20 of them
+  }
+  // ---- rnn (issue 10) ----
+  if (only == "all" || only == "rnn") {
+    rnn_case(1, 1, 1, 1, true);
+    rnn_case(3, 5, 7, 4, true);
+    rnn_case(2, 3, 17, 1, false);
+    rnn_case(4, 6, 5, 0, true);    // T = 0
+    rnn_case(5, 8, 16, 6, true);   // float4 paths of the element-wise maps; several inference chunks
+    rnn_case(1, 2, 3, 9, false);
   }
   std::printf("%s: %d failure(s)\n", fails ? "FAILED" : "ALL OK", fails);
   return fails != 0;

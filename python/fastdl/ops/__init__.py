@@ -26,6 +26,10 @@ from .norm import __all__ as _norm
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
+# ---- embedding (issue 10) ----
+from .embedding import *  # noqa: F401,F403
+from .embedding import __all__ as _embedding
+
 # ---- rnn (branch rnn) ----
 from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn
@@ -33,10 +37,5 @@ from .rnn import __all__ as _rnn
 
 __all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
            *_norm, *_optim]
-__all__ += _rnn  # rnn (branch rnn)
-
-# ---- embedding (issue 10) ----
-from .embedding import *  # noqa: F401,F403
-from .embedding import __all__ as _embedding
-
 __all__ += [*_embedding]
+__all__ += _rnn  # rnn (branch rnn)
