@@ -451,3 +451,34 @@ def test_lstm_against_torch(rng, shape):
     for got, want in [(dx, xt.grad), (dh0, ht.grad), (dc0, ct.grad), (dwi, net.weight_ih_l0.grad),
                       (dwh, net.weight_hh_l0.grad), (db, net.bias_ih_l0.grad)]:
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_odd_sizes(rng, threads):
+    """Products big enough to split between threads (the split then keeps whole register tiles:
+    the fused write-back's gate groups), H not a multiple of any tile width, against the float64
+    reference."""
+    fastdl.set_num_threads(threads)
+    t, n, i, h = 3, 37, 50, 71
+    f = np.float32
+    x, h0, c0 = (rng.standard_normal(s) for s in [(t, n, i), (n, h), (n, h)])
+    w_ih, w_hh, b_ih, b_hh = _weights(rng, i, h, 4)
+    cast = [a.astype(f) for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)]
+    got = ops.lstm_cell(cast[0][0], *cast[1:])
+    want = ref.lstm_cell(cast[0][0], *cast[1:])
+    base = _np32(ref.lstm_cell)(cast[0][0], *cast[1:])
+    for g, w, b in zip(got, want, base):
+        assert_close(g, w, f, b, ulps=_ulps(i + h))
+    y, hn, cn, cache = ops.lstm(*cast)
+    for g, w, b in zip((y, hn, cn, cache.gates, cache.cells), ref.lstm(*cast),
+                       _np32(ref.lstm)(*cast)):
+        assert_close(g, w, f, b, ulps=_ulps(i + h) * t)
+    dy, dh_n, dc_n = (rng.standard_normal(s).astype(f) for s in [(t, n, h), (n, h), (n, h)])
+    got = ops.lstm_backward(dy, dh_n, dc_n, cache)
+    for g, w, b in zip(got, ref.lstm_backward(dy, dh_n, dc_n, *cast),
+                       _np32(ref.lstm_backward)(dy, dh_n, dc_n, *cast)):
+        assert_close(g, w, f, b, ulps=_ulps(4 * h + t * n) * t)
+    wi, wh, bi, bh = (a[:h].copy() for a in cast[3:])
+    hr = ops.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh)
+    assert_close(hr, ref.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh), f,
+                 _np32(ref.rnn_cell)(cast[0][1], cast[1], wi, wh, bi, bh), ulps=_ulps(i + h))

@@ -21,14 +21,18 @@ struct RnnTable {
   void (*tanh_inplace)(T* h, std::int64_t n);
   // da = dh * (1 - y^2)
   void (*tanh_grad)(T* da, const T* dh, const T* y, std::int64_t n);
-  // One row of an LSTM cell: z (4H, pre-activations, blocks i | f | g | o) -> gates (may be
-  // z itself), c_new = f c + i g, h_new = o tanh(c_new). c may alias c_new.
-  void (*lstm_row)(T* gates, T* c_new, T* h_new, const T* z, const T* c, std::int64_t hid);
-  // One row of its backward: dz (4H), dc_prev = dct f, from dh (the total gradient of h_new),
-  // dc (of c_new; null: zero), the activated gates, c (the previous cell) and c_new.
-  // dc_prev may alias dc.
-  void (*lstm_row_backward)(T* dz, T* dc_prev, const T* dh, const T* dc, const T* gates,
-                            const T* c, const T* c_new, std::int64_t hid);
+  // `units` consecutive units of one row of an LSTM cell: gate k (i, f, g, o) of unit u is
+  // z[k zs + u] (pre-activation) and gates[k gs + u] (activated; gates null: not stored);
+  // c_new = f c + i g, h_new = o tanh(c_new). c may alias c_new.
+  void (*lstm_row)(T* gates, std::int64_t gs, T* c_new, T* h_new, const T* z, std::int64_t zs,
+                   const T* c, std::int64_t units);
+  // Its backward over `units` consecutive units (gate stride hid in gates and dz): dz and
+  // dc_prev = dct f, from dh + dy (the gradient of h_new; either may be null: zero), dc (of
+  // c_new; null: zero), the activated gates, c (the previous cell) and c_new. dc_prev may
+  // alias dc.
+  void (*lstm_row_backward)(T* dz, T* dc_prev, const T* dh, const T* dy, const T* dc,
+                            const T* gates, const T* c, const T* c_new, std::int64_t hid,
+                            std::int64_t units);
 };
 
 template <typename T>

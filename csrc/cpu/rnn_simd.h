@@ -25,33 +25,37 @@ void rnn_tanh_grad(typename V::T* da, const typename V::T* dh, const typename V:
 }
 
 // Elements [u, u + cnt) of one LSTM row; cnt < W only for the tail (masked loads and stores).
+// Gate k of unit u is z[k * zs + u] and gates[k * gs + u]; gates null: not stored (inference).
 template <class V>
-inline void lstm_step(typename V::T* gates, typename V::T* c_new, typename V::T* h_new,
-                      const typename V::T* z, const typename V::T* c, std::int64_t hid,
-                      std::int64_t u, int cnt) {
+inline void lstm_step(typename V::T* gates, std::int64_t gs, typename V::T* c_new,
+                      typename V::T* h_new, const typename V::T* z, std::int64_t zs,
+                      const typename V::T* c, std::int64_t u, int cnt) {
   using R = typename V::reg;
   const bool full = cnt == V::W;
   auto ld = [&](const typename V::T* p) { return full ? V::load(p) : V::loadn(p, cnt); };
   auto st = [&](typename V::T* p, R v) { full ? V::store(p, v) : V::storen(p, v, cnt); };
   const R i = vsigmoid<V>(ld(z + u));
-  const R f = vsigmoid<V>(ld(z + hid + u));
-  const R g = vtanh<V>(ld(z + 2 * hid + u));
-  const R o = vsigmoid<V>(ld(z + 3 * hid + u));
+  const R f = vsigmoid<V>(ld(z + zs + u));
+  const R g = vtanh<V>(ld(z + 2 * zs + u));
+  const R o = vsigmoid<V>(ld(z + 3 * zs + u));
   const R cn = V::fmadd(f, ld(c + u), V::mul(i, g));
-  st(gates + u, i);
-  st(gates + hid + u, f);
-  st(gates + 2 * hid + u, g);
-  st(gates + 3 * hid + u, o);
+  if (gates) {
+    st(gates + u, i);
+    st(gates + gs + u, f);
+    st(gates + 2 * gs + u, g);
+    st(gates + 3 * gs + u, o);
+  }
   st(c_new + u, cn);
   st(h_new + u, V::mul(o, vtanh<V>(cn)));
 }
 
 template <class V>
-void lstm_row(typename V::T* gates, typename V::T* c_new, typename V::T* h_new,
-              const typename V::T* z, const typename V::T* c, std::int64_t hid) {
+void lstm_row(typename V::T* gates, std::int64_t gs, typename V::T* c_new, typename V::T* h_new,
+              const typename V::T* z, std::int64_t zs, const typename V::T* c,
+              std::int64_t units) {
   std::int64_t u = 0;
-  for (; u + V::W <= hid; u += V::W) lstm_step<V>(gates, c_new, h_new, z, c, hid, u, V::W);
-  if (u < hid) lstm_step<V>(gates, c_new, h_new, z, c, hid, u, int(hid - u));
+  for (; u + V::W <= units; u += V::W) lstm_step<V>(gates, gs, c_new, h_new, z, zs, c, u, V::W);
+  if (u < units) lstm_step<V>(gates, gs, c_new, h_new, z, zs, c, u, int(units - u));
 }
 
 // The LSTM gradients of one row (rnn.cpp's block comment): tc = tanh(c_new), do = dh tc,
@@ -61,7 +65,7 @@ template <class V>
 inline void lstm_back_step(typename V::T* dz, typename V::T* dc_prev, const typename V::T* dh,
                            const typename V::T* dc, const typename V::T* gates,
                            const typename V::T* c, const typename V::T* c_new, std::int64_t hid,
-                           std::int64_t u, int cnt) {
+                           const typename V::T* dy, std::int64_t u, int cnt) {
   using T = typename V::T;
   using R = typename V::reg;
   const bool full = cnt == V::W;
@@ -71,7 +75,8 @@ inline void lstm_back_step(typename V::T* dz, typename V::T* dc_prev, const type
   const R i = ld(gates + u), f = ld(gates + hid + u), g = ld(gates + 2 * hid + u),
           o = ld(gates + 3 * hid + u);
   const R tc = vtanh<V>(ld(c_new + u));
-  const R dhv = dh ? ld(dh + u) : V::zero();
+  R dhv = dh ? ld(dh + u) : V::zero();
+  if (dy) dhv = V::add(dhv, ld(dy + u));
   const R dcv = dc ? ld(dc + u) : V::zero();
   const R dct = V::fmadd(V::mul(dhv, o), V::fnmadd(tc, tc, one), dcv);
   const R d_o = V::mul(dhv, tc);
@@ -84,12 +89,14 @@ inline void lstm_back_step(typename V::T* dz, typename V::T* dc_prev, const type
 
 template <class V>
 void lstm_row_backward(typename V::T* dz, typename V::T* dc_prev, const typename V::T* dh,
-                       const typename V::T* dc, const typename V::T* gates,
-                       const typename V::T* c, const typename V::T* c_new, std::int64_t hid) {
+                       const typename V::T* dy, const typename V::T* dc,
+                       const typename V::T* gates, const typename V::T* c,
+                       const typename V::T* c_new, std::int64_t hid, std::int64_t units) {
   std::int64_t u = 0;
-  for (; u + V::W <= hid; u += V::W)
-    lstm_back_step<V>(dz, dc_prev, dh, dc, gates, c, c_new, hid, u, V::W);
-  if (u < hid) lstm_back_step<V>(dz, dc_prev, dh, dc, gates, c, c_new, hid, u, int(hid - u));
+  for (; u + V::W <= units; u += V::W)
+    lstm_back_step<V>(dz, dc_prev, dh, dc, gates, c, c_new, hid, dy, u, V::W);
+  if (u < units)
+    lstm_back_step<V>(dz, dc_prev, dh, dc, gates, c, c_new, hid, dy, u, int(units - u));
 }
 
 template <class V>
