@@ -193,6 +193,7 @@ def test_lstm_init_and_names():
     assert [n for n, _ in nn.LSTM(3, 4, bias=False).named_parameters()] == ["weight_ih_l0",
                                                                             "weight_hh_l0"]
     assert "num_layers=2" in repr(m) and "bidirectional=True" in repr(m)
+    m.flatten_parameters()  # PyTorch code calls it; a no-op here
 
 
 def test_lstm_trains_a_step(rng):

@@ -191,6 +191,10 @@ class LSTM(Module):
     def reset_parameters(self) -> None:
         _reset(self, self.hidden_size)
 
+    def flatten_parameters(self) -> None:
+        """A no-op kept for PyTorch code that calls it (fastdl's weights are already one array
+        per parameter, read in place by the kernel)."""
+
     def _layer_params(self, layer: int, suffix: str):
         get = lambda n: getattr(self, f"{n}_l{layer}{suffix}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
