@@ -12,8 +12,9 @@ BATCH parallel streams, read in chunks of SEQ characters.
 Model: Embedding(V, 64) -> LSTM(64, 256) -> Linear(256, V), next-character cross entropy.
 Training is truncated backpropagation through time: the hidden state is carried from one chunk
 to the next and detached, so gradients flow SEQ steps back. Adam (lr 3e-3), gradients clipped
-to norm 1 (fastdl.optim.clip_grad_norm_). The loss falls from ln(V) = 4.56 nats/char to about
-1.6 (train) / 1.8 (validation) in the default 500 steps. A loss curve is printed (and, with
+to norm 1 (fastdl.optim.clip_grad_norm_). The loss falls from ln(V) = 4.56 nats/char to 1.61
+(train, last 20 steps) / 1.63 (validation) in the default 500 steps (seed 0; the whole demo
+takes ~40 s on 2 cores). A loss curve is printed (and, with
 matplotlib, saved as char_lstm.png in --out), then a text sample drawn at temperature 0.8 from
 a seeded generator.
 
