@@ -51,7 +51,8 @@ def _run(module, x, states, grads, device):
     got = [host(o.data) for o in flat]
     if xt.requires_grad:
         got.append(host(xt.grad))
-    got += [host(s.grad) for s in (st if isinstance(st, tuple) else (st,) if st is not None else ())]
+    given = () if st is None else st if isinstance(st, tuple) else (st,)
+    got += [host(s.grad) for s in given]
     got += [host(p.grad) for p in module.parameters()]
     return got
 

@@ -53,7 +53,8 @@ def test_char_lstm_runs_learns_and_matches_pytorch(tmp_path):
     except ImportError:
         assert r["png"] is None
     else:
-        assert r["png"] == str(tmp_path / "char_lstm.png") and (tmp_path / "char_lstm.png").stat().st_size > 0
+        png = tmp_path / "char_lstm.png"
+        assert r["png"] == str(png) and png.stat().st_size > 0
 
 
 def test_char_lstm_two_layers_without_torch(tmp_path):

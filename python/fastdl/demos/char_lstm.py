@@ -61,7 +61,7 @@ BATCH, SEQ, STEPS, LR, CLIP = 32, 64, 500, 3e-3, 1.0
 TORCH_STEPS, VAL_FRACTION, TEMPERATURE = 30, 0.05, 0.8
 
 
-# ---- data ---------------------------------------------------------------------------------------------
+# ---- data ---------------------------------------------------------------------------------------
 
 def _docs(obj):
     doc = inspect.getdoc(obj)
@@ -132,7 +132,7 @@ class Corpus:
         return "".join(self.chars[i] for i in ids)
 
 
-# ---- models --------------------------------------------------------------------------------------------
+# ---- models -------------------------------------------------------------------------------------
 
 class CharLSTM(nn.Module):
     """Embedding -> LSTM -> Linear over the vocabulary; time-major (T, N) ids -> (T, N, V)."""
@@ -164,7 +164,7 @@ def build_torch_model(vocab: int, embed: int = EMBED, hidden: int = HIDDEN, laye
     return TorchCharLSTM()
 
 
-# ---- training -------------------------------------------------------------------------------------------
+# ---- training -----------------------------------------------------------------------------------
 
 class Trainer:
     """One truncated-BPTT training step at a time for a fastdl CharLSTM: zero_grad, forward from
@@ -185,7 +185,8 @@ class Trainer:
         t0 = time.perf_counter()
         self.opt.zero_grad()
         logits, (h, c) = self.model(x, self.state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, self.corpus.vocab_size), y.reshape(-1))
+        v = self.corpus.vocab_size
+        loss = nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
         loss.backward()
         optim.clip_grad_norm_(self.params, self.clip)
         self.opt.step()
@@ -203,7 +204,8 @@ class TorchTrainer:
         self.torch, self.corpus, self.clip = torch, corpus, clip
         torch.set_num_threads(fastdl.get_num_threads())
         self.model = build_torch_model(corpus.vocab_size, **sizes)
-        self.model.load_state_dict({k: torch.from_numpy(np.array(a)) for k, a in state_dict.items()})
+        self.model.load_state_dict({k: torch.from_numpy(np.array(a))
+                                    for k, a in state_dict.items()})
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.state = None
         self.model.train()
@@ -261,7 +263,8 @@ def evaluate(model, ids, streams: int = 16, seq: int = 256) -> float:
             block = data[start: start + seq + 1]
             x, y = np.ascontiguousarray(block[:-1]), np.ascontiguousarray(block[1:])
             logits, state = model(x, state)
-            total += nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1)).item() * y.size
+            loss = nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
+            total += loss.item() * y.size
             count += y.size
     return total / count
 
@@ -285,7 +288,7 @@ def sample(model, corpus: Corpus, length: int = 300, prime: str = "The ",
     return "".join(out)
 
 
-# ---- reporting ------------------------------------------------------------------------------------------
+# ---- reporting ----------------------------------------------------------------------------------
 
 def loss_curve(losses, points: int = 10):
     """(step, mean loss of the steps up to it since the previous point) at ~`points` places."""

@@ -10,9 +10,9 @@ LSTM (fastdl.ops.rnn kernels, both devices).
                                                      (T = 0: [h0, c0])
 
 The engine's Functions have one output, so the multi-output ones return one packed array and
-the caller takes views of it with GetItem (fastdl.nn.functional.lstm_cell and lstm do): GetItem's backward
-scatters each view's gradient into zeros and the engine sums the paths, so the packed gradient
-arrives whole. h_n is y_T itself, packed[T-1], so its gradient folds into dy[T-1] on its own
+the caller takes views of it with GetItem (fastdl.nn.functional.lstm_cell and lstm do):
+GetItem's backward scatters each view's gradient into zeros and the engine sums the paths, so
+the packed gradient arrives whole. h_n is y_T itself, packed[T-1], so its gradient folds into dy[T-1] on its own
 and lstm_backward is called with dh_n=None.
 
 The backward passes return the kernels' gradients in argument order, trimmed to the Tensors

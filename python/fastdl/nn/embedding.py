@@ -52,7 +52,8 @@ class Embedding(Module):
         """An Embedding holding a copy of the 2-D array `embeddings` (frozen by default)."""
         w = np.asarray(embeddings.data if hasattr(embeddings, "data") else embeddings)
         if w.ndim != 2:
-            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got shape {w.shape}")
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got shape "
+                             f"{w.shape}")
         return cls(w.shape[0], w.shape[1], padding_idx=padding_idx, _weight=w, _freeze=freeze,
                    dtype=kwargs.pop("dtype", w.dtype if w.dtype.kind == "f" else None), **kwargs)
 

@@ -273,15 +273,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                             training=bool(training), momentum=momentum, eps=eps)
 
 
-# ---- embedding and the recurrent cells (the embedding and rnn families, issue 10) ----------------------
+# ---- embedding and the recurrent cells (the embedding and rnn families, issue 10) ---------------
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False) -> Tensor:
     """weight[input]: input any integer array/Tensor (any shape), weight (V, D) -> input.shape +
     (D,). padding_idx (negative counts from the end): that row gets no gradient. max_norm,
     scale_grad_by_freq and sparse are not supported (ValueError when set)."""
-    _only("embedding", max_norm=(max_norm, None), scale_grad_by_freq=(bool(scale_grad_by_freq), False),
-          sparse=(bool(sparse), False))
+    _only("embedding", max_norm=(max_norm, None),
+          scale_grad_by_freq=(bool(scale_grad_by_freq), False), sparse=(bool(sparse), False))
     w = _t(weight, "weight")
     if w.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
@@ -300,7 +300,8 @@ def _padding_idx(op: str, padding_idx, num_embeddings: int):
     if padding_idx is None:
         return None
     if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-        raise TypeError(f"{op}: padding_idx must be an int or None, got {type(padding_idx).__name__}")
+        raise TypeError(f"{op}: padding_idx must be an int or None, got "
+                        f"{type(padding_idx).__name__}")
     if not -num_embeddings <= padding_idx < num_embeddings:
         raise ValueError(f"{op}: padding_idx must be within num_embeddings ({num_embeddings}), "
                          f"got {padding_idx}")
