@@ -71,7 +71,7 @@ def np_rnn_cell_backward(dh, x, h, w_ih, w_hh, h_new):
 def np_lstm(x, h, c, w_ih, w_hh, b, keep=False):
     t, n, _ = x.shape
     zx = (x.reshape(t * n, -1) @ w_ih.T + b).reshape(t, n, -1)
-    ys, hs, cs, gs = [], [h], [c], []
+    ys, cs, gs = [], [c], []
     hid = h.shape[1]
     for s in range(t):
         z = zx[s] + h @ w_hh.T

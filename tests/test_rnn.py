@@ -19,7 +19,8 @@ DTYPES = [np.float32, np.float64]
 ORDER = ["generic", "avx2", "avx512"]
 ISAS = [i for i in ORDER if ORDER.index(i) <= ORDER.index(_core.cpu_isa_supported())]
 # (N, I, H): batch 1, sizes that are not multiples of any vector width.
-CELL_SHAPES = [(1, 1, 1), (3, 7, 3), (1, 17, 17), (3, 1, 33), (4, 16, 16), (5, 9, 40)]
+CELL_SHAPES = [(1, 1, 1), (3, 7, 3), (1, 17, 17), (3, 1, 33), (4, 16, 16), (5, 9, 40), (2, 0, 3),
+               (0, 3, 4)]
 
 
 def _np32(fn):
@@ -123,7 +124,7 @@ def test_lstm_cell_gradcheck(rng):
 # ---- lstm (whole sequence) ---------------------------------------------------------------------
 
 SEQ_SHAPES = [(0, 2, 3, 5), (1, 1, 1, 1), (1, 3, 7, 3), (5, 3, 17, 17), (20, 1, 7, 33),
-              (7, 4, 16, 16), (3, 0, 4, 3)]
+              (7, 4, 16, 16), (3, 0, 4, 3), (2, 3, 0, 4), (2, 3, 4, 0)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -482,3 +483,27 @@ def test_threaded_odd_sizes(rng, threads):
     hr = ops.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh)
     assert_close(hr, ref.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh), f,
                  _np32(ref.rnn_cell)(cast[0][1], cast[1], wi, wh, bi, bh), ulps=_ulps(i + h))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_long_k(rng, dtype):
+    """I + H longer than one k block of the GEMM (1024 float32 / 512 float64 elements): the packed
+    panels of [w_ih | w_hh] are assembled per k slice, one slice straddling the two weights."""
+    fastdl.set_num_threads(2)
+    t, n, i, h = 2, 5, 1100, 21
+    x, h0, c0 = (rng.standard_normal(s) for s in [(t, n, i), (n, h), (n, h)])
+    w_ih, w_hh, b_ih, b_hh = _weights(rng, i, h, 4)
+    w_ih /= 8
+    cast = [a.astype(dtype) for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)]
+    base = (lambda fn: _np32(fn)(*cast) if dtype == np.float32 else [None] * 5)
+    for g, w, b in zip(ops.lstm(*cast)[:3], ref.lstm(*cast)[:3], base(ref.lstm)):
+        assert_close(g, w, dtype, b, ulps=_ulps(i + h) * t)
+    args = (cast[0][0], *cast[1:])
+    for g, w, b in zip(ops.lstm_cell(*args), ref.lstm_cell(*args),
+                       _np32(ref.lstm_cell)(*args) if dtype == np.float32 else [None] * 3):
+        assert_close(g, w, dtype, b, ulps=_ulps(i + h))
+    wi, wh, bi, bh = (a[:h].copy() for a in cast[3:])
+    assert_close(ops.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh),
+                 ref.rnn_cell(cast[0][1], cast[1], wi, wh, bi, bh), dtype,
+                 _np32(ref.rnn_cell)(cast[0][1], cast[1], wi, wh, bi, bh)
+                 if dtype == np.float32 else None, ulps=_ulps(i + h))

@@ -173,7 +173,8 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
   const bool direct_b = !vb && !src.pre && read_b_in_place(t, rsb, csb, m, k, n);
   const std::int64_t kc_max = gemm_config::slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
-  const std::int64_t nc_max = gemm_config::slice(n, t.nc, t.nr);
+  const std::int64_t grain = src.hook && src.hook->grain > 0 ? src.hook->grain : t.nr;
+  const std::int64_t nc_max = gemm_config::slice(n, t.nc, grain);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
   const std::int64_t pb_cols = direct_b ? t.nr : nc_max;  // in place: only a narrow last panel
   T* pb = src.pre ? nullptr
@@ -218,7 +219,7 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
             const T* ap = direct_a ? a + (ic + ir) * rsa + pc : pa + ir * kc;
             T* ct = c + (ic + ir) * ldc + jc + jr;
             t.ukernel(kc, ap, direct_a ? rsa : 0, bp, ldb, ct, ldc, mm, nn, ei);
-            if (src.hook && last)
+            if (src.hook && src.hook->fn && last)
               src.hook->fn(src.hook->ctx, ct, ldc, ib + ic + ir, jb + jc + jr, mm, nn);
           }
         }
@@ -376,17 +377,20 @@ static void gemm_dispatch(const GemmTable<T>& table, int max_threads, T* c, std:
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     gemm_empty_k(c, ldc, m, n, e);
-    if (src.hook)
+    if (src.hook && src.hook->fn)
       for (std::int64_t j = 0; j < n; j += table.nr)
-        src.hook->fn(src.hook->ctx, c + j, ldc, 0, j, int(m), int(std::min<std::int64_t>(table.nr, n - j)));
+        src.hook->fn(src.hook->ctx, c + j, ldc, 0, j, int(m),
+                     int(std::min<std::int64_t>(table.nr, n - j)));
     return;
   }
   const bool plain = !src.vb && !src.pre && !src.hook;
   if (plain && gemm_skinny(table, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e))
     return;
-  // Prepacked panels and tile hooks need every thread's columns to start at a whole panel.
+  // Prepacked panels and tile hooks need every thread's columns to start at a whole panel (a
+  // whole group of the hook's grain).
   GemmTable<T> t = table;
-  if (src.pre || src.hook) t.nstep = t.nr;
+  if (src.pre || src.hook)
+    t.nstep = src.hook && src.hook->grain > 0 ? int(src.hook->grain) : t.nr;
   // A packed B: strides that read_b_in_place refuses, so the split counts B as packed.
   const Split s = !plain ? choose_split(t, rsa, csa, 0, 0, m, n, k, max_threads)
                          : choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
@@ -465,12 +469,15 @@ T* GemmPackedB<T>::reserve(std::int64_t k, std::int64_t n, Isa isa) {
 }
 
 template <typename T>
+void gemm_pack_b(T* dst, const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t k,
+                 std::int64_t n, Isa isa) {
+  if (k > 0 && n > 0) gemm_table<T>(isa).pack_b(dst, b, csb, rsb, n, k);
+}
+
+template <typename T>
 void GemmPackedB<T>::pack(const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t k,
                           std::int64_t n, Isa isa) {
-  T* dst = reserve(k, n, isa);
-  const GemmTable<T>& t = gemm_table<T>(isa);
-  for (std::int64_t j = 0; j < n; j += t.nr)
-    t.pack_b(dst + j * k, b + j * csb, csb, rsb, std::min<std::int64_t>(t.nr, n - j), k);
+  gemm_pack_b(reserve(k, n, isa), b, rsb, csb, k, n, isa);
 }
 
 template <typename T>
@@ -536,6 +543,8 @@ void gemm_batched(T* c, std::int64_t sc, std::int64_t ldc, const T* a, std::int6
                                  const GemmPackB<T>&, std::int64_t, std::int64_t, std::int64_t, \
                                  const GemmParams<T>&, Isa, int, const GemmTileHook<T>*);      \
   template class GemmPackedB<T>;                                                               \
+  template void gemm_pack_b<T>(T*, const T*, std::int64_t, std::int64_t, std::int64_t,        \
+                               std::int64_t, Isa);                                             \
   template void gemm_prepacked_b<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t,   \
                                     const GemmPackedB<T>&, std::int64_t, const GemmParams<T>&, \
                                     int, const GemmTileHook<T>*);                              \

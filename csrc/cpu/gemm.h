@@ -55,15 +55,17 @@ struct GemmPackB {
 // A fused epilogue: fn(ctx, c, ldc, i0, j0, m, n) runs on every finished micro-tile of C -- the
 // m x n block at row i0, column j0 of the whole product (c points at it), after its last k slice
 // and the GemmParams epilogue -- by the thread that computed it, while the tile is in L1. With a
-// hook, threads split C's columns at whole register tiles only, so j0 is a multiple of
-// gemm_tile's nr and n < nr only at the right edge (a caller can give each group of nr columns
-// its own meaning, e.g. the four gates of nr / 4 LSTM units). Tiles are visited in no
-// particular order, from several threads at once.
+// hook, threads (and the nest's NC blocks) split C's columns only at multiples of `grain`
+// (0: gemm_tile's nr; else a multiple of nr), so a caller can give each group of grain columns
+// one meaning: the tiles of a group are computed by one thread, left to right for each row
+// panel, so the hook of a group's last tile may read the group's earlier tiles (the LSTM's four
+// gates of nr units). n < nr only at the right edge. fn may be null (alignment only).
 template <typename T>
 struct GemmTileHook {
   void (*fn)(const void* ctx, T* c, std::int64_t ldc, std::int64_t i0, std::int64_t j0, int m,
              int n);
   const void* ctx;
+  std::int64_t grain = 0;
 };
 
 // C = act(alpha * A * B + beta * C + bias) with B given by its packer: the same loop nest,
@@ -75,6 +77,13 @@ void gemm_packed_b(T* c, std::int64_t ldc,
                    std::int64_t m, std::int64_t n, std::int64_t k,
                    const GemmParams<T>& p = {}, Isa isa = cpu_isa(), int max_threads = 0,
                    const GemmTileHook<T>* hook = nullptr);
+
+// dst = k x n of B (strides rsb, csb) in the micro-kernel's packed format for `isa` (panels of
+// gemm_tile's nr columns, k rows each, the last panel zero-padded) by the ISA's vectorised
+// packing routine: the building block of a GemmPackB packer that assembles panels from pieces.
+template <typename T>
+void gemm_pack_b(T* dst, const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t k,
+                 std::int64_t n, Isa isa = cpu_isa());
 
 // A B operand packed once and reused by many products (the recurrent weights of every step of a
 // sequence): all of B (k x n) as the micro-kernel's panels of nr columns, each panel's k rows
