@@ -31,9 +31,10 @@
 //     each step adds h_{t-1} w_hh^T + b_hh onto its rows (beta = 1), then the point-wise kernel.
 //     When a step's product is too small to fill the GPU (N = 64: 16 of 132 SMs busy) it is
 //     split along K into S batched products of the same GEMM (split_k below), whose partials
-//     the point-wise kernel adds (forward) or sum_rows adds (backward's dh), in a fixed order.
+//     the point-wise kernel adds (forward) or sum_rows adds (backward's dh), in a fixed order;
+//     the cells split their N-row products (h w_hh^T forward, dx and dh backward) the same way.
 //     Inference (gates and cells null) projects chunks of steps into a workspace of at most
-//     kInferBytes and keeps the running cell in c_n. BPTT keeps the running dh / dc in dh0 /
+//     kInferBytes (or one step's N x 4H, if that is larger) and keeps the running cell in c_n. BPTT keeps the running dh / dc in dh0 /
 //     dc0 (as the CPU), stores dz of every step in one (T, N, 4H) workspace, and after the loop
 //     computes dw_ih = dz^T x, dw_hh = dz[0]^T h0 + dz[1:]^T y[:-1] and dx = dz w_ih as single
 //     GEMMs over all T N rows, and db with the deterministic column sum of cuda/reduce.cuh.
@@ -126,6 +127,21 @@ void mm_split(float* partial, StridedMatrix a, int64_t a_step, StridedMatrix b, 
   a.batch_stride = a_step;
   b.batch_stride = b_step;
   gemm(partial, m * n, n, a, b, splits, m, n, kc, GemmEpilogue{}, /*tf32=*/false, stream);
+}
+
+// out (m x n) = a (m x k) b (k x n), split along K (into `part`, splits * m * n floats) and the
+// partials added by the deterministic column sum when split_k says so, else one product.
+// a_kstep / b_kstep: how far one K column of a / one K row of b moves the pointer.
+void mm_summed(float* out, const StridedMatrix& a, int64_t a_kstep, const StridedMatrix& b,
+               int64_t b_kstep, int64_t m, int64_t n, int64_t k, int64_t splits, float* part,
+               cudaStream_t stream) {
+  if (splits <= 1 || m * n == 0) {
+    mm(out, a, b, m, n, k, 0.f, nullptr, stream);
+    return;
+  }
+  const int64_t kc = k / splits;
+  mm_split(part, a, kc * a_kstep, b, kc * b_kstep, m, n, kc, splits, stream);
+  sum_rows(out, part, splits, m * n, stream);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,8 +257,12 @@ void copy_or_zero(float* dst, const float* src, int64_t count, cudaStream_t stre
 void cell_grads(float* dx, float* dh, float* dw_ih, float* dw_hh, float* db, const float* da,
                 const float* x, const float* h, const float* w_ih, const float* w_hh, int64_t n,
                 int64_t in, int64_t hid, int64_t g, cudaStream_t stream) {
-  mm(dx, rows_of(da, g), rows_of(w_ih, in), n, in, g, 0.f, nullptr, stream);
-  mm(dh, rows_of(da, g), rows_of(w_hh, hid), n, hid, g, 0.f, nullptr, stream);
+  // dx and dh have only N rows: split along K = g like the sequence's dh when that helps.
+  const int64_t sx = split_k(n, in, g), sh = split_k(n, hid, g);
+  DeviceBuffer<float> part(std::max<int64_t>({1, sx > 1 ? sx * n * in : 0, sh > 1 ? sh * n * hid : 0}),
+                           stream);
+  mm_summed(dx, rows_of(da, g), 1, rows_of(w_ih, in), in, n, in, g, sx, part.p, stream);
+  mm_summed(dh, rows_of(da, g), 1, rows_of(w_hh, hid), hid, n, hid, g, sh, part.p, stream);
   mm(dw_ih, transpose_of(da, g), rows_of(x, in), g, in, n, 0.f, nullptr, stream);
   mm(dw_hh, transpose_of(da, g), rows_of(h, hid), g, hid, n, 0.f, nullptr, stream);
   sum_rows(db, da, n, g, stream);
@@ -280,10 +300,17 @@ void lstm_cell_forward(float* h_new, float* c_new, float* gates, const float* x,
                        const float* b_hh, int64_t n, int64_t in, int64_t hid,
                        cudaStream_t stream) {
   const int64_t g4 = 4 * hid;
-  // The pre-activations are built in `gates` and activated in place.
+  // The pre-activations are built in `gates` and activated in place; the recurrent product is
+  // split like the sequence's when it is small (the point-wise kernel then adds it and b_hh).
   mm(gates, rows_of(x, in), transpose_of(w_ih, in), n, g4, in, 0.f, b_ih, stream);
-  mm(gates, rows_of(h, hid), transpose_of(w_hh, hid), n, g4, hid, 1.f, b_hh, stream);
-  launch_forward_step(gates, c_new, h_new, nullptr, nullptr, gates, c, SplitSum{}, n, hid, stream);
+  const int64_t splits = n > 0 && hid > 0 ? split_k(n, g4, hid) : 1, kc = hid / splits;
+  DeviceBuffer<float> part(splits > 1 ? splits * n * g4 : 1, stream);
+  if (splits > 1)
+    mm_split(part.p, rows_of(h, hid), kc, transpose_of(w_hh, hid), kc, n, g4, kc, splits, stream);
+  else
+    mm(gates, rows_of(h, hid), transpose_of(w_hh, hid), n, g4, hid, 1.f, b_hh, stream);
+  launch_forward_step(gates, c_new, h_new, nullptr, nullptr, gates, c,
+                      splits > 1 ? SplitSum{part.p, splits, b_hh} : SplitSum{}, n, hid, stream);
 }
 
 void lstm_cell_backward(float* dx, float* dh, float* dc, float* dw_ih, float* dw_hh, float* db,
@@ -365,20 +392,15 @@ void lstm_backward(float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh
   DeviceBuffer<float> dz(std::max<int64_t>(1, rows * g4), stream);
   // dh_{s-1} = dz_s w_hh (n x H, K = 4H): split like the forward's product when small; the
   // partials are added by the deterministic column sum (sum_rows over the split axis).
-  const int64_t splits = t > 0 ? split_k(n, hid, g4) : 1, kc = g4 / splits;
+  const int64_t splits = t > 0 ? split_k(n, hid, g4) : 1;
   DeviceBuffer<float> part(splits > 1 ? std::max<int64_t>(1, splits * nh) : 1, stream);
   for (int64_t s = t - 1; s >= 0; --s) {
     float* dzs = dz.p + s * n * g4;
     const float* c_prev = s ? cells + (s - 1) * nh : c0;
     launch_backward_step(dzs, dc0, dh0, dy ? dy + s * nh : nullptr, dc0, gates + s * n * g4,
                          c_prev, cells + s * nh, n, hid, stream);
-    if (splits > 1) {
-      mm_split(part.p, rows_of(dzs, g4), kc, rows_of(w_hh, hid), kc * hid, n, hid, kc, splits,
-               stream);
-      sum_rows(dh0, part.p, splits, nh, stream);
-    } else {
-      mm(dh0, rows_of(dzs, g4), rows_of(w_hh, hid), n, hid, g4, 0.f, nullptr, stream);
-    }
+    mm_summed(dh0, rows_of(dzs, g4), 1, rows_of(w_hh, hid), hid, n, hid, g4, splits, part.p,
+              stream);
   }
   mm(dw_ih, transpose_of(dz.p, g4), rows_of(x, in), g4, in, rows, 0.f, nullptr, stream);
   mm(dw_hh, transpose_of(dz.p, g4), rows_of(h0, hid), g4, hid, t > 0 ? n : 0, 0.f, nullptr,
