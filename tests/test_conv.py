@@ -704,3 +704,112 @@ def test_backward_output_mask_bad():
         ops.conv2d_backward(dy, x, w, output_mask=(True, False))
     with pytest.raises(TypeError, match="output_mask must be a sequence"):
         ops.conv2d_backward(dy, x, w, output_mask=1)
+
+
+# ---- conv_transpose2d groups and dilation (issue 9) ----------------------------------------------
+# Against tests/reference.py's grouped scatter (PyTorch's definition), float64 finite differences
+# and torch; output_padding up to max(stride, dilation) - 1, so also past the stride (the ops'
+# "full output" path).
+
+# (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, groups, dilation, bias)
+GROUPED_TRANSPOSE = [
+    (1, 4, 5, 4, 6, 3, 3, 2, 1, 1, 2, 1, True),        # groups 2, batch 1
+    (2, 3, 4, 5, 3, 2, 3, 1, 0, 0, 3, 1, False),       # depthwise-like: groups = C_in = C_out
+    (2, 2, 5, 3, 4, 3, 3, 1, 1, 0, 1, 2, True),        # dilation 2, stride 1
+    (1, 6, 3, 4, 4, 3, 2, 2, 1, 1, 2, (2, 3), True),   # dilation per axis, groups 2
+    (2, 2, 4, 4, 2, 3, 3, 1, 2, 2, 1, 3, True),        # output_padding 2 >= stride 1 (< dilation 3)
+    (1, 4, 3, 5, 2, 2, 2, (1, 2), (0, 1), (1, 2), 2, 3, False),  # full path on both axes
+    (2, 6, 5, 5, 9, 1, 1, 3, 0, 2, 3, 1, True),        # 1x1, stride 3, groups 3
+    (1, 2, 7, 1, 2, 3, 1, 2, (3, 0), (1, 0), 2, (2, 1), True),  # padding 3 larger than the kernel
+]
+
+
+def _gt_ids(cfg):
+    return "N{}Ci{}H{}W{}Co{}R{}S{}-s{}p{}op{}g{}d{}{}".format(*cfg[:12], "b" if cfg[12] else "")
+
+
+def _gt_make(rng, cfg):
+    n, c_in, h, wd, c_out, r, s, stride, padding, op_, groups, dil, bias = cfg
+    x = rng.standard_normal((n, c_in, h, wd))
+    w = rng.standard_normal((c_in, c_out // groups, r, s))
+    b = rng.standard_normal(c_out) if bias else None
+    kw = dict(stride=stride, padding=padding, output_padding=op_, groups=groups, dilation=dil)
+    return x, w, b, kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", GROUPED_TRANSPOSE, ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_against_reference(rng, cfg, dtype):
+    x, w, b, kw = _gt_make(rng, cfg)
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    y = ops.conv_transpose2d(cast(x), cast(w), cast(b), **kw)
+    want = ref.conv_transpose2d_grouped(x, w, b, **kw)
+    tol = 16 + 4 * (x.shape[1] * w.shape[2] * w.shape[3]) ** 0.5
+    assert_close(y, want, dtype, name="y", ulps=tol * 4)
+    dy = rng.standard_normal(want.shape)
+    got = ops.conv_transpose2d_backward(cast(dy), cast(x), cast(w), **kw)
+    wants = ref.conv_transpose2d_grouped_backward(dy, x, w, **kw)
+    for name, g, r_ in zip(("dx", "dw", "db"), got, wants):
+        assert_close(g, r_, dtype, name=name, ulps=4 * (16 + 4 * dy[0].size ** 0.5))
+    # the same through the positional order of PyTorch's F.conv_transpose2d
+    y2 = ops.conv_transpose2d(cast(x), cast(w), cast(b), kw["stride"], kw["padding"],
+                              kw["output_padding"], kw["groups"], kw["dilation"])
+    np.testing.assert_array_equal(y, y2)
+
+
+@pytest.mark.parametrize("cfg", [GROUPED_TRANSPOSE[i] for i in (0, 3, 4, 5)], ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_gradcheck(rng, cfg):
+    x, w, _, kw = _gt_make(rng, cfg)
+    b = rng.standard_normal(w.shape[1] * kw["groups"])
+    gradcheck(lambda x, w, b: ops.conv_transpose2d(x, w, b, **kw),
+              lambda g, x, w, b: ops.conv_transpose2d_backward(g, x, w, **kw),
+              [x, w, b], wrt=[0, 1, 2], rng=rng)
+
+
+@pytest.mark.parametrize("cfg", GROUPED_TRANSPOSE, ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_against_torch(rng, cfg):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = _gt_make(rng, cfg)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, **kw)
+    y = ops.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = ops.conv_transpose2d_backward(dy, x, w, **kw, output_mask=(True, True, b is not None))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if b is not None:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose2d_output_mask_full_path(rng):
+    """The mask skips the same passes on the full-output path (output_padding >= stride)."""
+    x, w, b, kw = _gt_make(rng, GROUPED_TRANSPOSE[4])
+    dy = rng.standard_normal(ops.conv_transpose2d(x, w, b, **kw).shape)
+    full = ops.conv_transpose2d_backward(dy, x, w, **kw)
+    for mask in ((True, False, False), (False, True, False), (False, False, True)):
+        got = ops.conv_transpose2d_backward(dy, x, w, **kw, output_mask=mask)
+        for m, g, f in zip(mask, got, full):
+            assert (g is None) != m
+            if m:
+                np.testing.assert_array_equal(g, f)
+
+
+def test_bad_input_conv_transpose2d_groups_dilation():
+    x = np.ones((2, 4, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    ct = ops.conv_transpose2d
+    _bad(ct, ValueError, r"groups=3 must divide the input channels C_in=4", x, w, groups=3)
+    _bad(ct, ValueError, r"groups must be >= 1, got 0", x, w, groups=0)
+    _bad(ct, TypeError, r"groups must be an int", x, w, groups=2.0)
+    _bad(ct, ValueError, r"dilation must be >= 1, got 0", x, w, dilation=0)
+    _bad(ct, ValueError, r"must have C_in=4 along axis 0", x, w[:2], groups=2)
+    _bad(ct, ValueError, r"output_padding must be smaller than stride or dilation along H, got "
+         r"output_padding=2, stride=2, dilation=2", x, w, stride=2, dilation=2, output_padding=2)
+    _bad(ct, ValueError, r"output_padding must be smaller than stride or dilation along W.*=3, "
+         r"stride=1, dilation=3", x, w, dilation=(1, 3), output_padding=(0, 3))
+    _bad(ct, ValueError, r"b must have shape \(6,\)", x, w, np.ones(3, np.float32), groups=2)
+    _bad(ops.conv_transpose2d_backward, ValueError, r"dy must have shape \(2, 6, 9, 9\)",
+         np.ones((2, 6, 7, 7), np.float32), x, w, groups=2, dilation=2)

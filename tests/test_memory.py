@@ -69,6 +69,30 @@ def test_cache_can_be_disabled():
     assert out.stdout.strip() == "0"
 
 
+def test_full_cache_makes_room_for_new_sizes():
+    # A 4 MiB cache full of 1 MiB blocks nobody asks for any more: a loop over a new size must
+    # still get its block back (the oldest blocks go), not fresh pages on every call.
+    code = ("import numpy as np; from fastdl import _core\n"
+            "old = [_core.empty((256, 1024), np.float32) for _ in range(4)]\n"
+            "del old\n"
+            "print(_core.cache_bytes())\n"
+            "a = _core.empty((384, 1024), np.float32); p = a.ctypes.data; del a\n"
+            "print(_core.cache_bytes())\n"
+            "b = _core.empty((384, 1024), np.float32); print(int(b.ctypes.data == p)); del b\n"
+            "c = _core.empty((256, 1024), np.float32); print(_core.cache_bytes())\n"
+            "big = _core.empty((2048, 1024), np.float32); del big\n"  # 8 MiB: never fits
+            "print(_core.cache_bytes())\n")
+    env = dict(os.environ, FASTDL_CACHE_MB="4")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    mib = 1 << 20
+    assert out[0] == str(4 * mib)
+    assert out[1] == str(2 * mib + 3 * mib // 2)  # two oldest 1 MiB blocks dropped for 1.5 MiB
+    assert out[2] == "1"                          # and that block comes back
+    assert out[3] == str(mib + 3 * mib // 2)      # one of the remaining 1 MiB blocks reused
+    assert out[4] == out[3]                       # a block larger than the cap is not kept
+
+
 @CACHE_OFF
 def test_steady_state_calls_fault_in_no_pages(rng):
     # Two 4 MiB gradients per call: glibc would return them to the system after every call

@@ -443,14 +443,38 @@ double clip_coef(double total, double max_norm, double norm_type, bool error_if_
 // ---- pooling ---------------------------------------------------------------------------------
 
 namespace {
-// One pooled axis ('h' or 'w').
-void check_pool_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p) {
+// One pooled axis ('h' or 'w'): checks the window and returns the output size (see args.h).
+int64_t check_pool_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
+                        bool ceil_mode) {
   FASTDL_CHECK(k >= 1, ValueError, "kernel_", axis, ": expected a kernel size >= 1, got ", k);
   FASTDL_CHECK(s >= 1, ValueError, "stride_", axis, ": expected a stride >= 1, got ", s);
-  FASTDL_CHECK(p >= 0 && 2 * p <= k, ValueError, "pad_", axis,
+  FASTDL_CHECK(d >= 1, ValueError, "dilation_", axis, ": expected a dilation >= 1, got ", d);
+  FASTDL_CHECK(p >= 0 && p <= k / 2, ValueError, "pad_", axis,
                ": expected 0 <= pad <= kernel / 2 = ", k / 2, ", got ", p);
-  FASTDL_CHECK(k <= in + 2 * p, ValueError, "kernel_", axis, ": kernel size ", k,
-               " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+  // A window no output can hold (also keeps d (k - 1) from overflowing below).
+  const bool fits = k - 1 <= (in + 2 * p + (ceil_mode ? s : 0)) / d;
+  const int64_t extent = fits ? d * (k - 1) + 1 : 0;
+  const int64_t span = in + 2 * p - extent + (ceil_mode ? s - 1 : 0);
+  int64_t out = fits && span >= 0 ? span / s + 1 : 0;
+  if (ceil_mode && out >= 1 && (out - 1) * s >= in + p) --out;  // the last window starts in the image
+  if (d == 1) {
+    FASTDL_CHECK(out >= 1, ValueError, "kernel_", axis, ": kernel size ", k,
+                 " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+  } else {
+    FASTDL_CHECK(out >= 1, ValueError, "kernel_", axis, ": kernel size ", k, " dilated by ", d,
+                 " (extent ", d, " * (", k, " - 1) + 1) is larger than the padded input (", in,
+                 " + 2 * ", p, " = ", in + 2 * p, ")");
+    // Dilated cells can straddle the image: each window needs one inside it.
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t start = o * s - p;
+      const int64_t first = start >= 0 ? start : start + (-start + d - 1) / d * d;
+      FASTDL_CHECK(first < in && first <= start + d * (k - 1), ValueError, "dilation_", axis,
+                   ": window ", o, " (cells ", start, ", ", start + d, ", ... ",
+                   start + d * (k - 1), ") holds no cell of the input's ", in,
+                   " along this axis, only padding");
+    }
+  }
+  return out;
 }
 
 void check_image(const ArrayView& a) {
@@ -472,14 +496,30 @@ void check_pair(const ArrayView& image, const ArrayView& pooled, bool image_is_o
 }  // namespace
 
 Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        int64_t dh, int64_t dw, bool ceil_mode) {
   check_pair(image, pooled, image_is_output);
   const int64_t n = image.shape[0], c = image.shape[1], h = image.shape[2], w = image.shape[3];
-  check_pool_axis('h', h, kh, sh, ph);
-  check_pool_axis('w', w, kw, sw, pw);
-  const int64_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+  const int64_t oh = check_pool_axis('h', h, kh, sh, ph, dh, ceil_mode);
+  const int64_t ow = check_pool_axis('w', w, kw, sw, pw, dw, ceil_mode);
   check_shape(pooled, {n, c, oh, ow});
-  return {n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+  Pool2dDims d{n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+  d.dh = dh, d.dw = dw;
+  return d;
+}
+
+Pool2dDims check_avg_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                            int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            bool ceil_mode, bool count_include_pad,
+                            const std::optional<int64_t>& divisor_override) {
+  FASTDL_CHECK(!divisor_override || *divisor_override > 0, ValueError,
+               "divisor_override: expected None or a positive int, got ",
+               divisor_override ? *divisor_override : 0);
+  Pool2dDims d = check_pool2d(image, pooled, image_is_output, kh, kw, sh, sw, ph, pw, 1, 1,
+                              ceil_mode);
+  d.count_include_pad = count_include_pad;
+  d.divisor_override = divisor_override ? *divisor_override : 0;
+  return d;
 }
 
 void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output) {

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -215,15 +216,32 @@ double clip_coef(double total, double max_norm, double norm_type, bool error_if_
 // image: x or dx (N, C, H, W); pooled: y, dy or argmax (N, C, OH, OW). One float dtype (argmax
 // int64); the array written is an output (writable, C-contiguous), the others C-contiguous inputs.
 
-// One pooling call's sizes: planes = N * C, the window (1 / 1 / 0 for the adaptive pools).
+// One pooling call's sizes: planes = N * C, the window (1 / 1 / 0 for the adaptive pools), the
+// max pool's dilation, the avg pool's divisor options (divisor_override 0: none).
 struct Pool2dDims {
   int64_t planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+  int64_t dh = 1, dw = 1;
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;
 };
 // A windowed pool, forward (image read, pooled written) or backward (the reverse): kernel >= 1,
-// stride >= 1, 0 <= pad <= kernel / 2 (PyTorch's rule) and a kernel no larger than the padded
-// input, H, W >= 1, pooled of the floor-mode shape OH = (H + 2 pad - kernel) / stride + 1.
+// stride >= 1, dilation >= 1, 0 <= pad <= kernel / 2 (PyTorch's rule), H, W >= 1, pooled of
+// PyTorch's shape (E = dilation (kernel - 1) + 1):
+//   floor mode  OH = (H + 2 pad - E) / stride + 1,
+//   ceil mode   OH = ceil((H + 2 pad - E) / stride) + 1, less one if the last window would
+//               start at or past H + pad,
+// at least 1 (ValueError "kernel_h: ... larger than the padded input" otherwise); with
+// dilation, every window must hold a cell of the image (PyTorch would give -inf and an argmax
+// outside the plane).
 Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        int64_t dh = 1, int64_t dw = 1, bool ceil_mode = false);
+// avg_pool2d (forward or backward): check_pool2d without dilation, then the divisor options:
+// divisor_override None or > 0 (ValueError naming it).
+Pool2dDims check_avg_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                            int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            bool ceil_mode, bool count_include_pad,
+                            const std::optional<int64_t>& divisor_override);
 // max_pool2d's argmax: int64 of pooled's shape; written by the forward, read by the backward
 // (its values are the kernel's to check: on the host or on the device).
 void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output);

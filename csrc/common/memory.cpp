@@ -6,9 +6,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
+#include <list>
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace fastdl {
 
@@ -37,9 +40,15 @@ void* alloc_pages(std::size_t bytes, std::size_t* rounded) {
 }
 
 namespace {
+// Free blocks by rounded size, and the same blocks in the order they were freed (oldest first),
+// so a full cache makes room by dropping the least recently freed blocks: a loop whose shapes
+// changed (a new batch size, a new model) takes over the cache instead of faulting every step
+// while it stays full of sizes nobody asks for any more.
 struct OutputCache {
+  using Age = std::list<std::pair<std::size_t, void*>>;
   std::mutex mu;
-  std::multimap<std::size_t, void*> free_blocks;  // rounded size -> block
+  Age by_age;
+  std::multimap<std::size_t, Age::iterator> free_blocks;
   std::size_t cached = 0;
   std::size_t cap = cache_cap();
 
@@ -49,6 +58,33 @@ struct OutputCache {
     char* end = nullptr;
     const unsigned long long mb = std::strtoull(env, &end, 10);
     return end && *end == '\0' ? std::size_t(mb) << 20 : std::size_t(256) << 20;
+  }
+
+  // The most recently freed block of `size` (its pages are the likeliest still in cache), or
+  // null. A multimap keeps equal keys in insertion order, so that is the last of its range.
+  void* take(std::size_t size) {
+    auto range = free_blocks.equal_range(size);
+    if (range.first == range.second) return nullptr;
+    auto newest = std::prev(range.second);
+    void* p = newest->second->second;
+    by_age.erase(newest->second);
+    free_blocks.erase(newest);
+    cached -= size;
+    return p;
+  }
+
+  // Drops the oldest blocks until `size` more fits; false if it never can.
+  bool make_room(std::size_t size, std::vector<void*>* dropped) {
+    if (size > cap) return false;
+    while (cached + size > cap) {
+      auto& [sz, p] = by_age.front();
+      // The oldest block overall is the oldest of its size: the first of its range.
+      free_blocks.erase(free_blocks.lower_bound(sz));
+      dropped->push_back(p);
+      cached -= sz;
+      by_age.pop_front();
+    }
+    return true;
   }
 };
 
@@ -66,13 +102,7 @@ void* output_alloc(std::size_t bytes) {
   {
     OutputCache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.free_blocks.find(size);
-    if (it != c.free_blocks.end()) {
-      void* p = it->second;
-      c.free_blocks.erase(it);
-      c.cached -= size;
-      return p;
-    }
+    if (void* p = c.take(size)) return p;
   }
   return alloc_pages(size);
 }
@@ -82,15 +112,18 @@ void output_free(void* p, std::size_t bytes) {
   if (bytes < kSmall) return std::free(p);
   const std::size_t size = round_pages(bytes);
   OutputCache& c = cache();
+  std::vector<void*> dropped;  // freed outside the lock: munmap is slow
+  bool kept = false;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.cached + size <= c.cap) {
-      c.free_blocks.emplace(size, p);
+    if (c.make_room(size, &dropped)) {
+      c.free_blocks.emplace(size, c.by_age.insert(c.by_age.end(), {size, p}));
       c.cached += size;
-      return;
+      kept = true;
     }
   }
-  std::free(p);
+  for (void* q : dropped) std::free(q);
+  if (!kept) std::free(p);
 }
 
 std::size_t output_cached_bytes() {
@@ -102,7 +135,8 @@ std::size_t output_cached_bytes() {
 void output_empty_cache() {
   OutputCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  for (auto& kv : c.free_blocks) std::free(kv.second);
+  for (auto& kv : c.by_age) std::free(kv.second);
+  c.by_age.clear();
   c.free_blocks.clear();
   c.cached = 0;
 }

@@ -39,8 +39,9 @@ struct ScratchBuffer {
 };
 
 // The output cache. Blocks from output_alloc are 64-byte aligned; output_free(p, bytes) takes
-// the same `bytes` and keeps the block for the next request of that rounded size while the cache
-// holds less than FASTDL_CACHE_MB (default 256; 0 disables caching). Thread-safe.
+// the same `bytes` and keeps the block for the next request of that rounded size; the cache holds
+// at most FASTDL_CACHE_MB (default 256; 0 disables caching) and, when full, drops the least
+// recently freed blocks to make room. Thread-safe.
 void* output_alloc(std::size_t bytes);
 void output_free(void* p, std::size_t bytes);
 std::size_t output_cached_bytes();

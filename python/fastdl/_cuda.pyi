@@ -155,18 +155,21 @@ def conv2d_backward_weight_reference(
 ) -> None: ...
 def max_pool2d_forward(
     y: _CudaArray, argmax: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int,
-    stride_h: int, stride_w: int, pad_h: int, pad_w: int, *, stream: int = 0,
+    stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int = 1,
+    dilation_w: int = 1, ceil_mode: bool = False, *, stream: int = 0,
 ) -> None:
     """y = window max (a NaN is the max); argmax int64 = its flat index ih * W + iw."""
 def max_pool2d_backward(dx: _CudaArray, dy: _CudaArray, argmax: _CudaArray, *, stream: int = 0) -> None:
     """dx = 0, then dx[plane][argmax] += dy; argmax values checked on the device (synchronises)."""
 def avg_pool2d_forward(
     y: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, *, stream: int = 0,
+    pad_h: int, pad_w: int, ceil_mode: bool = False, count_include_pad: bool = True,
+    divisor_override: int | None = None, *, stream: int = 0,
 ) -> None: ...
 def avg_pool2d_backward(
     dx: _CudaArray, dy: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, *, stream: int = 0,
+    pad_h: int, pad_w: int, ceil_mode: bool = False, count_include_pad: bool = True,
+    divisor_override: int | None = None, *, stream: int = 0,
 ) -> None: ...
 def adaptive_avg_pool2d_forward(y: _CudaArray, x: _CudaArray, *, stream: int = 0) -> None: ...
 def adaptive_avg_pool2d_backward(dx: _CudaArray, dy: _CudaArray, *, stream: int = 0) -> None: ...

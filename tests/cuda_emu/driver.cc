@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 #include "cpu/conv.h"
 #include "cpu/norm.h"
@@ -115,12 +116,22 @@ static void conv_case(int64_t n, int c, int h, int w, int k, int r, int s, int s
   }
 }
 
-static void pool_case(int64_t planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw) {
-  fastdl::cuda::PoolShape s{planes, h, w, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1,
-                            kh, kw, sh, sw, ph, pw};
+// PyTorch's pooled size (bindings/args.cpp): floor or ceil mode, dilated extent d (k - 1) + 1.
+static int pool_out(int n, int k, int s, int p, int d, bool ceil) {
+  const int o = (n + 2 * p - d * (k - 1) - 1 + (ceil ? s - 1 : 0)) / s + 1;
+  return ceil && (o - 1) * s >= n + p ? o - 1 : o;
+}
+
+// dh / dw: the max pool's dilation (the avg passes run undilated on the same window).
+static void pool_case(int64_t planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
+                      bool ceil = false, int dh = 1, int dw = 1) {
+  fastdl::cuda::PoolShape s{planes, h, w, pool_out(h, kh, sh, ph, dh, ceil),
+                            pool_out(w, kw, sw, pw, dw, ceil), kh, kw, sh, sw, ph, pw};
+  s.dh = dh, s.dw = dw;
   fastdl::Pool2dShape ps{planes, h, w, s.oh, s.ow, kh, kw, sh, sw, ph, pw};
-  std::printf("pool P=%ld %dx%d k=%d,%d s=%d,%d p=%d,%d (OH=%d OW=%d)\n", long(planes), h, w, kh, kw,
-              sh, sw, ph, pw, s.oh, s.ow);
+  ps.dh = dh, ps.dw = dw;
+  std::printf("pool P=%ld %dx%d k=%d,%d s=%d,%d p=%d,%d ceil=%d d=%d,%d (OH=%d OW=%d)\n", long(planes),
+              h, w, kh, kw, sh, sw, ph, pw, int(ceil), dh, dw, s.oh, s.ow);
   const size_t nx = size_t(planes) * h * w, ny = size_t(planes) * s.oh * s.ow;
   auto x = randint(nx), dy = randn(ny);
   if (nx > 3) x[3] = NAN;
@@ -138,12 +149,24 @@ static void pool_case(int64_t planes, int h, int w, int kh, int kw, int sh, int 
   fastdl::max_pool2d_backward_reference(dx2.data(), dy.data(), a2.data(), ps);
   cmp("max backward", dx1, dx2, 1e-6);
   auto xf = randn(nx);
-  fastdl::cuda::avg_pool2d_forward(y1.data(), xf.data(), s, nullptr);
-  fastdl::avg_pool2d_forward_reference(y2.data(), xf.data(), ps);
-  cmp("avg forward", y1, y2, 1e-6);
-  fastdl::cuda::avg_pool2d_backward(dx1.data(), dy.data(), s, nullptr);
-  fastdl::avg_pool2d_backward_reference(dx2.data(), dy.data(), ps);
-  cmp("avg backward", dx1, dx2, 1e-6);
+  // The avg passes: undilated, so their own output size; each divisor mode.
+  fastdl::cuda::PoolShape sa = s;
+  sa.dh = sa.dw = 1, sa.oh = pool_out(h, kh, sh, ph, 1, ceil), sa.ow = pool_out(w, kw, sw, pw, 1, ceil);
+  fastdl::Pool2dShape pa = ps;
+  pa.dh = pa.dw = 1, pa.oh = sa.oh, pa.ow = sa.ow;
+  const size_t na = size_t(planes) * sa.oh * sa.ow;
+  const char* names[] = {"avg (count_include_pad)", "avg (count_include_pad=False)", "avg (divisor_override=5)"};
+  for (int mode = 0; mode < 3; ++mode) {
+    sa.divisor_mode = fastdl::cuda::PoolDivisor(mode), sa.divisor = mode == 2 ? 5 : 0;
+    pa.divisor_mode = fastdl::PoolDivisor(mode), pa.divisor = sa.divisor;
+    std::vector<float> ya(na), yb(na), ga = randn(na);
+    fastdl::cuda::avg_pool2d_forward(ya.data(), xf.data(), sa, nullptr);
+    fastdl::avg_pool2d_forward_reference(yb.data(), xf.data(), pa);
+    cmp((std::string(names[mode]) + " forward").c_str(), ya, yb, 1e-6);
+    fastdl::cuda::avg_pool2d_backward(dx1.data(), ga.data(), sa, nullptr);
+    fastdl::avg_pool2d_backward_reference(dx2.data(), ga.data(), pa);
+    cmp((std::string(names[mode]) + " backward").c_str(), dx1, dx2, 1e-6);
+  }
   for (auto [oh, ow] : {std::pair{s.oh, s.ow}, std::pair{h + 2, w / 2 + 1}, std::pair{1, 1}}) {
     fastdl::cuda::PoolShape a{planes, h, w, oh, ow, 1, 1, 1, 1, 0, 0};
     fastdl::Pool2dShape pa{planes, h, w, oh, ow, 1, 1, 1, 1, 0, 0};
@@ -352,6 +375,14 @@ int main(int argc, char** argv) {
     pool_case(3, 17, 5, 3, 2, 1, 2, 1, 1);
     pool_case(4, 6, 11, 5, 4, 3, 1, 2, 2);
     pool_case(4, 13, 13, 4, 4, 3, 3, 0, 1);
+    // PyTorch's options: ceil mode (windows past the padding, a last window dropped), dilation
+    pool_case(2, 7, 9, 2, 2, 2, 2, 0, 0, true);
+    pool_case(3, 9, 13, 3, 3, 2, 2, 1, 1, true);
+    pool_case(2, 5, 7, 3, 2, 3, 2, 1, 1, true);
+    pool_case(1, 1, 1, 2, 2, 2, 2, 0, 0, true);  // kernel larger than the image
+    pool_case(2, 13, 5, 3, 3, 1, 2, 1, 1, false, 2, 3);
+    pool_case(3, 9, 11, 3, 2, 2, 3, 1, 1, true, 3, 2);
+    pool_case(1, 7, 7, 2, 2, 1, 1, 1, 0, true, 2, 2);
   }
   if (only == "all" || only == "norm") {
     for (bool t : {true, false})

@@ -12,6 +12,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     dropout       Dropout
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
+    pad           Pad2d
     norm          BatchNorm
     rnn           RNNCell, LSTMCell, LSTM
     embedding     Embedding
@@ -51,3 +52,9 @@ from .embedding import __all__ as _embedding
 
 __all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
            *_pool, *_norm, *_rnn, *_embedding]
+
+# ---- pad (Conv2d's padding_mode, issue 9) ----
+from .pad import *  # noqa: F401,F403,E402
+from .pad import __all__ as _pad  # noqa: E402
+
+__all__ += _pad

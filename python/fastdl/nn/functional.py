@@ -13,7 +13,8 @@ from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftma
                          Sigmoid, Softmax, Tanh)
 from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
                          BatchNorm as _BatchNorm, Conv2d as _Conv2d,
-                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
+                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d,
+                         Pad2d as _Pad2d)
 from ..functions import (Embedding as _Embedding, LSTM as _LSTM, LSTMCell as _LSTMCell,
                          RNNCell as _RNNCell)
 from ..tensor import Tensor, _xp
@@ -21,7 +22,7 @@ from ..tensor import Tensor, _xp
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
            "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "batch_norm",
+           "batch_norm", "pad",
            "embedding", "rnn_cell", "lstm_cell", "lstm"]
 
 _REDUCTIONS = ("mean", "sum")
@@ -170,13 +171,6 @@ def _pair2(op: str, name: str, v, low: int = 0):
     return int(vs[0]), int(vs[1])
 
 
-def _only(op: str, **given_and_supported):
-    """ValueError for a PyTorch option this build does not implement (given != supported)."""
-    for name, (given, supported) in given_and_supported.items():
-        if given != supported:
-            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
-
-
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch): input (N, C, H, W), weight
     (K, C/groups, R, S), bias (K,) -> (N, K, OH, OW). padding: an int, an (h, w) pair, 'valid'
@@ -214,33 +208,33 @@ def _conv2d_same(args, stride, dilation, groups) -> Tensor:
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1) -> Tensor:
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input): input
-    (N, C_in, H, W), weight (C_in, C_out, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
-    OH = (H - 1) * stride - 2 * padding + R + output_padding. groups and dilation: 1 only."""
-    _only("conv_transpose2d", groups=(groups, 1), dilation=(_pair2("conv_transpose2d", "dilation",
-                                                                   dilation, 1), (1, 1)))
+    (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
+    OH = (H - 1) * stride - 2 * padding + dilation * (R - 1) + output_padding + 1."""
     args = (_t(input), _t(weight, "weight")) + (() if bias is None else (_t(bias, "bias"),))
     return _ConvTranspose2d.apply(*args, stride=stride, padding=padding,
-                                  output_padding=output_padding)
+                                  output_padding=output_padding, groups=groups, dilation=dilation)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf).
-    With return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
-    _only("max_pool2d", dilation=(_pair2("max_pool2d", "dilation", dilation, 1), (1, 1)),
-          ceil_mode=(bool(ceil_mode), False))
+    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf; window
+    cells `dilation` apart; ceil_mode rounds the output size up, as PyTorch). With
+    return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
     x = _t(input)
+    opts = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
     if not return_indices:
-        return _MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
-    return _MaxPool2d.apply_with_indices(x, kernel_size=kernel_size, stride=stride, padding=padding)
+        return _MaxPool2d.apply(x, **opts)
+    return _MaxPool2d.apply_with_indices(x, **opts)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None) -> Tensor:
-    """Mean over kernel_size windows (stride defaults to kernel_size); padded cells count as zeros."""
-    _only("avg_pool2d", ceil_mode=(bool(ceil_mode), False),
-          count_include_pad=(bool(count_include_pad), True), divisor_override=(divisor_override, None))
-    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding)
+    """Mean over kernel_size windows (stride defaults to kernel_size), PyTorch's divisor: padded
+    cells count with count_include_pad=True, not with False; divisor_override replaces it."""
+    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding,
+                            ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
@@ -273,7 +267,26 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                             training=bool(training), momentum=momentum, eps=eps)
 
 
+def pad(input, pad, mode: str = "constant", value=None) -> Tensor:
+    """PyTorch's F.pad for images: input (N, C, H, W) or (C, H, W), pad (left, right) or
+    (left, right, top, bottom), each >= 0; mode 'constant' (zeros: value None or 0 only),
+    'reflect', 'replicate' or 'circular' (fastdl.ops.pad has the rules)."""
+    if value not in (None, 0):
+        raise ValueError(f"pad: value={value!r} is not supported (only 0)")
+    seq = tuple(pad) if isinstance(pad, (tuple, list)) else None
+    if seq is None or len(seq) not in (2, 4):
+        raise ValueError(f"pad: pad must be (left, right) or (left, right, top, bottom), got {pad!r}")
+    return _Pad2d.apply(_t(input), padding=seq + (0, 0) if len(seq) == 2 else seq, mode=mode)
+
+
 # ---- embedding and the recurrent cells (the embedding and rnn families, issue 10) ---------------
+
+def _only(op: str, **given_and_supported):
+    """ValueError for a PyTorch option this build does not implement (given != supported)."""
+    for name, (given, supported) in given_and_supported.items():
+        if given != supported:
+            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
+
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False) -> Tensor:

@@ -39,3 +39,9 @@ __all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *
            *_norm, *_optim]
 __all__ += [*_embedding]
 __all__ += _rnn  # rnn (branch rnn)
+
+# ---- pad (Conv2d's padding_mode, issue 9) ----
+from .pad import *  # noqa: F401,F403,E402
+from .pad import __all__ as _pad  # noqa: E402
+
+__all__ += _pad
