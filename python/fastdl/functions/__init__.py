@@ -4,7 +4,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
 ``from ..tensor import Function, Tensor``.
 
     elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
-    shape         Sum, Reshape, Transpose, GetItem, ToDevice (reduce, rearrange, move)
+    shape         Sum, Reshape, Transpose, GetItem, ToDevice, Concat (reduce, rearrange, move)
     dense         MatMul, Linear                             (fastdl.ops kernels from here on)
     activation    ReLU, Sigmoid, Tanh
     softmax       Softmax, LogSoftmax
@@ -14,6 +14,8 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     pad           Pad2d
     norm          BatchNorm
+    rnn           RNNCell, LSTMCell, LSTM
+    embedding     Embedding
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
 fastdl.nn.functional runs Linear, the losses, Dropout and the conv, pool and norm Functions
@@ -41,8 +43,15 @@ from .pool import __all__ as _pool
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm
 
+# ---- rnn family (issue 10) ----
+from .rnn import *  # noqa: F401,F403
+from .rnn import __all__ as _rnn
+from .embedding import *  # noqa: F401,F403
+from .embedding import __all__ as _embedding
+# ---- end rnn family ----
+
 __all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
-           *_pool, *_norm]
+           *_pool, *_norm, *_rnn, *_embedding]
 
 # ---- pad (Conv2d's padding_mode, issue 9) ----
 from .pad import *  # noqa: F401,F403,E402

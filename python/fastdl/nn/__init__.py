@@ -8,9 +8,12 @@ from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .embedding import Embedding  # issue 10: embedding and recurrent layers
+from .rnn import LSTM, LSTMCell, RNNCell
 
 __all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleList",
            "StateDictError", "Identity", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "LogSoftmax", "Flatten", "Dropout", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "BatchNorm1d", "BatchNorm2d"]
+           "BatchNorm1d", "BatchNorm2d",
+           "Embedding", "RNNCell", "LSTMCell", "LSTM"]
