@@ -35,12 +35,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <vector>
 
 #include "common/threading.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_ukernel.h"
 #include "cpu/softmax.h"
 
 namespace fastdl {
@@ -125,10 +128,15 @@ void attention_backward_reference(T* dq, T* dk, T* dv, const T* dout, const T* q
 
 namespace {
 
-constexpr std::int64_t kBq = 64;   // query rows of a block (a task)
+// kBq = 72: a whole number of micro-kernel row panels for every register tile (MR 12, 6, 4).
+constexpr std::int64_t kBq = 72;   // query rows of a block (a task)
 constexpr std::int64_t kBk = 128;  // keys of a K/V tile; the score tile is kBq x kBk
+// Forward: query blocks of a task, sharing each packed K/V tile (8 x 72 rows x Dv of output
+// live in L2: 147 KiB at Dv = 64).
+constexpr std::int64_t kGroupBlocks = 8;
 
 std::int64_t blocks(std::int64_t n, std::int64_t bsize) { return (n + bsize - 1) / bsize; }
+std::int64_t round_up(std::int64_t n, std::int64_t unit) { return blocks(n, unit) * unit; }
 
 // Keys of the tile [j0, j0 + kb) that query row i sees.
 std::int64_t visible(bool causal, std::int64_t i, std::int64_t j0, std::int64_t kb) {
@@ -140,50 +148,112 @@ std::int64_t key_end(bool causal, std::int64_t i0, std::int64_t qb, std::int64_t
   return causal ? std::min(sk, i0 + qb) : sk;
 }
 
+// A thread's scratch: one allocation, 64-byte aligned pieces.
 template <typename T>
-GemmParams<T> params(T alpha, T beta) {
-  GemmParams<T> p;
-  p.alpha = alpha;
-  p.beta = beta;
-  return p;
+class Workspace {
+ public:
+  explicit Workspace(std::initializer_list<std::int64_t> sizes) {
+    std::int64_t total = 0;
+    for (const std::int64_t n : sizes) total += round_up(n, kAlign);
+    buf_.resize(static_cast<std::size_t>(total + kAlign));
+    T* p = buf_.data();
+    p += (kAlign - (reinterpret_cast<std::uintptr_t>(p) / sizeof(T)) % kAlign) % kAlign;
+    for (const std::int64_t n : sizes) {
+      parts_.push_back(p);
+      p += round_up(n, kAlign);
+    }
+  }
+  T* operator[](std::size_t i) const { return parts_[i]; }
+
+ private:
+  static constexpr std::int64_t kAlign = 64 / std::int64_t(sizeof(T));
+  std::vector<T> buf_;
+  std::vector<T*> parts_;
+};
+
+// C (m x n, row stride ldc) = alpha * A B + beta * C on the GEMM's micro-kernel: A (m x kc)
+// read in place (row stride lda) when lda != 0, else packed panels of MR rows (pack_a); B read
+// in place (row stride ldb) when ldb != 0 (n a multiple of NR: the kernel reads whole panels),
+// else packed panels of NR columns (pack_b). The tiles fit in cache: no blocking here.
+template <typename T>
+void tile_mm(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a, std::int64_t lda,
+             const T* b, std::int64_t ldb, std::int64_t m, std::int64_t n, std::int64_t kc,
+             T alpha, T beta) {
+  if (m <= 0 || n <= 0) return;
+  const UkEpilogue<T> e{alpha, beta, nullptr, nullptr, false};
+  for (std::int64_t jr = 0; jr < n; jr += t.nr) {
+    const int nn = int(std::min<std::int64_t>(t.nr, n - jr));
+    const T* bp = ldb ? b + jr : b + jr * kc;
+    for (std::int64_t ir = 0; ir < m; ir += t.mr) {
+      const int mm = int(std::min<std::int64_t>(t.mr, m - ir));
+      t.ukernel(kc, lda ? a + ir * lda : a + ir * kc, lda, bp, ldb, c + ir * ldc + jr, ldc, mm,
+                nn, e);
+    }
+  }
 }
 
-// One query block of one (b, h): out rows [i0, i0 + qb) and their lse.
+// A row-major B operand (kc x n, row stride ld) for tile_mm: in place when whole NR-wide panels
+// cover it, else packed into buf. Returns the pointer and sets *ldb (0: packed).
 template <typename T>
-void forward_block(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_t i0,
-                   std::int64_t qb, std::int64_t sk, std::int64_t d, std::int64_t dv, bool causal,
-                   T scale, const SoftmaxTable<T>& sm, Isa isa, T* s, T* m, T* l) {
+const T* b_operand(const GemmTable<T>& t, T* buf, const T* src, std::int64_t ld, std::int64_t n,
+                   std::int64_t kc, std::int64_t* ldb) {
+  if (n % t.nr == 0) {
+    *ldb = ld;
+    return src;
+  }
+  t.pack_b(buf, src, 1, ld, n, kc);
+  *ldb = 0;
+  return buf;
+}
+
+// Query rows [g0, g0 + gq) of one (b, h), in blocks of kBq: out rows and their lse. Key tiles
+// outer (each K^T / V tile packed once for the whole group), query blocks inner; the running
+// max m, sum l and the unnormalised output of every row stay live across tiles.
+template <typename T>
+void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_t g0,
+                   std::int64_t gq, std::int64_t sk, std::int64_t d, std::int64_t dv, bool causal,
+                   T scale, const SoftmaxTable<T>& sm, const GemmTable<T>& t,
+                   const Workspace<T>& ws) {
   const T ninf = -std::numeric_limits<T>::infinity();
-  std::fill(o, o + qb * dv, T(0));
-  std::fill(m, m + qb, ninf);
-  std::fill(l, l + qb, T(0));
-  const std::int64_t kend = key_end(causal, i0, qb, sk);
+  T *s = ws[0], *m = ws[1], *l = ws[2], *pk = ws[3], *pv = ws[4];
+  std::fill(o, o + gq * dv, T(0));
+  std::fill(m, m + gq, ninf);
+  std::fill(l, l + gq, T(0));
+  const std::int64_t kend = key_end(causal, g0, gq, sk);
   for (std::int64_t j0 = 0; j0 < kend; j0 += kBk) {
     const std::int64_t kb = std::min(kBk, kend - j0);
-    // s = scale * Q_blk K_tile^T (qb x kb, row stride kBk)
-    gemm(s, kBk, q, d, 1, k + j0 * d, 1, d, qb, kb, d, params(scale, T(0)), isa, 1);
-    for (std::int64_t r = 0; r < qb; ++r) {
-      T* sr = s + r * kBk;
-      const std::int64_t n = visible(causal, i0 + r, j0, kb);
-      if (n > 0) {
-        const T mt = sm.row_max(sr, n);
-        const T mn = std::max(m[r], mt);
-        if (mn != ninf) {
-          const T corr = m[r] == mn ? T(1) : std::exp(m[r] - mn);
-          const T sum = sm.exp_sum_store(sr, sr, n, mn);
-          if (corr != T(1)) sm.scale(o + r * dv, dv, corr);
-          l[r] = l[r] * corr + sum;
-          m[r] = mn;
-        } else {  // every score -inf (overflowed): nothing to add
-          std::fill(sr, sr + n, T(0));
+    t.pack_b(pk, k + j0 * d, d, 1, kb, d);  // K_tile^T as B
+    std::int64_t ldv;
+    const T* vb = b_operand(t, pv, v + j0 * dv, dv, dv, kb, &ldv);
+    // Causal: blocks whose last row is above the tile see none of it.
+    for (std::int64_t b0 = causal ? std::max<std::int64_t>(0, (j0 - g0) / kBq * kBq) : 0; b0 < gq;
+         b0 += kBq) {
+      const std::int64_t qb = std::min(kBq, gq - b0), i0 = g0 + b0;
+      T *ob = o + b0 * dv, *mb = m + b0, *lb = l + b0;
+      // s = scale * Q_blk K_tile^T (qb x kb, row stride kBk), Q read in place
+      tile_mm(t, s, kBk, q + b0 * d, d, pk, 0, qb, kb, d, scale, T(0));
+      for (std::int64_t r = 0; r < qb; ++r) {
+        T* sr = s + r * kBk;
+        const std::int64_t n = visible(causal, i0 + r, j0, kb);
+        if (n > 0) {
+          const T mn = std::max(mb[r], sm.row_max(sr, n));
+          if (mn != ninf) {
+            const T corr = mb[r] == mn ? T(1) : std::exp(mb[r] - mn);
+            const T sum = sm.exp_sum_store(sr, sr, n, mn);
+            if (corr != T(1)) sm.scale(ob + r * dv, dv, corr);
+            lb[r] = lb[r] * corr + sum;
+            mb[r] = mn;
+          } else {  // every score -inf (overflowed): nothing to add
+            std::fill(sr, sr + n, T(0));
+          }
         }
+        std::fill(sr + n, sr + kb, T(0));
       }
-      std::fill(sr + n, sr + kb, T(0));
+      // O_blk += P V_tile, P read in place
+      tile_mm(t, ob, dv, s, kBk, vb, ldv, qb, dv, kb, T(1), T(1));
     }
-    // O_blk += P V_tile
-    gemm(o, dv, s, kBk, 1, v + j0 * dv, dv, 1, qb, dv, kb, params(T(1), T(1)), isa, 1);
   }
-  for (std::int64_t r = 0; r < qb; ++r) {
+  for (std::int64_t r = 0; r < gq; ++r) {
     if (l[r] > T(0)) {
       sm.scale(o + r * dv, dv, T(1) / l[r]);
       lse[r] = m[r] + std::log(l[r]);
@@ -205,25 +275,33 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, std::
                        std::int64_t h, std::int64_t sq, std::int64_t sk, std::int64_t d,
                        std::int64_t dv, bool causal, double scale, Isa isa) {
   const SoftmaxTable<T>& sm = softmax_table<T>(isa);
-  const std::int64_t nqb = blocks(sq, kBq), tasks = b * h * nqb;
+  const GemmTable<T>& gt = gemm_table<T>(isa);
+  const std::int64_t bhn = b * h, nqb = blocks(sq, kBq);
+  // Blocks per group: up to kGroupBlocks, fewer while that leaves under 4 tasks a thread.
+  const std::int64_t want = 4 * std::int64_t(get_num_threads());
+  const std::int64_t gb = std::clamp<std::int64_t>(bhn * nqb / want, 1, std::min(kGroupBlocks, std::max<std::int64_t>(nqb, 1)));
+  const std::int64_t ng = blocks(nqb, gb), tasks = bhn * ng;
   const int threads = task_threads(tasks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<T> ws(static_cast<std::size_t>(kBq * kBk + 2 * kBq));
-    T *s = ws.data(), *m = s + kBq * kBk, *l = m + kBq;
+    const Workspace<T> ws{kBq * kBk, gb * kBq, gb * kBq, round_up(kBk, gt.nr) * d,
+                          round_up(dv, gt.nr) * kBk};
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t t = 0; t < tasks; ++t) {
-      // Causal blocks lower down cost more: hand out the last (largest) ones first.
+      // Causal groups lower down cost more: hand out the last (largest) ones first.
       const std::int64_t tt = causal ? tasks - 1 - t : t;
-      const std::int64_t bh = tt / nqb, i0 = (tt % nqb) * kBq, qb = std::min(kBq, sq - i0);
-      forward_block(out + (bh * sq + i0) * dv, lse + bh * sq + i0, q + (bh * sq + i0) * d,
-                    k + bh * sk * d, v + bh * sk * dv, i0, qb, sk, d, dv, causal, T(scale), sm,
-                    isa, s, m, l);
+      const std::int64_t bh = tt / ng, g0 = (tt % ng) * gb * kBq, gq = std::min(gb * kBq, sq - g0);
+      forward_group(out + (bh * sq + g0) * dv, lse + bh * sq + g0, q + (bh * sq + g0) * d,
+                    k + bh * sk * d, v + bh * sk * dv, g0, gq, sk, d, dv, causal, T(scale), sm,
+                    gt, ws);
     }
   }
 }
 
 namespace {
+
+// The backward's per-thread buffers (Workspace indices).
+enum : std::size_t { kP, kDs, kKt, kVt, kKp, kPa, kPb };
 
 // One key block [j0, j0 + kb) of one (b, h), against every query block that sees it: dk, dv rows
 // of the block written, dq rows (all of this (b, h)'s, as a partial) added to.
@@ -231,21 +309,27 @@ template <typename T>
 void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v,
                     const T* lse, const T* di, std::int64_t j0, std::int64_t kb, std::int64_t sq,
                     std::int64_t d, std::int64_t dvn, bool causal, T scale,
-                    const SoftmaxTable<T>& sm, Isa isa, T* p, T* ds) {
+                    const SoftmaxTable<T>& sm, const GemmTable<T>& t, const Workspace<T>& ws) {
   const T ninf = -std::numeric_limits<T>::infinity();
+  T *p = ws[kP], *ds = ws[kDs], *pkt = ws[kKt], *pvt = ws[kVt], *pkp = ws[kKp], *pa = ws[kPa],
+    *pb = ws[kPb];
   T* dkb = dk + j0 * d;
   T* dvb = dv + j0 * dvn;
   std::fill(dkb, dkb + kb * d, T(0));
   std::fill(dvb, dvb + kb * dvn, T(0));
-  const T* kt = k + j0 * d;
-  const T* vt = v + j0 * dvn;
+  // The key block's operands, packed once for every query block: K^T (for S), V^T (for dP), K
+  // (for dQ).
+  t.pack_b(pkt, k + j0 * d, d, 1, kb, d);
+  t.pack_b(pvt, v + j0 * dvn, dvn, 1, kb, dvn);
+  std::int64_t ldk;
+  const T* kp = b_operand(t, pkp, k + j0 * d, d, d, kb, &ldk);
   // Causal: query rows i < j0 see none of these keys.
   for (std::int64_t i0 = causal ? j0 / kBq * kBq : 0; i0 < sq; i0 += kBq) {
     const std::int64_t qb = std::min(kBq, sq - i0);
     const T* qblk = q + i0 * d;
     const T* doblk = dout + i0 * dvn;
     // p = exp(scale * Q_blk K_tile^T - lse)
-    gemm(p, kBk, qblk, d, 1, kt, 1, d, qb, kb, d, params(scale, T(0)), isa, 1);
+    tile_mm(t, p, kBk, qblk, d, pkt, 0, qb, kb, d, scale, T(0));
     for (std::int64_t r = 0; r < qb; ++r) {
       T* pr = p + r * kBk;
       const T lr = lse[i0 + r];
@@ -253,15 +337,20 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
       if (n > 0) sm.exp_sum_store(pr, pr, n, lr);
       std::fill(pr + n, pr + kb, T(0));
     }
-    // dV_tile += P^T dO_blk
-    gemm(dvb, dvn, p, 1, kBk, doblk, dvn, 1, kb, dvn, qb, params(T(1), T(1)), isa, 1);
+    // dV_tile += P^T dO_blk (P^T packed as A, dO as B)
+    std::int64_t ldb;
+    t.pack_a(pa, p, 1, kBk, kb, qb);
+    const T* dob = b_operand(t, pb, doblk, dvn, dvn, qb, &ldb);
+    tile_mm(t, dvb, dvn, pa, 0, dob, ldb, kb, dvn, qb, T(1), T(1));
     // dP = dO_blk V_tile^T, then dS = P (dP - D_i) in place
-    gemm(ds, kBk, doblk, dvn, 1, vt, 1, dvn, qb, kb, dvn, params(T(1), T(0)), isa, 1);
+    tile_mm(t, ds, kBk, doblk, dvn, pvt, 0, qb, kb, dvn, T(1), T(0));
     for (std::int64_t r = 0; r < qb; ++r)
       sm.softmax_bwd(ds + r * kBk, ds + r * kBk, p + r * kBk, kb, di[i0 + r]);
     // dK_tile += scale dS^T Q_blk;  dQ_blk += scale dS K_tile
-    gemm(dkb, d, ds, 1, kBk, qblk, d, 1, kb, d, qb, params(scale, T(1)), isa, 1);
-    gemm(dq + i0 * d, d, ds, kBk, 1, kt, d, 1, qb, d, kb, params(scale, T(1)), isa, 1);
+    t.pack_a(pa, ds, 1, kBk, kb, qb);
+    const T* qbp = b_operand(t, pb, qblk, d, d, qb, &ldb);
+    tile_mm(t, dkb, d, pa, 0, qbp, ldb, kb, d, qb, scale, T(1));
+    tile_mm(t, dq + i0 * d, d, ds, kBk, kp, ldk, qb, d, kb, scale, T(1));
   }
 }
 
@@ -273,6 +362,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
                         std::int64_t sq, std::int64_t sk, std::int64_t d, std::int64_t dvn,
                         bool causal, double scale, Isa isa) {
   const SoftmaxTable<T>& sm = softmax_table<T>(isa);
+  const GemmTable<T>& gt = gemm_table<T>(isa);
   const std::int64_t bhn = b * h, rows = bhn * sq;
   // D_i = dout_i . out_i, first (FA-2).
   std::vector<T> di(static_cast<std::size_t>(rows));
@@ -282,22 +372,28 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     for (std::int64_t r = 0; r < rows; ++r) di[r] = sm.dot(dout + r * dvn, out + r * dvn, dvn);
   }
   const std::int64_t nkb = blocks(sk, kBk);
+  if (nkb == 0) {  // no keys: dk, dv empty, dq = 0
+    std::fill(dq, dq + rows * d, T(0));
+    return;
+  }
   // Ranges of key blocks per (b, h): enough tasks for every thread, one when B * H suffices.
   const int nt = get_num_threads();
   const std::int64_t ranges =
       std::max<std::int64_t>(1, std::min<std::int64_t>(nkb, (nt + bhn - 1) / bhn));
   std::vector<T> partial;
-  if (ranges > 1) partial.resize(std::size_t(bhn * ranges * sq * d));
+  if (ranges > 1) partial.resize(static_cast<std::size_t>(bhn * ranges * sq * d));
   const std::int64_t tasks = bhn * ranges;
-  if (nkb == 0) {  // no keys: dk, dv empty, dq = 0
-    std::fill(dq, dq + rows * d, T(0));
-    return;
-  }
   const int threads = task_threads(tasks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<T> ws(static_cast<std::size_t>(2 * kBq * kBk));
-    T *p = ws.data(), *ds = p + kBq * kBk;
+    const std::int64_t dmax = std::max(d, dvn);
+    const Workspace<T> ws{kBq * kBk,
+                          kBq * kBk,
+                          round_up(kBk, gt.nr) * d,
+                          round_up(kBk, gt.nr) * dvn,
+                          round_up(d, gt.nr) * kBk,
+                          round_up(kBk, gt.mr) * kBq,
+                          round_up(dmax, gt.nr) * kBq};
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t t = 0; t < tasks; ++t) {
       const std::int64_t bh = t / ranges, r = t % ranges;
@@ -310,7 +406,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
         const std::int64_t j0 = kbi * kBk, kb = std::min(kBk, sk - j0);
         backward_block(dqt, dk + bh * sk * d, dv + bh * sk * dvn, dout + bh * sq * dvn,
                        q + bh * sq * d, k + bh * sk * d, v + bh * sk * dvn, lse + bh * sq,
-                       di.data() + bh * sq, j0, kb, sq, d, dvn, causal, T(scale), sm, isa, p, ds);
+                       di.data() + bh * sq, j0, kb, sq, d, dvn, causal, T(scale), sm, gt, ws);
       }
     }
   }
@@ -320,8 +416,9 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
 #pragma omp parallel for schedule(static) num_threads(sthreads) if (sthreads > 1)
     for (std::int64_t x = 0; x < bhn * n; ++x) {
       const std::int64_t bh = x / n, e = x % n;
-      T acc = partial[std::size_t((bh * ranges) * n + e)];
-      for (std::int64_t r = 1; r < ranges; ++r) acc += partial[std::size_t((bh * ranges + r) * n + e)];
+      const T* part = partial.data() + bh * ranges * n + e;
+      T acc = part[0];
+      for (std::int64_t r = 1; r < ranges; ++r) acc += part[r * n];
       dq[x] = acc;
     }
   }
