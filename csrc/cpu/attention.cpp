@@ -221,14 +221,17 @@ void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_
   std::fill(l, l + gq, T(0));
   const std::int64_t kend = key_end(causal, g0, gq, sk);
   for (std::int64_t j0 = 0; j0 < kend; j0 += kBk) {
-    const std::int64_t kb = std::min(kBk, kend - j0);
-    t.pack_b(pk, k + j0 * d, d, 1, kb, d);  // K_tile^T as B
+    const std::int64_t kt = std::min(kBk, kend - j0);
+    t.pack_b(pk, k + j0 * d, d, 1, kt, d);  // K_tile^T as B
     std::int64_t ldv;
-    const T* vb = b_operand(t, pv, v + j0 * dv, dv, dv, kb, &ldv);
+    const T* vb = b_operand(t, pv, v + j0 * dv, dv, dv, kt, &ldv);
     // Causal: blocks whose last row is above the tile see none of it.
     for (std::int64_t b0 = causal ? std::max<std::int64_t>(0, (j0 - g0) / kBq * kBq) : 0; b0 < gq;
          b0 += kBq) {
       const std::int64_t qb = std::min(kBq, gq - b0), i0 = g0 + b0;
+      // Causal: the block's last row sees keys < i0 + qb only; the tile's columns past that are
+      // neither computed nor multiplied.
+      const std::int64_t kb = causal ? std::min(kt, i0 + qb - j0) : kt;
       T *ob = o + b0 * dv, *mb = m + b0, *lb = l + b0;
       // s = scale * Q_blk K_tile^T (qb x kb, row stride kBk), Q read in place
       tile_mm(t, s, kBk, q + b0 * d, d, pk, 0, qb, kb, d, scale, T(0));
@@ -323,8 +326,8 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
   t.pack_b(pvt, v + j0 * dvn, dvn, 1, kb, dvn);
   std::int64_t ldk;
   const T* kp = b_operand(t, pkp, k + j0 * d, d, d, kb, &ldk);
-  // Causal: query rows i < j0 see none of these keys.
-  for (std::int64_t i0 = causal ? j0 / kBq * kBq : 0; i0 < sq; i0 += kBq) {
+  // Causal: query rows i < j0 see none of these keys, so the blocks start at row j0.
+  for (std::int64_t i0 = causal ? j0 : 0; i0 < sq; i0 += kBq) {
     const std::int64_t qb = std::min(kBq, sq - i0);
     const T* qblk = q + i0 * d;
     const T* doblk = dout + i0 * dvn;
