@@ -16,21 +16,32 @@
 //
 // Variants, in order of increasing complexity:
 //   1. *_reference: plain loops in double, one row of Sk scores at a time; the test oracle.
-//   2. the tiled kernels: a block of kBq queries per task (OpenMP over (b, h, query block)),
-//      K/V tiles of kBk keys streamed through cache, Q.K^T and P.V on the packed GEMM's
-//      micro-kernels (gemm with max_threads = 1 inside the parallel loop), the online softmax
-//      on the softmax family's row primitives (softmax.h: vexp of vec_math.h, per ISA).
-//      Causal skips the tiles above the diagonal and masks only the diagonal ones.
-//      The backward recomputes P tile by tile from lse; outer loop over key blocks, inner over
-//      query blocks, as FA-2. dK and dV rows belong to the task of their key block; dQ is
+//   2. the tiled kernels. Forward: a task is a group of up to kGroupBlocks query blocks of kBq
+//      rows of one (b, h) (OpenMP over (b, h, group), dynamic, causal largest first); K/V tiles
+//      of kBk keys are streamed through cache, each packed once per group and shared by its
+//      blocks; the online softmax keeps each row's running max and sum, only lse is saved.
+//      Q.K^T and P.V run on the packed GEMM's micro-kernel (gemm_ukernel.h) called per register
+//      tile: Q and P are read in place as A, K^T is packed as B, V (and the backward's row-major
+//      B operands) read in place when whole NR-wide panels cover them. The softmax runs on the
+//      softmax family's row primitives (softmax.h: vexp of vec_math.h, per ISA). Causal skips
+//      the tiles above the diagonal, multiplies only the key columns a block's last row sees
+//      and masks the diagonal ones.
+//      Backward (FA-2's order): D_i = dout_i . out_i first, then per key block of kBkBwd keys
+//      (K^T, V^T, K packed once) an inner loop over the query blocks that see it, recomputing
+//      P from lse: dV += P^T dO, dP = dO V^T, dS = P (dP - D), dK += scale dS^T Q,
+//      dQ += scale dS K. dK and dV rows belong to the task of their key block; dQ is
 //      accumulated without atomics: a task owns one (b, h) and a contiguous range of its key
 //      blocks; with one range per (b, h) (B * H >= threads) it adds straight into dq, otherwise
 //      each range adds into its own Sq x D partial and the partials are summed in range order.
 //      Every split depends on the thread count only, so results are bitwise repeatable at a
 //      fixed thread count.
-// Workspace: forward, one kBq x kBk score tile per thread (plus the GEMM's packing buffers);
-// backward, two tiles per thread, D_i (B * H * Sq values) and, when B * H < threads, the dQ
-// partials: (ranges per (b, h)) * B * H * Sq * D values, ranges <= threads. Never Sq x Sk.
+// Workspace (never Sq x Sk): forward, per thread a kBq x kBk score tile, the packed K^T and V
+// tiles (kBk x D, kBk x Dv rounded up to NR) and 2 x kGroupBlocks x kBq row statistics: at
+// D = Dv = 64 fp32, 100 KiB. Backward, per thread two kBq x kBkBwd tiles and five packed
+// operands of at most max(D, Dv) x max(kBq, kBkBwd): 120 KiB at D = 64; per call D_i (B * H * Sq
+// values) and, only when B * H < threads, the dQ partials, (ranges per (b, h)) x B * H * Sq * D
+// values with ranges <= threads. Measured: B1 H1 S16384 D64 fp32 forward + backward adds
+// 24.5 MiB of peak RSS, outputs included (the bound is 600 MB; S x S alone is 1 GiB).
 #include "cpu/attention.h"
 
 #include <algorithm>
@@ -130,7 +141,12 @@ namespace {
 
 // kBq = 72: a whole number of micro-kernel row panels for every register tile (MR 12, 6, 4).
 constexpr std::int64_t kBq = 72;   // query rows of a block (a task)
-constexpr std::int64_t kBk = 128;  // keys of a K/V tile; the score tile is kBq x kBk
+// Keys of a K/V tile; the score tile is kBq x kBk. Measured, 1 thread, B2H8S512D64 fp32
+// (GFLOP/s, thread CPU time, under load) for kBk 64 / 128 / 256: forward 89 / 91-96 / 91,
+// backward 108 / 104 / 103, causal backward 87 / 79 / 66; the backward's five products on a
+// smaller tile stay in L1.
+constexpr std::int64_t kBk = 128;     // forward
+constexpr std::int64_t kBkBwd = 64;   // backward
 // Forward: query blocks of a task, sharing each packed K/V tile (8 x 72 rows x Dv of output
 // live in L2: 147 KiB at Dv = 64).
 constexpr std::int64_t kGroupBlocks = 8;
@@ -332,9 +348,9 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     const T* qblk = q + i0 * d;
     const T* doblk = dout + i0 * dvn;
     // p = exp(scale * Q_blk K_tile^T - lse)
-    tile_mm(t, p, kBk, qblk, d, pkt, 0, qb, kb, d, scale, T(0));
+    tile_mm(t, p, kBkBwd, qblk, d, pkt, 0, qb, kb, d, scale, T(0));
     for (std::int64_t r = 0; r < qb; ++r) {
-      T* pr = p + r * kBk;
+      T* pr = p + r * kBkBwd;
       const T lr = lse[i0 + r];
       const std::int64_t n = lr == ninf ? 0 : visible(causal, i0 + r, j0, kb);
       if (n > 0) sm.exp_sum_store(pr, pr, n, lr);
@@ -342,18 +358,18 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     }
     // dV_tile += P^T dO_blk (P^T packed as A, dO as B)
     std::int64_t ldb;
-    t.pack_a(pa, p, 1, kBk, kb, qb);
+    t.pack_a(pa, p, 1, kBkBwd, kb, qb);
     const T* dob = b_operand(t, pb, doblk, dvn, dvn, qb, &ldb);
     tile_mm(t, dvb, dvn, pa, 0, dob, ldb, kb, dvn, qb, T(1), T(1));
     // dP = dO_blk V_tile^T, then dS = P (dP - D_i) in place
-    tile_mm(t, ds, kBk, doblk, dvn, pvt, 0, qb, kb, dvn, T(1), T(0));
+    tile_mm(t, ds, kBkBwd, doblk, dvn, pvt, 0, qb, kb, dvn, T(1), T(0));
     for (std::int64_t r = 0; r < qb; ++r)
-      sm.softmax_bwd(ds + r * kBk, ds + r * kBk, p + r * kBk, kb, di[i0 + r]);
+      sm.softmax_bwd(ds + r * kBkBwd, ds + r * kBkBwd, p + r * kBkBwd, kb, di[i0 + r]);
     // dK_tile += scale dS^T Q_blk;  dQ_blk += scale dS K_tile
-    t.pack_a(pa, ds, 1, kBk, kb, qb);
+    t.pack_a(pa, ds, 1, kBkBwd, kb, qb);
     const T* qbp = b_operand(t, pb, qblk, d, d, qb, &ldb);
     tile_mm(t, dkb, d, pa, 0, qbp, ldb, kb, d, qb, scale, T(1));
-    tile_mm(t, dq + i0 * d, d, ds, kBk, kp, ldk, qb, d, kb, scale, T(1));
+    tile_mm(t, dq + i0 * d, d, ds, kBkBwd, kp, ldk, qb, d, kb, scale, T(1));
   }
 }
 
@@ -374,7 +390,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t r = 0; r < rows; ++r) di[r] = sm.dot(dout + r * dvn, out + r * dvn, dvn);
   }
-  const std::int64_t nkb = blocks(sk, kBk);
+  const std::int64_t nkb = blocks(sk, kBkBwd);
   if (nkb == 0) {  // no keys: dk, dv empty, dq = 0
     std::fill(dq, dq + rows * d, T(0));
     return;
@@ -390,12 +406,12 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const std::int64_t dmax = std::max(d, dvn);
-    const Workspace<T> ws{kBq * kBk,
-                          kBq * kBk,
-                          round_up(kBk, gt.nr) * d,
-                          round_up(kBk, gt.nr) * dvn,
-                          round_up(d, gt.nr) * kBk,
-                          round_up(kBk, gt.mr) * kBq,
+    const Workspace<T> ws{kBq * kBkBwd,
+                          kBq * kBkBwd,
+                          round_up(kBkBwd, gt.nr) * d,
+                          round_up(kBkBwd, gt.nr) * dvn,
+                          round_up(d, gt.nr) * kBkBwd,
+                          round_up(kBkBwd, gt.mr) * kBq,
                           round_up(dmax, gt.nr) * kBq};
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t t = 0; t < tasks; ++t) {
@@ -406,7 +422,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
       T* dqt = ranges > 1 ? partial.data() + t * sq * d : dq + bh * sq * d;
       std::fill(dqt, dqt + sq * d, T(0));
       for (std::int64_t kbi = kb0; kbi < kb1; ++kbi) {
-        const std::int64_t j0 = kbi * kBk, kb = std::min(kBk, sk - j0);
+        const std::int64_t j0 = kbi * kBkBwd, kb = std::min(kBkBwd, sk - j0);
         backward_block(dqt, dk + bh * sk * d, dv + bh * sk * dvn, dout + bh * sq * dvn,
                        q + bh * sq * d, k + bh * sk * d, v + bh * sk * dvn, lse + bh * sq,
                        di.data() + bh * sq, j0, kb, sq, d, dvn, causal, T(scale), sm, gt, ws);
