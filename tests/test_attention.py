@@ -55,7 +55,7 @@ def _check(rng, b, h, sq, sk, d, dv, causal, dtype, scale=None, mag=1.0):
 @pytest.mark.parametrize("shape", [
     (1, 1, 1, 1, 1, 1), (2, 3, 7, 5, 3, 4), (1, 2, 5, 9, 17, 3), (1, 1, 130, 70, 33, 17),
     (2, 1, 70, 200, 64, 64), (1, 1, 65, 129, 32, 32), (1, 2, 67, 67, 128, 128),
-    (1, 1, 200, 3, 8, 1),
+    (1, 1, 200, 3, 8, 1), (2, 4, 150, 150, 8, 40), (1, 8, 150, 150, 8, 17),
 ])
 def test_against_reference(rng, shape, causal, dtype):
     _check(rng, *shape, causal, dtype)

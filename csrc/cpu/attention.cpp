@@ -188,18 +188,19 @@ class Workspace {
 };
 
 // C (m x n, row stride ldc) = alpha * A B + beta * C on the GEMM's micro-kernel: A (m x kc)
-// read in place (row stride lda) when lda != 0, else packed panels of MR rows (pack_a); B read
-// in place (row stride ldb) when ldb != 0 (n a multiple of NR: the kernel reads whole panels),
-// else packed panels of NR columns (pack_b). The tiles fit in cache: no blocking here.
+// read in place (row stride lda) when lda != 0, else packed panels of MR rows (pack_a, packed
+// with this kc); B read in place (row stride ldb) when ldb != 0 (n a multiple of NR: the kernel
+// reads whole panels), else packed panels of NR columns (pack_b) packed for bkc >= kc rows, of
+// which the first kc are used. The tiles fit in cache: no blocking here.
 template <typename T>
 void tile_mm(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a, std::int64_t lda,
-             const T* b, std::int64_t ldb, std::int64_t m, std::int64_t n, std::int64_t kc,
-             T alpha, T beta) {
+             const T* b, std::int64_t ldb, std::int64_t bkc, std::int64_t m, std::int64_t n,
+             std::int64_t kc, T alpha, T beta) {
   if (m <= 0 || n <= 0) return;
   const UkEpilogue<T> e{alpha, beta, nullptr, nullptr, false};
   for (std::int64_t jr = 0; jr < n; jr += t.nr) {
     const int nn = int(std::min<std::int64_t>(t.nr, n - jr));
-    const T* bp = ldb ? b + jr : b + jr * kc;
+    const T* bp = ldb ? b + jr : b + jr * bkc;
     for (std::int64_t ir = 0; ir < m; ir += t.mr) {
       const int mm = int(std::min<std::int64_t>(t.mr, m - ir));
       t.ukernel(kc, lda ? a + ir * lda : a + ir * kc, lda, bp, ldb, c + ir * ldc + jr, ldc, mm,
@@ -250,7 +251,7 @@ void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_
       const std::int64_t kb = causal ? std::min(kt, i0 + qb - j0) : kt;
       T *ob = o + b0 * dv, *mb = m + b0, *lb = l + b0;
       // s = scale * Q_blk K_tile^T (qb x kb, row stride kBk), Q read in place
-      tile_mm(t, s, kBk, q + b0 * d, d, pk, 0, qb, kb, d, scale, T(0));
+      tile_mm(t, s, kBk, q + b0 * d, d, pk, 0, d, qb, kb, d, scale, T(0));
       for (std::int64_t r = 0; r < qb; ++r) {
         T* sr = s + r * kBk;
         const std::int64_t n = visible(causal, i0 + r, j0, kb);
@@ -269,7 +270,7 @@ void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_
         std::fill(sr + n, sr + kb, T(0));
       }
       // O_blk += P V_tile, P read in place
-      tile_mm(t, ob, dv, s, kBk, vb, ldv, qb, dv, kb, T(1), T(1));
+      tile_mm(t, ob, dv, s, kBk, vb, ldv, kt, qb, dv, kb, T(1), T(1));
     }
   }
   for (std::int64_t r = 0; r < gq; ++r) {
@@ -348,7 +349,7 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     const T* qblk = q + i0 * d;
     const T* doblk = dout + i0 * dvn;
     // p = exp(scale * Q_blk K_tile^T - lse)
-    tile_mm(t, p, kBkBwd, qblk, d, pkt, 0, qb, kb, d, scale, T(0));
+    tile_mm(t, p, kBkBwd, qblk, d, pkt, 0, d, qb, kb, d, scale, T(0));
     for (std::int64_t r = 0; r < qb; ++r) {
       T* pr = p + r * kBkBwd;
       const T lr = lse[i0 + r];
@@ -360,16 +361,16 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     std::int64_t ldb;
     t.pack_a(pa, p, 1, kBkBwd, kb, qb);
     const T* dob = b_operand(t, pb, doblk, dvn, dvn, qb, &ldb);
-    tile_mm(t, dvb, dvn, pa, 0, dob, ldb, kb, dvn, qb, T(1), T(1));
+    tile_mm(t, dvb, dvn, pa, 0, dob, ldb, qb, kb, dvn, qb, T(1), T(1));
     // dP = dO_blk V_tile^T, then dS = P (dP - D_i) in place
-    tile_mm(t, ds, kBkBwd, doblk, dvn, pvt, 0, qb, kb, dvn, T(1), T(0));
+    tile_mm(t, ds, kBkBwd, doblk, dvn, pvt, 0, dvn, qb, kb, dvn, T(1), T(0));
     for (std::int64_t r = 0; r < qb; ++r)
       sm.softmax_bwd(ds + r * kBkBwd, ds + r * kBkBwd, p + r * kBkBwd, kb, di[i0 + r]);
     // dK_tile += scale dS^T Q_blk;  dQ_blk += scale dS K_tile
     t.pack_a(pa, ds, 1, kBkBwd, kb, qb);
     const T* qbp = b_operand(t, pb, qblk, d, d, qb, &ldb);
-    tile_mm(t, dkb, d, pa, 0, qbp, ldb, kb, d, qb, scale, T(1));
-    tile_mm(t, dq + i0 * d, d, ds, kBkBwd, kp, ldk, qb, d, kb, scale, T(1));
+    tile_mm(t, dkb, d, pa, 0, qbp, ldb, qb, kb, d, qb, scale, T(1));
+    tile_mm(t, dq + i0 * d, d, ds, kBkBwd, kp, ldk, kb, qb, d, kb, scale, T(1));
   }
 }
 
