@@ -271,3 +271,16 @@ def test_memory_bound():
                          capture_output=True, text=True, timeout=120, check=True)
     added = int(res.stdout.split()[-1]) * 1024
     assert added < s * s * 4 // 4, f"forward + backward added {added / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_shapes(rng, dtype):
+    # seeded random shapes: query groups of several blocks, several key tiles, odd D / Dv,
+    # 1 or 2 threads (one or several key ranges per (b, h) in the backward)
+    for _ in range(10):
+        b, h = int(rng.integers(1, 3)), int(rng.integers(1, 9))
+        sq, sk = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        d, dv = int(rng.integers(1, 70)), int(rng.integers(1, 70))
+        fastdl.set_num_threads(int(rng.integers(1, 3)))
+        _check(rng, b, h, sq, sk, d, dv, bool(rng.integers(0, 2)), dtype,
+               scale=float(rng.uniform(0.05, 0.5)))
