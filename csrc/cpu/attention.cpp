@@ -251,7 +251,13 @@ void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_
       const std::int64_t kb = causal ? std::min(kt, i0 + qb - j0) : kt;
       T *ob = o + b0 * dv, *mb = m + b0, *lb = l + b0;
       // s = scale * Q_blk K_tile^T (qb x kb, row stride kBk), Q read in place
-      tile_mm(t, s, kBk, q + b0 * d, d, pk, 0, d, qb, kb, d, scale, T(0));
+      // Causal diagonal tiles go by register-tile row panels, each to the last key it sees.
+      const std::int64_t step = causal && j0 + kb > i0 ? t.mr : qb;
+      for (std::int64_t ir = 0; ir < qb; ir += step) {
+        const std::int64_t mm = std::min(step, qb - ir);
+        const std::int64_t nc = causal ? std::min(kb, i0 + ir + mm - j0) : kb;
+        tile_mm(t, s + ir * kBk, kBk, q + (b0 + ir) * d, d, pk, 0, d, mm, nc, d, scale, T(0));
+      }
       for (std::int64_t r = 0; r < qb; ++r) {
         T* sr = s + r * kBk;
         const std::int64_t n = visible(causal, i0 + r, j0, kb);
@@ -270,7 +276,12 @@ void forward_group(T* o, T* lse, const T* q, const T* k, const T* v, std::int64_
         std::fill(sr + n, sr + kb, T(0));
       }
       // O_blk += P V_tile, P read in place
-      tile_mm(t, ob, dv, s, kBk, vb, ldv, kt, qb, dv, kb, T(1), T(1));
+      for (std::int64_t ir = 0; ir < qb; ir += step) {
+        const std::int64_t mm = std::min(step, qb - ir);
+        const std::int64_t nc = causal ? std::min(kb, i0 + ir + mm - j0) : kb;
+        if (nc > 0)
+          tile_mm(t, ob + ir * dv, dv, s + ir * kBk, kBk, vb, ldv, kt, mm, dv, nc, T(1), T(1));
+      }
     }
   }
   for (std::int64_t r = 0; r < gq; ++r) {
