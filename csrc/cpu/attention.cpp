@@ -359,8 +359,20 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     const std::int64_t qb = std::min(kBq, sq - i0);
     const T* qblk = q + i0 * d;
     const T* doblk = dout + i0 * dvn;
+    // Causal diagonal blocks go by register-tile row panels, each to the last key it sees (the
+    // products over the block's rows, P^T dO and dS^T Q, take the zeros instead).
+    const std::int64_t step = causal && i0 < j0 + kb ? t.mr : qb;
+    auto panels = [&](auto&& f) {
+      for (std::int64_t ir = 0; ir < qb; ir += step) {
+        const std::int64_t mm = std::min(step, qb - ir);
+        const std::int64_t nc = causal ? std::min(kb, i0 + ir + mm - j0) : kb;
+        if (nc > 0) f(ir, mm, nc);
+      }
+    };
     // p = exp(scale * Q_blk K_tile^T - lse)
-    tile_mm(t, p, kBkBwd, qblk, d, pkt, 0, d, qb, kb, d, scale, T(0));
+    panels([&](std::int64_t ir, std::int64_t mm, std::int64_t nc) {
+      tile_mm(t, p + ir * kBkBwd, kBkBwd, qblk + ir * d, d, pkt, 0, d, mm, nc, d, scale, T(0));
+    });
     for (std::int64_t r = 0; r < qb; ++r) {
       T* pr = p + r * kBkBwd;
       const T lr = lse[i0 + r];
@@ -374,14 +386,25 @@ void backward_block(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, 
     const T* dob = b_operand(t, pb, doblk, dvn, dvn, qb, &ldb);
     tile_mm(t, dvb, dvn, pa, 0, dob, ldb, qb, kb, dvn, qb, T(1), T(1));
     // dP = dO_blk V_tile^T, then dS = P (dP - D_i) in place
-    tile_mm(t, ds, kBkBwd, doblk, dvn, pvt, 0, dvn, qb, kb, dvn, T(1), T(0));
-    for (std::int64_t r = 0; r < qb; ++r)
-      sm.softmax_bwd(ds + r * kBkBwd, ds + r * kBkBwd, p + r * kBkBwd, kb, di[i0 + r]);
+    panels([&](std::int64_t ir, std::int64_t mm, std::int64_t nc) {
+      tile_mm(t, ds + ir * kBkBwd, kBkBwd, doblk + ir * dvn, dvn, pvt, 0, dvn, mm, nc, dvn, T(1),
+              T(0));
+    });
+    for (std::int64_t r = 0; r < qb; ++r) {
+      // Past the keys row r sees, dP was not computed (may hold anything): dS = 0 there.
+      T* dr = ds + r * kBkBwd;
+      const std::int64_t n = visible(causal, i0 + r, j0, kb);
+      sm.softmax_bwd(dr, dr, p + r * kBkBwd, n, di[i0 + r]);
+      std::fill(dr + n, dr + kb, T(0));
+    }
     // dK_tile += scale dS^T Q_blk;  dQ_blk += scale dS K_tile
     t.pack_a(pa, ds, 1, kBkBwd, kb, qb);
     const T* qbp = b_operand(t, pb, qblk, d, d, qb, &ldb);
     tile_mm(t, dkb, d, pa, 0, qbp, ldb, qb, kb, d, qb, scale, T(1));
-    tile_mm(t, dq + i0 * d, d, ds, kBkBwd, kp, ldk, kb, qb, d, kb, scale, T(1));
+    panels([&](std::int64_t ir, std::int64_t mm, std::int64_t nc) {
+      tile_mm(t, dq + (i0 + ir) * d, d, ds + ir * kBkBwd, kBkBwd, kp, ldk, kb, mm, d, nc, scale,
+              T(1));
+    });
   }
 }
 
