@@ -131,3 +131,6 @@ def record_peak(benchmark, flops):
         benchmark.extra_info["% of peak"] = round(
             100 * benchmark.extra_info["GFLOP/s"] / fma_peak_gflops(), 1)
 # ---- end rnn -------------------------------------------------------------------------------------
+
+# The attention benchmarks' name for the same roof (one measurement per process).
+gemm_roof_gflops = fma_peak_gflops
