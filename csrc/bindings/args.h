@@ -324,6 +324,7 @@ RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const Arr
                             const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
                             const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
                             const ArrayView& gates, const ArrayView& cells);
+
 // ---- attention -------------------------------------------------------------------------------
 // q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv), out / dout (B, H, Sq, Dv), lse (B, H, Sq),
 // dq / dk / dv the shapes of q / k / v: one float dtype (q's), all C-contiguous, the written
