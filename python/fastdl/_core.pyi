@@ -187,3 +187,54 @@ def lstm_cell_backward_reference(dx: _Array, dh: _Array, dc: _Array, dw_ih: _Arr
 def lstm_forward(y: _Array, h_n: _Array, c_n: _Array, gates: _Array | None, cells: _Array | None, x: _Array, h0: _Array, c0: _Array, w_ih: _Array, w_hh: _Array, b_ih: _Array | None, b_hh: _Array | None, *, isa: _Isa | None = None) -> None: ...
 def lstm_backward(dx: _Array, dh0: _Array, dc0: _Array, dw_ih: _Array, dw_hh: _Array, db: _Array, dy: _Array | None, dh_n: _Array | None, dc_n: _Array | None, x: _Array, h0: _Array, c0: _Array, w_ih: _Array, w_hh: _Array, y: _Array, gates: _Array, cells: _Array, *, isa: _Isa | None = None) -> None: ...
 # ---- end rnn
+
+# ---- attention (issue 11) ----
+def attention_forward(
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+    *,
+    isa: _Isa | None = None,
+) -> None: ...
+def attention_forward_reference(
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+) -> None: ...
+def attention_backward(
+    dq: npt.NDArray[_Float],
+    dk: npt.NDArray[_Float],
+    dv: npt.NDArray[_Float],
+    dout: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+    *,
+    isa: _Isa | None = None,
+) -> None: ...
+def attention_backward_reference(
+    dq: npt.NDArray[_Float],
+    dk: npt.NDArray[_Float],
+    dv: npt.NDArray[_Float],
+    dout: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+) -> None: ...
+# ---- end attention ----

@@ -29,6 +29,7 @@ void bind_norm(py::module_& m);        // batch_norm
 void bind_conv(py::module_& m);        // conv2d forward, backward-data, backward-weight
 void bind_embedding(py::module_& m);   // embedding gather and scatter-add gradient
 void bind_rnn(py::module_& m);         // rnn_cell, lstm_cell, lstm (whole sequence)
+void bind_attention(py::module_& m);   // scaled dot-product attention, forward and backward
 
 // The `isa=` argument of the kernels: a name forces that ISA (capped at what the CPU supports),
 // None the one chosen at import.

@@ -45,3 +45,10 @@ from .pad import *  # noqa: F401,F403,E402
 from .pad import __all__ as _pad  # noqa: E402
 
 __all__ += _pad
+
+# ---- attention (issue 11) ----
+from .attention import *  # noqa: F401,F403,E402
+from .attention import __all__ as _attention  # noqa: E402
+
+__all__ += _attention  # attention (issue 11)
+# ---- end attention ----
