@@ -106,7 +106,7 @@ def test_custom_scale_and_huge_logits(rng, causal):
 def test_noncontiguous_heads(rng):
     # (B, S, H, D) arrays viewed as (B, H, S, D): the ops layer copies them once.
     b, s, h, d = 2, 37, 3, 32
-    qs, ks, vs = (cp.asarray(rng.standard_normal((b, s, h, d)).astype(np.float32)) for _ in range(3))
+    qs, ks, vs = (cp.asarray(rng.standard_normal((b, s, h, d)), np.float32) for _ in range(3))
     q, k, v = (a.transpose(0, 2, 1, 3) for a in (qs, ks, vs))
     out, lse = ops.attention(q, k, v, causal=True)
     want, want_lse = ops.attention(*(host(a).astype(np.float64) for a in (q, k, v)), causal=True)
@@ -142,7 +142,8 @@ def test_no_key_rows_through_the_extension(rng):
 
 def test_empty_batch_and_queries(rng):
     q = cp.zeros((0, 2, 4, 8), np.float32)
-    out, lse = ops.attention(q, cp.zeros((0, 2, 3, 8), np.float32), cp.zeros((0, 2, 3, 5), np.float32))
+    k, v = cp.zeros((0, 2, 3, 8), np.float32), cp.zeros((0, 2, 3, 5), np.float32)
+    out, lse = ops.attention(q, k, v)
     assert out.shape == (0, 2, 4, 5) and lse.shape == (0, 2, 4)
     k = cp.asarray(rng.standard_normal((1, 1, 3, 8)).astype(np.float32))
     v = cp.asarray(rng.standard_normal((1, 1, 3, 5)).astype(np.float32))

@@ -70,7 +70,8 @@ constexpr unsigned kMaxGridY = 65535;
 
 // acc[i][j] = sum_{c < n} x[(ty + 16 i) n + c] y[(tx + 16 j) n + c]; rows of x at or past
 // x_rows, of y at or past y_rows, and columns at or past n read as 0. buf: kBufFloats of shared
-// memory. Every thread of the block calls it (it synchronises); it returns synchronised.
+// memory. Every thread of the block calls it; for n > 0 it synchronises and returns synchronised
+// (for n = 0 it touches no shared memory and does not synchronise).
 template <int kN>
 __device__ __forceinline__ void tile_dot(float (&acc)[4][4], const float* __restrict__ x,
                                          int x_rows, const float* __restrict__ y, int y_rows,
@@ -111,7 +112,7 @@ __device__ __forceinline__ void tile_dot(float (&acc)[4][4], const float* __rest
 // acc[i][j] += sum_{r < 64} m[(ty + 16 i) kLd + r] z[r w + c0 + tx + 16 j]: m a 64 x 64 tile in
 // shared memory (row length kLd), z a row block in global memory with z_rows valid rows of w
 // columns; rows at or past z_rows and columns at or past w read as 0 (m must be finite there).
-// Every thread calls it; it returns synchronised.
+// Every thread calls it; for z_rows > 0 it returns synchronised.
 template <int kW>
 __device__ __forceinline__ void mm_acc(float (&acc)[4][kW / 16], const float* m,
                                        const float* __restrict__ z, int z_rows, int64_t w,
@@ -302,8 +303,9 @@ attention_dkdv_kernel(float* __restrict__ dk, float* __restrict__ dv,
         lse_s[tid] = tid < q_rows ? lse[bh * p.sq + i0 + tid] : -INFINITY;
         di_s[tid] = tid < q_rows ? di[bh * p.sq + i0 + tid] : 0.f;
       }
+      __syncthreads();  // lse_s / di_s (tile_dot does not synchronise when D = 0)
       float s[4][4], dp[4][4];
-      tile_dot<kD>(s, kb, k_rows, qb, q_rows, p.d, buf);  // also publishes lse_s / di_s
+      tile_dot<kD>(s, kb, k_rows, qb, q_rows, p.d, buf);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -362,6 +364,7 @@ attention_dq_kernel(float* __restrict__ dq, const float* __restrict__ dout,
       lse_s[tid] = tid < q_rows ? lse[bh * p.sq + i0 + tid] : -INFINITY;
       di_s[tid] = tid < q_rows ? di[bh * p.sq + i0 + tid] : 0.f;
     }
+    __syncthreads();
     float acc[4][kJ];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -427,16 +430,18 @@ dim3 grid_of(int64_t bh, int64_t tiles, int64_t slices) {
 // The head-size switch of every pass: compiled-in column counts for D = Dv = 32, 64, 128, the
 // generic kernels otherwise with the slice width of the widest accumulated output. F is called
 // with (kD, kDv, kW) as integral constants.
+template <int N>
+using Int = std::integral_constant<int, N>;
+
 template <class F>
 void head_switch(int64_t d, int64_t dv, int64_t acc_cols, F&& f) {
-  if (d == dv && d == 32) return f(std::integral_constant<int, 32>{}, std::integral_constant<int, 32>{}, std::integral_constant<int, 32>{});
-  if (d == dv && d == 64) return f(std::integral_constant<int, 64>{}, std::integral_constant<int, 64>{}, std::integral_constant<int, 64>{});
-  if (d == dv && d == 128) return f(std::integral_constant<int, 128>{}, std::integral_constant<int, 128>{}, std::integral_constant<int, 128>{});
-  using Z = std::integral_constant<int, 0>;
+  if (d == dv && d == 32) return f(Int<32>{}, Int<32>{}, Int<32>{});
+  if (d == dv && d == 64) return f(Int<64>{}, Int<64>{}, Int<64>{});
+  if (d == dv && d == 128) return f(Int<128>{}, Int<128>{}, Int<128>{});
   switch (slice_width(acc_cols)) {
-    case 32: return f(Z{}, Z{}, std::integral_constant<int, 32>{});
-    case 64: return f(Z{}, Z{}, std::integral_constant<int, 64>{});
-    default: return f(Z{}, Z{}, std::integral_constant<int, kMaxW>{});
+    case 32: return f(Int<0>{}, Int<0>{}, Int<32>{});
+    case 64: return f(Int<0>{}, Int<0>{}, Int<64>{});
+    default: return f(Int<0>{}, Int<0>{}, Int<kMaxW>{});
   }
 }
 
@@ -466,11 +471,13 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const Dims p = make_dims(sq, sk, d, dvdim, causal, scale);
   if (sq == 0) {  // no query sees any key: dk = dv = 0 (dq is empty)
     if (sk * d > 0) CUDA_CHECK(cudaMemsetAsync(dk, 0, sizeof(float) * size_t(bh * sk * d), stream));
-    if (sk * dvdim > 0) CUDA_CHECK(cudaMemsetAsync(dv, 0, sizeof(float) * size_t(bh * sk * dvdim), stream));
+    if (sk * dvdim > 0)
+      CUDA_CHECK(cudaMemsetAsync(dv, 0, sizeof(float) * size_t(bh * sk * dvdim), stream));
     return;
   }
   float* di = nullptr;
-  CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&di), sizeof(float) * size_t(bh * sq), stream));
+  CUDA_CHECK(
+      cudaMallocAsync(reinterpret_cast<void**>(&di), sizeof(float) * size_t(bh * sq), stream));
   const int64_t rows = bh * sq;
   const unsigned row_blocks = unsigned(std::min<int64_t>(ceil_div(rows, kThreads), 1 << 16));
   attention_rowdot_kernel<<<row_blocks, kThreads, 0, stream>>>(di, dout, out, rows, dvdim);
@@ -478,17 +485,21 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const int64_t kv_slices = ceil_div(std::max(d, dvdim), slice_width(std::max(d, dvdim)));
   if (sk > 0 && kv_slices > 0) {
     head_switch(d, dvdim, std::max(d, dvdim), [&](auto kd, auto kdv, auto kw) {
-      constexpr int kD = decltype(kd)::value, kDv = decltype(kdv)::value, kW = decltype(kw)::value;
+      constexpr int kD = decltype(kd)::value, kDv = decltype(kdv)::value;
+      constexpr int kW = decltype(kw)::value;
       const dim3 grid = grid_of(bh, p.k_tiles, ceil_div(std::max(d, dvdim), kW));
-      attention_dkdv_kernel<kD, kDv, kW><<<grid, kThreads, 0, stream>>>(dk, dv, dout, q, k, v, lse, di, p);
+      attention_dkdv_kernel<kD, kDv, kW>
+          <<<grid, kThreads, 0, stream>>>(dk, dv, dout, q, k, v, lse, di, p);
     });
     CUDA_CHECK_LAUNCH();
   }
   if (d > 0) {
     head_switch(d, dvdim, d, [&](auto kd, auto kdv, auto kw) {
-      constexpr int kD = decltype(kd)::value, kDv = decltype(kdv)::value, kW = decltype(kw)::value;
+      constexpr int kD = decltype(kd)::value, kDv = decltype(kdv)::value;
+      constexpr int kW = decltype(kw)::value;
       const dim3 grid = grid_of(bh, p.q_tiles, ceil_div(d, kW));
-      attention_dq_kernel<kD, kDv, kW><<<grid, kThreads, 0, stream>>>(dq, dout, q, k, v, lse, di, p);
+      attention_dq_kernel<kD, kDv, kW>
+          <<<grid, kThreads, 0, stream>>>(dq, dout, q, k, v, lse, di, p);
     });
     CUDA_CHECK_LAUNCH();
   }
