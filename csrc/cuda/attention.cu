@@ -64,7 +64,12 @@ constexpr int kZRows = 8;      // rows of Z per mm_acc step
 constexpr int kMaxW = 128;     // widest accumulator slice
 constexpr int kBufFloats = 2 * kChunk * kLd;  // tile_dot's two chunks; mm_acc's 8 x 128 fits
 static_assert(kZRows * kMaxW <= kBufFloats, "mm_acc's chunk must fit the shared buffer");
-constexpr unsigned kMaxGridY = 65535;
+// Tiles per grid row; more loop (grid-stride). The emulator (tests/cuda_emu/run.sh) sets it to 2
+// so that its short sequences take the loop.
+#ifndef FASTDL_ATTN_MAX_GRID_Y
+#define FASTDL_ATTN_MAX_GRID_Y 65535
+#endif
+constexpr unsigned kMaxGridY = FASTDL_ATTN_MAX_GRID_Y;
 
 // ---- tile products -----------------------------------------------------------------------------
 
@@ -421,7 +426,7 @@ Dims make_dims(int64_t sq, int64_t sk, int64_t d, int64_t dv, bool causal, float
 }
 
 dim3 grid_of(int64_t bh, int64_t tiles, int64_t slices) {
-  FASTDL_CHECK(bh <= INT32_MAX && slices <= int64_t(kMaxGridY), ValueError,
+  FASTDL_CHECK(bh <= INT32_MAX && slices <= 65535, ValueError,
                "attention: B*H = ", bh, " and column slices = ", slices,
                " exceed the CUDA grid (at most 2^31 - 1 and 65535)");
   return dim3(unsigned(bh), unsigned(std::min<int64_t>(tiles, kMaxGridY)), unsigned(slices));

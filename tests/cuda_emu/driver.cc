@@ -506,6 +506,8 @@ int main(int argc, char** argv) {
     attention_case(1, 1, 0, 7, 8, 8, false, 0.3f);          // Sq = 0: dk = dv = 0
     attention_case(1, 2, 6, 9, 0, 5, true, 1.f);            // D = 0: uniform weights
     attention_case(1, 1, 40, 90, 16, 16, true, 25.f, 5e-4); // huge logits (|S| ~ 100)
+    attention_case(2, 2, 200, 150, 64, 64, true, 0.125f);   // 4 query x 3 key tiles, 2 per grid row
+    attention_case(1, 1, 50, 31, 64, 17, true, 0.125f);     // Dv != D beside a fast-path D
   }
   std::printf("%s: %d failure(s)\n", fails ? "FAILED" : "ALL OK", fails);
   return fails != 0;
