@@ -12,7 +12,8 @@
 //   dv = Pᵀ dout, dk = scale dSᵀ q, dq = scale dS k.
 //
 // Kernels, 256 threads (16 x 16) per block, 64 x 64 tiles, each thread owning a 4 x 4 patch of
-// a tile (rows ty + 16 i, columns tx + 16 j) or a 4 x kW/16 patch of an accumulator:
+// a tile (rows 4 ty + i, columns 4 tx + j: one float4 of each operand per step) or a 4 x kW/16
+// patch of an accumulator (rows 4 ty + i, columns kW/16 tx + j):
 //   tile_dot   a 64 x 64 product X Yᵀ of two row blocks, the shared axis streamed through
 //              shared memory 16 columns at a time (transposed, padded: no bank conflicts on
 //              the reads), bounds-checked (rows past the end and columns past n read as 0);
@@ -36,10 +37,10 @@
 // scores (the forward for Dv > 128, the backward for D or Dv > 128).
 //
 // Napkin math: forward 4 B H Sq Sk D flops (2 for S, 2 for P V at Dv = D), the backward 2.5x
-// that; half of it when causal. Each FMA of a tile product reads about half a shared-memory
-// word per FMA (4 x 4 patch: 8 loads per 16 FMA), so these kernels are bound by shared-memory
-// bandwidth far below the tensor-core peak of sm_80/sm_90: a correct, deterministic baseline;
-// mma tiles are the next step (see benchmarks/RESULTS.md).
+// that; half of it when causal. A tile_dot step is 2 float4 shared-memory loads per 16 FMA, an
+// mm_acc step (kW = 128) 4 scalar + 2 float4 loads per 32 FMA: plain FMA tiles, far below the
+// tensor-core peak of sm_80/sm_90: a correct, deterministic baseline; mma tiles are the next step
+// (see benchmarks/RESULTS.md). Not yet timed on a GPU.
 // Indexing: offsets into q/k/v/out are 64-bit; tile-local indices are int.
 #include <algorithm>
 #include <cmath>
@@ -59,7 +60,9 @@ namespace {
 constexpr int kThreads = 256;  // 16 x 16
 constexpr int kTile = 64;      // query and key rows per tile
 constexpr int kChunk = 16;     // columns of the shared axis per tile_dot step
-constexpr int kLd = kTile + 1; // padded row length of the transposed chunks and of tiles M
+// Padded row length of the transposed chunks and of the tiles M: a multiple of 4 so that a
+// thread's 4 rows / columns are one aligned float4, off a multiple of 32 against bank conflicts.
+constexpr int kLd = kTile + 4;
 constexpr int kZRows = 8;      // rows of Z per mm_acc step
 constexpr int kMaxW = 128;     // widest accumulator slice
 constexpr int kBufFloats = 2 * kChunk * kLd;  // tile_dot's two chunks; mm_acc's 8 x 128 fits
@@ -73,7 +76,7 @@ constexpr unsigned kMaxGridY = FASTDL_ATTN_MAX_GRID_Y;
 
 // ---- tile products -----------------------------------------------------------------------------
 
-// acc[i][j] = sum_{c < n} x[(ty + 16 i) n + c] y[(tx + 16 j) n + c]; rows of x at or past
+// acc[i][j] = sum_{c < n} x[(4 ty + i) n + c] y[(4 tx + j) n + c]; rows of x at or past
 // x_rows, of y at or past y_rows, and columns at or past n read as 0. buf: kBufFloats of shared
 // memory. Every thread of the block calls it; for n > 0 it synchronises and returns synchronised
 // (for n = 0 it touches no shared memory and does not synchronise).
@@ -100,11 +103,9 @@ __device__ __forceinline__ void tile_dot(float (&acc)[4][4], const float* __rest
     __syncthreads();
 #pragma unroll
     for (int c = 0; c < kChunk; ++c) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = sx[c * kLd + ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = sy[c * kLd + tx + 16 * j];
+      const float4 a4 = *reinterpret_cast<const float4*>(sx + c * kLd + ty * 4);
+      const float4 b4 = *reinterpret_cast<const float4*>(sy + c * kLd + tx * 4);
+      const float a[4] = {a4.x, a4.y, a4.z, a4.w}, b[4] = {b4.x, b4.y, b4.z, b4.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -114,7 +115,7 @@ __device__ __forceinline__ void tile_dot(float (&acc)[4][4], const float* __rest
   }
 }
 
-// acc[i][j] += sum_{r < 64} m[(ty + 16 i) kLd + r] z[r w + c0 + tx + 16 j]: m a 64 x 64 tile in
+// acc[i][j] += sum_{r < 64} m[(4 ty + i) kLd + r] z[r w + c0 + kW/16 tx + j]: m a 64 x 64 tile in
 // shared memory (row length kLd), z a row block in global memory with z_rows valid rows of w
 // columns; rows at or past z_rows and columns at or past w read as 0 (m must be finite there).
 // Every thread calls it; for z_rows > 0 it returns synchronised.
@@ -135,9 +136,17 @@ __device__ __forceinline__ void mm_acc(float (&acc)[4][kW / 16], const float* m,
     for (int r = 0; r < kZRows; ++r) {
       float a[4], b[kJ];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = m[(ty + 16 * i) * kLd + k0 + r];
+      for (int i = 0; i < 4; ++i) a[i] = m[(ty * 4 + i) * kLd + k0 + r];
+      if constexpr (kJ % 4 == 0) {
 #pragma unroll
-      for (int j = 0; j < kJ; ++j) b[j] = buf[r * kW + tx + 16 * j];
+        for (int j = 0; j < kJ; j += 4) {
+          const float4 b4 = *reinterpret_cast<const float4*>(buf + r * kW + tx * kJ + j);
+          b[j] = b4.x, b[j + 1] = b4.y, b[j + 2] = b4.z, b[j + 3] = b4.w;
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) b[j] = buf[r * kW + tx * kJ + j];
+      }
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -194,7 +203,7 @@ attention_forward_kernel(float* __restrict__ out, float* __restrict__ lse,
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = ty + 16 * i, col = tx + 16 * j;
+          const int row = ty * 4 + i, col = tx * 4 + j;
           const bool ok = col < k_rows && (!p.causal || j0 + col <= i0 + row);
           ss[row * kLd + col] = ok ? s[i][j] * p.scale : -INFINITY;
         }
@@ -227,7 +236,7 @@ attention_forward_kernel(float* __restrict__ out, float* __restrict__ lse,
       __syncthreads();
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float alpha = alpha_s[ty + 16 * i];
+        const float alpha = alpha_s[ty * 4 + i];
 #pragma unroll
         for (int j = 0; j < kJ; ++j) acc[i][j] *= alpha;
       }
@@ -236,14 +245,14 @@ attention_forward_kernel(float* __restrict__ out, float* __restrict__ lse,
     __syncthreads();  // l_run / m_run complete (also when no key tile ran)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = ty + 16 * i;
+      const int row = ty * 4 + i;
       if (row >= q_rows) continue;
       const float l = l_run[row];
       const float inv = l > 0.f ? 1.f / l : 0.f;
       float* orow = out + (bh * p.sq + i0 + row) * p.dv;
 #pragma unroll
       for (int j = 0; j < kJ; ++j) {
-        const int64_t col = c0 + tx + 16 * j;
+        const int64_t col = c0 + tx * kJ + j;
         if (col < p.dv) orow[col] = acc[i][j] * inv;
       }
     }
@@ -315,7 +324,7 @@ attention_dkdv_kernel(float* __restrict__ dk, float* __restrict__ dv,
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = ty + 16 * i, col = tx + 16 * j;
+          const int row = ty * 4 + i, col = tx * 4 + j;
           const bool ok = row < k_rows && col < q_rows && (!p.causal || j0 + row <= i0 + col);
           s[i][j] = prob(s[i][j], p.scale, lse_s[col], ok);
           ps[row * kLd + col] = s[i][j];
@@ -325,7 +334,7 @@ attention_dkdv_kernel(float* __restrict__ dk, float* __restrict__ dv,
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = ty + 16 * i, col = tx + 16 * j;
+          const int row = ty * 4 + i, col = tx * 4 + j;
           dss[row * kLd + col] = s[i][j] * (dp[i][j] - di_s[col]);
         }
       if (do_v) mm_acc<kW>(acc_v, ps, dob, q_rows, p.dv, c0, buf);
@@ -333,11 +342,11 @@ attention_dkdv_kernel(float* __restrict__ dk, float* __restrict__ dv,
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = ty + 16 * i;
+      const int row = ty * 4 + i;
       if (row >= k_rows) continue;
 #pragma unroll
       for (int j = 0; j < kJ; ++j) {
-        const int64_t col = c0 + tx + 16 * j;
+        const int64_t col = c0 + tx * kJ + j;
         if (col < p.d) dk[(bh * p.sk + j0 + row) * p.d + col] = acc_k[i][j] * p.scale;
         if (col < p.dv) dv[(bh * p.sk + j0 + row) * p.dv + col] = acc_v[i][j];
       }
@@ -385,7 +394,7 @@ attention_dq_kernel(float* __restrict__ dq, const float* __restrict__ dout,
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = ty + 16 * i, col = tx + 16 * j;
+          const int row = ty * 4 + i, col = tx * 4 + j;
           const bool ok = row < q_rows && col < k_rows && (!p.causal || j0 + col <= i0 + row);
           s[i][j] = prob(s[i][j], p.scale, lse_s[row], ok);
         }
@@ -394,18 +403,18 @@ attention_dq_kernel(float* __restrict__ dq, const float* __restrict__ dout,
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = ty + 16 * i, col = tx + 16 * j;
+          const int row = ty * 4 + i, col = tx * 4 + j;
           dss[row * kLd + col] = s[i][j] * (dp[i][j] - di_s[row]);
         }
       mm_acc<kW>(acc, dss, kb, k_rows, p.d, c0, buf);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = ty + 16 * i;
+      const int row = ty * 4 + i;
       if (row >= q_rows) continue;
 #pragma unroll
       for (int j = 0; j < kJ; ++j) {
-        const int64_t col = c0 + tx + 16 * j;
+        const int64_t col = c0 + tx * kJ + j;
         if (col < p.d) dq[(bh * p.sq + i0 + row) * p.d + col] = acc[i][j] * p.scale;
       }
     }
