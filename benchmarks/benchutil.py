@@ -131,3 +131,35 @@ def record_peak(benchmark, flops):
         benchmark.extra_info["% of peak"] = round(
             100 * benchmark.extra_info["GFLOP/s"] / fma_peak_gflops(), 1)
 # ---- end rnn -------------------------------------------------------------------------------------
+
+
+# ---- attention (issue 11) ----
+_GEMM_ROOF = {}
+
+
+def gemm_roof_gflops():
+    """One-thread 1024^3 fastdl sgemm GFLOP/s (best of 5) times the thread count: the fp32 FMA
+    roof as a GEMM reaches it, measured once per process (bench_conv.py's peak fixture, shared)."""
+    import time
+
+    import numpy as np
+
+    import fastdl
+    from fastdl import ops
+
+    threads = fastdl.get_num_threads()
+    if threads not in _GEMM_ROOF:
+        a = np.ones((1024, 1024), np.float32)
+        fastdl.set_num_threads(1)
+        try:
+            ops.matmul(a, a)
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                ops.matmul(a, a)
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            fastdl.set_num_threads(threads)
+        _GEMM_ROOF[threads] = 2.0 * 1024 ** 3 / best / 1e9 * threads
+    return _GEMM_ROOF[threads]
+# ---- end attention ----
