@@ -83,4 +83,5 @@ PYBIND11_MODULE(_cuda, m, py::mod_gil_not_used()) {
   fb::bind_norm(m);
   fb::bind_embedding(m);
   fb::bind_rnn(m);
+  fb::bind_attention(m);  // issue 11
 }

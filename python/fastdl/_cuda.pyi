@@ -235,3 +235,17 @@ def lstm_backward(
     *, stream: int = 0,
 ) -> None:
     """Backpropagation through time; dy, dh_n, dc_n None count as zero."""
+
+# ---- attention (issue 11): q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv) float32 ----
+def attention_forward(
+    out: _CudaArray, lse: _CudaArray, q: _CudaArray, k: _CudaArray, v: _CudaArray,
+    causal: bool, scale: float, *, stream: int = 0,
+) -> None:
+    """Flash-style attention: out (B, H, Sq, Dv) and lse (B, H, Sq) written."""
+def attention_backward(
+    dq: _CudaArray, dk: _CudaArray, dv: _CudaArray, dout: _CudaArray, q: _CudaArray,
+    k: _CudaArray, v: _CudaArray, out: _CudaArray, lse: _CudaArray, causal: bool, scale: float,
+    *, stream: int = 0,
+) -> None:
+    """dq, dk, dv written from the forward's out and lse (deterministic, no atomics)."""
+# ---- end attention ----

@@ -20,6 +20,8 @@
 #include "cpu/rnn.h"
 #include "cuda/gemm.cuh"
 #include "cuda/rnn.cuh"
+// ---- attention (issue 11) ----
+#include "cuda/attention.cuh"
 
 // gemm.cu's tensor-core code cannot be emulated: this plain loop implements gemm.cuh's contract
 // (strided A and B, alpha, beta = 0 meaning C unread, per-row / per-column bias, relu) so the
@@ -346,6 +348,81 @@ static void rnn_case(int64_t n, int64_t in, int64_t hid, int64_t t, bool bias) {
   }
 }
 
+// ---- attention (issue 11) ----
+// The emulated flash kernels against a plain float64 attention (scores, softmax, products, all
+// materialised) on the same float inputs. lse compared with -inf as a value of its own.
+static void cmp_lse(const char* what, const std::vector<float>& a, const std::vector<double>& b, double tol) {
+  bool ok = a.size() == b.size();
+  double err = 0;
+  for (size_t i = 0; ok && i < a.size(); ++i) {
+    if (std::isinf(b[i]) || std::isinf(a[i])) {
+      ok = a[i] == b[i];
+      continue;
+    }
+    err = std::max(err, std::fabs(a[i] - b[i]) / std::max(1.0, std::fabs(b[i])));
+  }
+  ok = ok && err <= tol;
+  if (!ok) ++fails;
+  std::printf("  %-34s %s  max rel err %.3g\n", what, ok ? "ok  " : "FAIL", err);
+}
+
+static void attention_case(int64_t b, int64_t h, int64_t sq, int64_t sk, int64_t d, int64_t dv,
+                           bool causal, float scale, double tol = 2e-5) {
+  std::printf("attention B=%ld H=%ld Sq=%ld Sk=%ld D=%ld Dv=%ld causal=%d scale=%g\n", long(b), long(h),
+              long(sq), long(sk), long(d), long(dv), int(causal), scale);
+  const int64_t bh = b * h;
+  auto q = randn(size_t(bh * sq * d)), k = randn(size_t(bh * sk * d)), v = randn(size_t(bh * sk * dv)),
+       dout = randn(size_t(bh * sq * dv));
+  std::vector<double> out_r(size_t(bh * sq * dv), 0), lse_r(size_t(bh * sq)), dq_r(q.size(), 0),
+      dk_r(k.size(), 0), dv_r(v.size(), 0);
+  std::vector<double> s(static_cast<size_t>(sk));
+  for (int64_t z = 0; z < bh; ++z)
+    for (int64_t i = 0; i < sq; ++i) {
+      const int64_t keys = causal ? std::min(sk, i + 1) : sk;
+      double m = -INFINITY;
+      for (int64_t j = 0; j < keys; ++j) {
+        double acc = 0;
+        for (int64_t c = 0; c < d; ++c) acc += double(q[(z * sq + i) * d + c]) * k[(z * sk + j) * d + c];
+        s[j] = acc * scale;
+        m = std::max(m, s[j]);
+      }
+      double l = 0;
+      for (int64_t j = 0; j < keys; ++j) l += std::exp(s[j] - m);
+      const double lse = keys ? m + std::log(l) : -INFINITY;
+      lse_r[z * sq + i] = lse;
+      double* o = &out_r[(z * sq + i) * dv];
+      for (int64_t j = 0; j < keys; ++j)
+        for (int64_t c = 0; c < dv; ++c) o[c] += std::exp(s[j] - lse) * v[(z * sk + j) * dv + c];
+      double di = 0;
+      for (int64_t c = 0; c < dv; ++c) di += double(dout[(z * sq + i) * dv + c]) * o[c];
+      for (int64_t j = 0; j < keys; ++j) {
+        const double pij = std::exp(s[j] - lse);
+        double acc = 0;
+        for (int64_t c = 0; c < dv; ++c) {
+          acc += double(dout[(z * sq + i) * dv + c]) * v[(z * sk + j) * dv + c];
+          dv_r[(z * sk + j) * dv + c] += pij * dout[(z * sq + i) * dv + c];
+        }
+        const double ds = pij * (acc - di);
+        for (int64_t c = 0; c < d; ++c) {
+          dq_r[(z * sq + i) * d + c] += scale * ds * k[(z * sk + j) * d + c];
+          dk_r[(z * sk + j) * d + c] += scale * ds * q[(z * sq + i) * d + c];
+        }
+      }
+    }
+  auto as_float = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
+  std::vector<float> out = nans(out_r.size()), lse = nans(lse_r.size());
+  fastdl::cuda::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), b, h, sq, sk, d, dv,
+                                  causal, scale, nullptr);
+  cmp("forward out", out, as_float(out_r), tol);
+  cmp_lse("forward lse", lse, lse_r, tol);
+  std::vector<float> dq = nans(q.size()), dk = nans(k.size()), dvv = nans(v.size());
+  fastdl::cuda::attention_backward(dq.data(), dk.data(), dvv.data(), dout.data(), q.data(), k.data(), v.data(),
+                                   out.data(), lse.data(), b, h, sq, sk, d, dv, causal, scale, nullptr);
+  cmp("backward dq", dq, as_float(dq_r), 5 * tol);
+  cmp("backward dk", dk, as_float(dk_r), 5 * tol);
+  cmp("backward dv", dvv, as_float(dv_r), 5 * tol);
+}
+
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "all";
   if (only == "all" || only == "conv") {
@@ -414,6 +491,23 @@ int main(int argc, char** argv) {
     rnn_case(4, 6, 5, 0, true);    // T = 0
     rnn_case(5, 8, 16, 6, true);   // float4 paths of the element-wise maps; several inference chunks
     rnn_case(1, 2, 3, 9, false);
+  }
+  // ---- attention (issue 11) ----
+  if (only == "all" || only == "attention") {
+    attention_case(1, 1, 1, 1, 1, 1, false, 1.f);
+    attention_case(2, 1, 70, 130, 17, 9, false, 0.3f);   // generic path, 2 query x 3 key tiles
+    attention_case(2, 1, 70, 130, 17, 9, true, 0.3f);    // causal, Sq < Sk
+    attention_case(1, 2, 130, 70, 32, 32, true, 0.2f);   // D = 32 path, causal, Sq > Sk
+    attention_case(1, 1, 65, 65, 64, 64, true, 0.125f);  // D = 64 path, a 1-row last tile
+    attention_case(1, 1, 64, 100, 128, 128, false, 0.09f);  // D = 128 path
+    attention_case(1, 1, 20, 33, 160, 40, false, 0.08f);    // dk over 2 column slices
+    attention_case(1, 1, 9, 70, 3, 150, true, 0.5f);        // out / dv over 2 column slices
+    attention_case(1, 1, 5, 0, 8, 8, false, 0.3f);          // Sk = 0: out 0, lse -inf, dq 0
+    attention_case(1, 1, 0, 7, 8, 8, false, 0.3f);          // Sq = 0: dk = dv = 0
+    attention_case(1, 2, 6, 9, 0, 5, true, 1.f);            // D = 0: uniform weights
+    attention_case(1, 1, 40, 90, 16, 16, true, 25.f, 5e-4); // huge logits (|S| ~ 100)
+    attention_case(2, 2, 200, 150, 64, 64, true, 0.125f);   // 4 query x 3 key tiles, 2 per grid row
+    attention_case(1, 1, 50, 31, 64, 17, true, 0.125f);     // Dv != D beside a fast-path D
   }
   std::printf("%s: %d failure(s)\n", fails ? "FAILED" : "ALL OK", fails);
   return fails != 0;

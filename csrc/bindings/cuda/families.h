@@ -27,6 +27,8 @@ void bind_pool(py::module_& m);        // max, avg, adaptive avg pool2d
 void bind_norm(py::module_& m);        // batch_norm
 void bind_embedding(py::module_& m);   // embedding gather and scatter-add gradient
 void bind_rnn(py::module_& m);         // rnn_cell, lstm_cell, lstm (whole sequence)
+// ---- attention (issue 11) ----
+void bind_attention(py::module_& m);   // flash-style attention forward / backward
 
 // `stream=` as fastdl.ops passes it: CuPy's current stream as an int (0: the legacy default).
 inline cudaStream_t as_stream(std::uintptr_t stream) {
