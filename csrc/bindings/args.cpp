@@ -814,6 +814,9 @@ RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const Arr
   chk(dw_ih, "(4H, I)", {4 * d.h, d.i}, true);
   chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
   chk(db, "(4H,)", {4 * d.h}, true);
+  return d;
+}
+
 // ---- attention -------------------------------------------------------------------------------
 
 namespace {
