@@ -4,13 +4,16 @@ and default initialisation (DESIGN.md section 3)."""
 from . import functional, init
 from .conv import Conv2d, ConvTranspose2d
 from .layers import Dropout, Flatten, Identity, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .layers import GELU
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d
+from .norm import LayerNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleList",
            "StateDictError", "Identity", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "LogSoftmax", "Flatten", "Dropout", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "BatchNorm1d", "BatchNorm2d"]
+           "BatchNorm1d", "BatchNorm2d",
+           "LayerNorm", "GELU"]
