@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run.sh [conv|pool|norm|all]: run the CUDA kernels of conv.cu, pool.cu and norm.cu on the CPU,
+# run.sh [conv|pool|norm|activation|all]: run the CUDA kernels of conv.cu, pool.cu, norm.cu and
+# activation.cu on the CPU,
 # against the CPU references of csrc/cpu, on a machine with the CUDA headers but no GPU.
 #
 # How: xform.py rewrites each `kernel<<<grid, block, smem, stream>>>(args);` into
@@ -31,7 +32,7 @@ if [ -z "${CPU_LIB:-}" ]; then
   CPU_LIB=$out/build/libfastdl_cpu.a
 fi
 "$PY" "$here/xform.py" "$top/csrc/cuda/device_util.cuh" "$out/cuda/device_util.cuh"
-for f in conv pool norm; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
+for f in conv pool norm activation; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
 g++ -std=c++20 -O1 -w -I"$here" -I"$out" -I"$top/csrc" -isystem "$CUDA_INC" "$out"/conv.cc \
-  "$out"/pool.cc "$out"/norm.cc "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
+  "$out"/pool.cc "$out"/norm.cc "$out"/activation.cc "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
 "$out/emu_test" "${1:-all}"
