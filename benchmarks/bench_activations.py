@@ -102,7 +102,7 @@ def test_gelu(benchmark, lib, rng, approximate, n, direction):
     if lib == "fastdl":
         fwd = lambda x: ops.gelu(x, approximate)  # noqa: E731
         bwd = lambda dy, x: ops.gelu_backward(dy, x, approximate)  # noqa: E731
-    elif lib == "numpy":  # the tanh form in float32 NumPy
+    elif lib == "numpy":  # the tanh form in NumPy (float64, cast back)
         fwd = lambda x: ref_fwd(x).astype(np.float32)  # noqa: E731
         bwd = lambda dy, x: ref_bwd(dy, x).astype(np.float32)  # noqa: E731
     else:
