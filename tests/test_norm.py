@@ -511,3 +511,18 @@ def test_layer_norm_bad_input(call, exc, msg):
     with pytest.raises(exc) as info:
         call()
     assert msg in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_outlier_head(rng, dtype):
+    """Rows whose first elements lie far from the mean (the shifted one-pass sums would cancel)
+    take the two-pass moments: still exact to a few ulps; mixed with ordinary rows."""
+    x = rng.standard_normal((6, 300))
+    x[::2, :8] = 1e3
+    x[1, 0] = -5e4
+    x = x.astype(dtype)
+    y, mean, rstd = ops.layer_norm(x, 300)
+    want_y, want_m, want_r = ref.layer_norm(x, 300)
+    assert_close(mean, want_m, dtype, name="mean", ulps=8)
+    assert_close(rstd, want_r, dtype, name="rstd", ulps=16)
+    assert_close(y, want_y, dtype, name="y", ulps=32)

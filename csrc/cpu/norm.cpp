@@ -37,8 +37,10 @@
 //   backward  xhat = (x - mean) rstd, g = dy weight
 //             dx = rstd (g - mean_j(g) - xhat mean_j(g xhat)),
 //             dweight = sum_i dy xhat, dbias = sum_i dy (always written)
-// Rows in parallel. A row's statistics come from the same run primitive as batch_norm's (runs of
-// kLnRun elements, two passes each from L1, merged in double), then one element-wise pass writes y
+// Rows in parallel. A row's statistics come from one pass of sums shifted by the mean of its
+// first 8 elements (in runs of kLnRun, added in double); a row whose shift lies far from its
+// mean (more than a std: the difference of sums would lose digits) takes batch_norm's two-pass
+// run moments instead (two passes each from L1, merged in double), then one element-wise pass writes y
 // with the mean's rounding folded into a shift as above: a row of 1e4 + small noise keeps the
 // noise. The backward reads a row twice (its sums, then dx), the second time from L1/L2, and
 // adds dy xhat and dy into the partial dweight / dbias of its block of rows; blocks are fixed
@@ -524,11 +526,30 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* weight, con
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (std::int64_t i = 0; i < m; ++i) {
     const T* xr = x + i * d;
-    Moments acc;
+    // One pass of sums shifted by the mean of the first (up to) 8 elements; when the shift is
+    // so far from the mean that s2 - s1^2 / d would lose more than a bit (m2 < s2 / 2: rare,
+    // |shift - mean| > std), the exact two-pass moments instead.
+    const std::int64_t k0 = std::min<std::int64_t>(d, 8);
+    double x0 = 0;
+    for (std::int64_t j = 0; j < k0; ++j) x0 += double(xr[j]);
+    const T shift = T(x0 / double(k0));
+    double s1 = 0, s2 = 0;
     for (std::int64_t r = 0; r < ln_runs(d); ++r) {
-      double mu, m2;
-      t.moments(&mu, &m2, xr + r * kLnRun, ln_run_length(d, r));
-      acc.merge(double(ln_run_length(d, r)), mu, m2);
+      double a1, a2;
+      t.ln_shifted_sums(&a1, &a2, xr + r * kLnRun, ln_run_length(d, r), shift);
+      s1 += a1;
+      s2 += a2;
+    }
+    Moments acc;
+    const double m2s = s2 - s1 * s1 / double(d);
+    if (m2s * 2 >= s2) {
+      acc = Moments{double(d), double(shift) + s1 / double(d), m2s};
+    } else {
+      for (std::int64_t r = 0; r < ln_runs(d); ++r) {
+        double mu, m2;
+        t.moments(&mu, &m2, xr + r * kLnRun, ln_run_length(d, r));
+        acc.merge(double(ln_run_length(d, r)), mu, m2);
+      }
     }
     const double r = 1 / std::sqrt(std::max(acc.m2, 0.0) / double(d) + eps);
     const T a = T(acc.mean);

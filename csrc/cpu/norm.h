@@ -23,6 +23,8 @@ struct NormTable {
   void (*grad_input)(T* dx, const T* dy, const T* x, std::int64_t n, T a, T k, T b, T c,
                      bool stream);
   // layer_norm's rows (w, b: per-element weight and bias, null for 1 and 0):
+  // s1 = sum (x - a), s2 = sum (x - a)^2, one pass
+  void (*ln_shifted_sums)(double* s1, double* s2, const T* x, std::int64_t n, T a);
   // y = ((x - a) r + c) w + b
   void (*ln_affine)(T* y, const T* x, const T* w, const T* b, std::int64_t n, T a, T r, T c);
   // with g = dy w: sg = sum g, sgx = sum g (x - a) r

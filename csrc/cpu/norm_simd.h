@@ -107,6 +107,30 @@ void nm_grad_input(typename V::T* dx, const typename V::T* dy, const typename V:
     map2<V>(dx, dy, x, n, f);
 }
 
+// One pass of shifted sums (norm.cpp uses them for layer_norm's rows when the shift is close
+// enough to the mean that s2 - s1^2 / n keeps its digits, and the two-pass moments otherwise).
+template <class V>
+void nm_ln_shifted_sums(double* s1, double* s2, const typename V::T* x, std::int64_t n,
+                        typename V::T a) {
+  using R = typename V::reg;
+  const R av = V::set1(a);
+  R q = V::zero();
+  const R s = nm_reduce<V>(
+      n,
+      [&](R acc, std::int64_t i) {
+        const R d = V::sub(V::load(x + i), av);
+        q = V::fmadd(d, d, q);
+        return V::add(acc, d);
+      },
+      [&](R acc, std::int64_t i, int r) {
+        const R d = V::select(V::lanes(r), V::sub(V::loadn(x + i, r), av), V::zero());
+        q = V::fmadd(d, d, q);
+        return V::add(acc, d);
+      });
+  *s1 = double(V::hsum(s));
+  *s2 = double(V::hsum(q));
+}
+
 // ---- layer_norm rows: per-element weight and bias, each a compile-time present/absent ----------
 
 template <class V, bool HasW, bool HasB>
@@ -209,7 +233,7 @@ void nm_ln_grad_input(typename V::T* dx, typename V::T* dw, typename V::T* db,
 template <class V>
 constexpr NormTable<typename V::T> make_norm_table() {
   return {&nm_moments<V>,   &nm_affine<V>,         &nm_grad_sums<V>, &nm_grad_input<V>,
-          &nm_ln_affine<V>, &nm_ln_grad_sums<V>, &nm_ln_grad_input<V>};
+          &nm_ln_shifted_sums<V>, &nm_ln_affine<V>, &nm_ln_grad_sums<V>, &nm_ln_grad_input<V>};
 }
 
 }  // namespace
