@@ -89,3 +89,71 @@ def test_batch_norm(benchmark, lib, rng, shape, what):
         _, mean, invstd = _np_fwd(x.astype(np.float64), w, b, np.zeros(c), np.ones(c))
         for g, e in zip(got, _np_bwd(dy.astype(np.float64), x.astype(np.float64), w, mean, invstd)):
             np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(e).max())))
+
+
+# ---- layer_norm --------------------------------------------------------------------------------
+# Napkin math (float32, M x D): the forward reads x once from memory (the row's re-reads come
+# from L1) and writes y: 8 M D bytes; the backward reads dy and x and writes dx: 12 M D (the
+# row's second read from L1/L2; dweight / dbias partials stay in cache). forward + backward 20 M D.
+# PyTorch through aten's native_layer_norm / native_layer_norm_backward (no autograd overhead).
+LN_SHAPES = [(4096, 1024), (2048, 128), (64 * 32, 768)]
+
+
+def _ln_np_fwd(x, w, b, eps=1e-5):
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + np.float32(eps))
+    return (x - mean) * rstd * w + b, mean[..., 0], rstd[..., 0]
+
+
+def _ln_np_bwd(dy, x, w, mean, rstd):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    g = dy * w
+    dx = rstd[:, None] * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (dy * xhat).sum(0), dy.sum(0)
+
+
+def _ln_impl(lib, d):
+    if lib == "fastdl":
+        return (lambda x, w, b: ops.layer_norm(x, d, w, b),
+                lambda dy, x, w, m, r: ops.layer_norm_backward(dy, x, d, w, m, r))
+    if lib == "numpy":
+        return _ln_np_fwd, _ln_np_bwd
+    import torch
+
+    t, aten = torch.from_numpy, torch.ops.aten
+
+    def fwd(x, w, b):
+        y, m, r = aten.native_layer_norm(t(x), [d], t(w), t(b), 1e-5)
+        return y.numpy(), m, r  # torch's (M, 1) statistics go straight back to its backward
+
+    def bwd(dy, x, w, m, r):
+        out = aten.native_layer_norm_backward(t(dy), t(x), [d], m, r, t(w), t(w), [True, True, True])
+        return tuple(o.numpy() for o in out)
+
+    return fwd, bwd
+
+
+@pytest.mark.parametrize("shape", LN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("what", ["forward", "forward+backward"])
+def test_layer_norm(benchmark, lib, rng, shape, what):
+    benchmark.group = f"layer_norm {what} {'x'.join(map(str, shape))}"
+    m, d = shape
+    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 1
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    w, b = rng.standard_normal(d, dtype=np.float32), rng.standard_normal(d, dtype=np.float32)
+    fwd, bwd = _ln_impl(lib, d)
+    x64 = x.astype(np.float64)
+    if what == "forward":
+        got = benchmark(fwd, x, w, b)
+        record_roof(benchmark, 8 * x.size)
+        np.testing.assert_allclose(got[0], _ln_np_fwd(x64, w, b)[0], rtol=1e-4, atol=1e-4)
+    else:
+        def step():
+            y, mean, rstd = fwd(x, w, b)
+            return bwd(dy, x, w, mean, rstd)
+
+        got = benchmark(step)
+        record_roof(benchmark, 20 * x.size)
+        _, mean, rstd = _ln_np_fwd(x64, w, b)
+        for g, e in zip(got, _ln_np_bwd(dy.astype(np.float64), x64, w, mean, rstd)):
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(e).max())))

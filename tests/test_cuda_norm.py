@@ -171,3 +171,54 @@ def test_bad_arguments():
         _cuda.batch_norm_forward(y, v, v, x, None, None, None, None, True, 0.1, -1.0)
     with pytest.raises(ValueError, match=r"dy: expected shape \(2, 3, 4\), got shape \(2, 3, 5\)"):
         _cuda.batch_norm_backward(y, v, v, cp.ones((2, 3, 5), np.float32), x, None, v, v, True)
+
+
+# ---- layer_norm --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape,ns", [((3, 1), 1), ((5, 17), 17), ((4, 1025), 1025), ((300, 33), 33),
+                                      ((2, 3, 4, 8), (4, 8)), ((2, 5000), 5000)], ids=str)
+def test_layer_norm_against_cpu(rng, shape, ns, affine):
+    import reference as ref
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    nst = (ns,) if isinstance(ns, int) else ns
+    w = rng.standard_normal(nst).astype(np.float32) if affine else None
+    b = rng.standard_normal(nst).astype(np.float32) if affine else None
+    dev = lambda a: None if a is None else cp.asarray(a)  # noqa: E731
+    y, mean, rstd = ops.layer_norm(dev(x), ns, dev(w), dev(b))
+    want_y, want_m, want_r = ref.layer_norm(x, ns, w, b)
+    close(y, want_y, 32, "y")
+    close(mean, want_m, 8, "mean")
+    close(rstd, want_r, 16, "rstd")
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx, dw, db = ops.layer_norm_backward(dev(dy), dev(x), ns, dev(w), mean, rstd)
+    want = ref.layer_norm_backward(dy, x, ns, w, host(mean), host(rstd))
+    big = max(1.0, float(host(rstd).max()))
+    rows = x.size // want[1].size
+    close(dx, want[0], 64 * big, "dx")
+    # the parameter sums: within (rows) ulps of the sum of absolute terms, any summation order
+    xhat = ref.layer_norm(x, ns)[0].reshape(rows, -1)
+    dyr = dy.reshape(rows, -1)
+    close(dw, want[1], 4 * rows, "dweight", scale=max(1.0, float(np.abs(dyr * xhat).sum(0).max())))
+    close(db, want[2], 4 * rows, "dbias", scale=max(1.0, float(np.abs(dyr).sum(0).max())))
+
+
+def test_layer_norm_large_mean_and_repeatable(rng):
+    x = (1e4 + rng.standard_normal((6, 1000)) * 0.1).astype(np.float32)
+    y, mean, rstd = ops.layer_norm(cp.asarray(x), 1000)
+    want_y = ops.layer_norm(x, 1000)[0]
+    assert np.max(np.abs(host(y) - want_y)) < 1e-3
+    y2 = ops.layer_norm(cp.asarray(x), 1000)[0]
+    np.testing.assert_array_equal(host(y), host(y2))
+
+
+def test_layer_norm_bad_input():
+    x = cp.ones((3, 4), cp.float32)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        ops.layer_norm(x, 5)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        ops.layer_norm(x, 4, cp.ones(3, cp.float32))
+    with pytest.raises(TypeError, match="float32"):
+        ops.layer_norm(cp.ones((3, 4), cp.float64), 4)
+    with pytest.raises(ValueError, match="mean"):
+        _cuda.layer_norm_forward(x, cp.empty(2, cp.float32), cp.empty(3, cp.float32), x, None, None, 1e-5)

@@ -285,3 +285,30 @@ def test_clip_grad_norm(norm_type, rng):
     bad = [gpu(np.array([1.0, np.nan], np.float32))]
     with pytest.raises(RuntimeError, match="non-finite"):
         ops.clip_grad_norm_(bad, 1.0, error_if_nonfinite=True)
+
+
+# ---- gelu --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("n", SIZES)
+def test_gelu_against_cpu(approximate, n, rng):
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    if n > 4:
+        x[:4] = [-np.inf, np.inf, -1e4, np.nan]
+    dy = rng.standard_normal(n).astype(np.float32)
+    y = cp.asnumpy(ops.gelu(cp.asarray(x), approximate))
+    dx = cp.asnumpy(ops.gelu_backward(cp.asarray(dy), cp.asarray(x), approximate))
+    np.testing.assert_allclose(y, ops.gelu(x, approximate), rtol=1e-5, atol=1e-6)  # normcdff <= 5 ulp
+    np.testing.assert_allclose(dx, ops.gelu_backward(dy, x, approximate), rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_views_and_bad_input(rng):
+    x = cp.asarray(rng.standard_normal((8, 9)).astype(np.float32))
+    view = x[:, 1:]  # not 16-byte aligned: the scalar path
+    np.testing.assert_allclose(cp.asnumpy(ops.gelu(view)), ops.gelu(cp.asnumpy(view)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="approximate"):
+        ops.gelu(x, "fast")
+    with pytest.raises(ValueError, match="approximate"):
+        _cuda.gelu_forward(cp.empty_like(x), x, 3)
+    with pytest.raises(TypeError, match="float32"):
+        ops.gelu(cp.ones(3, cp.float64))

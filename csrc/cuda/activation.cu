@@ -1,4 +1,5 @@
-// activation.cu: relu, sigmoid and tanh, forward and backward (from the output), float32.
+// activation.cu: relu, sigmoid and tanh, forward and backward (from the output), and gelu,
+// forward and backward (from the input), float32.
 //
 // Shapes: any; the kernels see n contiguous elements.
 //   relu     y = max(0, x)                        dx = dy * (y > 0)
@@ -9,6 +10,10 @@
 // x = -100 gives the subnormal 3.7e-44, x = +-inf gives 1 / 0); tanh(+-inf) = +-1. The backward
 // passes are the same float expressions as the CPU's, so they agree bit for bit; expf and tanhf
 // (CUDA's accurate versions, <= 2 ulp, not the __expf intrinsic) agree to a few ulps.
+//   gelu     y = x Phi(x) (normcdff, CUDA's <= 5 ulp standard normal CDF: relative accuracy in
+//            the lower tail) or x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) (tanh form);
+//            dx = dy (Phi + x phi) or dy (s + 2 x s (1 - s) u'); x clamped at -20 (and at +20 in
+//            the backward) as on the CPU, so +-inf give the limits, NaN passes through.
 //
 // Variants, in order of increasing complexity:
 //   1. activation_forward_reference: one thread per element, scalar loads; the oracle.
@@ -51,6 +56,36 @@ struct Backward {  // (dy, y) -> dx
     if constexpr (A == Activation::relu) return y > 0.f ? dy : 0.f;
     else if constexpr (A == Activation::sigmoid) return dy * y * (1.f - y);
     else return dy * (1.f - y * y);
+  }
+};
+
+// x clamped to [-20, hi] keeping NaN (fmaxf/fminf would drop it).
+__device__ __forceinline__ float gelu_clamp(float x, float hi) {
+  return x != x ? x : (x < -20.f ? -20.f : (x > hi ? hi : x));
+}
+
+template <int Approx>
+struct GeluForward {
+  __device__ float operator()(float x, float) const {
+    x = gelu_clamp(x, INFINITY);
+    if constexpr (Approx == 0) return x * normcdff(x);
+    else return x * sigmoid_f(1.5957691216057308f * x * fmaf(0.044715f, x * x, 1.f));
+  }
+};
+
+template <int Approx>
+struct GeluBackward {  // (dy, x) -> dx
+  __device__ float operator()(float dy, float x) const {
+    x = gelu_clamp(x, 20.f);
+    if constexpr (Approx == 0) {
+      return dy * fmaf(x, 0.3989422804014327f * expf(-0.5f * x * x), normcdff(x));
+    } else {
+      const float u2 = 1.5957691216057308f * x * fmaf(0.044715f, x * x, 1.f);
+      const float e = expf(-fabsf(u2)), inv = 1.f / (1.f + e);
+      const float s = u2 >= 0.f ? inv : e * inv;
+      const float du = 1.5957691216057308f * fmaf(0.134145f, x * x, 1.f);
+      return dy * (s + e * inv * inv * x * du);
+    }
   }
 };
 
@@ -108,6 +143,21 @@ void activation_backward(Activation act, float* dx, const float* dy, const float
       break;
     case Activation::tanh: launch_map(dx, dy, y, n, Backward<Activation::tanh>(), stream); break;
   }
+}
+
+void gelu_forward(float* y, const float* x, int64_t n, int approximate, cudaStream_t stream) {
+  if (approximate)
+    launch_map(y, x, nullptr, n, GeluForward<1>(), stream);
+  else
+    launch_map(y, x, nullptr, n, GeluForward<0>(), stream);
+}
+
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, int approximate,
+                   cudaStream_t stream) {
+  if (approximate)
+    launch_map(dx, dy, x, n, GeluBackward<1>(), stream);
+  else
+    launch_map(dx, dy, x, n, GeluBackward<0>(), stream);
 }
 
 }  // namespace fastdl::cuda

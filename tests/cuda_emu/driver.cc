@@ -1,13 +1,17 @@
 // driver.cc: runs the emulated CUDA kernels (conv, pool, norm) against the CPU references of csrc/cpu (see run.sh).
 #include <algorithm>
+// driver.cc: runs the emulated CUDA kernels (conv, pool, norm incl. layer_norm, gelu) against the
+// CPU references of csrc/cpu (see run.sh).
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
+#include "cpu/activation.h"
 #include "cpu/conv.h"
 #include "cpu/norm.h"
 #include "cpu/pool.h"
+#include "cuda/activation.cuh"
 #include "cuda/conv.cuh"
 #include "cuda/norm.cuh"
 #include "cuda/pool.cuh"
@@ -421,6 +425,49 @@ static void attention_case(int64_t b, int64_t h, int64_t sq, int64_t sk, int64_t
   cmp("backward dq", dq, as_float(dq_r), 5 * tol);
   cmp("backward dk", dk, as_float(dk_r), 5 * tol);
   cmp("backward dv", dvv, as_float(dv_r), 5 * tol);
+static void layer_norm_case(int64_t m, int64_t d, bool weight, bool bias, float offset) {
+  std::printf("layer_norm M=%ld D=%ld weight=%d bias=%d offset=%g\n", long(m), long(d), weight,
+              bias, offset);
+  const size_t nx = size_t(m * d);
+  auto x = randn(nx), dy = randn(nx), w = randn(d), b = randn(d);
+  for (auto& v : x) v += offset;
+  const float* pw = weight ? w.data() : nullptr;
+  const float* pb = bias ? b.data() : nullptr;
+  std::vector<float> y1(nx), y2(nx), m1(m), m2(m), r1(m), r2(m);
+  fastdl::cuda::layer_norm_forward(y1.data(), m1.data(), r1.data(), x.data(), pw, pb, m, d, 1e-5,
+                                   nullptr);
+  fastdl::layer_norm_forward_reference(y2.data(), m2.data(), r2.data(), x.data(), pw, pb, m, d, 1e-5);
+  cmp("y", y1, y2, 1e-5);
+  cmp("mean", m1, m2, 1e-6);
+  cmp("rstd", r1, r2, 1e-5);
+  std::vector<float> dx1(nx), dx2(nx), dw1(d), dw2(d), db1(d), db2(d);
+  fastdl::cuda::layer_norm_backward(dx1.data(), dw1.data(), db1.data(), dy.data(), x.data(), pw,
+                                    m2.data(), r2.data(), m, d, nullptr);
+  fastdl::layer_norm_backward_reference(dx2.data(), dw2.data(), db2.data(), dy.data(), x.data(), pw,
+                                        m2.data(), r2.data(), m, d);
+  cmp("dx", dx1, dx2, 1e-5);
+  cmp("dweight", dw1, dw2, 1e-5);
+  cmp("dbias", db1, db2, 1e-5);
+}
+
+static void gelu_case(int64_t n, int approximate) {
+  std::printf("gelu n=%ld approximate=%d\n", long(n), approximate);
+  auto x = randn(size_t(n)), dy = randn(size_t(n));
+  for (auto& v : x) v *= 5;
+  if (n > 4) x[0] = -INFINITY, x[1] = INFINITY, x[2] = -1e4f, x[3] = 30.f;
+  std::vector<float> y1(n), y2(n), dx1(n), dx2(n);
+  fastdl::cuda::gelu_forward(y1.data(), x.data(), n, approximate, nullptr);
+  fastdl::gelu_forward_reference(y2.data(), x.data(), n, approximate);
+  if (n > 4) {  // gelu(inf) = inf on both; compared apart so the scale stays finite
+    const bool inf_ok = std::isinf(y1[1]) && std::isinf(y2[1]);
+    std::printf("  %-34s %s\n", "y(+inf) = inf", inf_ok ? "ok" : "FAIL");
+    fails += !inf_ok;
+    y1[1] = y2[1] = 0;
+  }
+  cmp("y", y1, y2, 1e-6);
+  fastdl::cuda::gelu_backward(dx1.data(), dy.data(), x.data(), n, approximate, nullptr);
+  fastdl::gelu_backward_reference(dx2.data(), dy.data(), x.data(), n, approximate);
+  cmp("dx", dx1, dx2, 1e-6);
 }
 
 int main(int argc, char** argv) {
@@ -470,6 +517,17 @@ int main(int argc, char** argv) {
     norm_case(40, 2, 1000, true, true, 0);
     norm_case(20000, 3, 1, true, true, 0);
     norm_case(2, 2, 20000, true, false, 1000);
+    layer_norm_case(3, 1, true, true, 0);
+    layer_norm_case(5, 17, true, false, 0);
+    layer_norm_case(4, 1025, false, true, 0);
+    layer_norm_case(300, 33, false, false, 0);  // two parameter-gradient chunks
+    layer_norm_case(6, 1000, true, true, 1e4f);  // 1e4 + noise keeps the noise
+  }
+  if (only == "all" || only == "activation") {
+    for (int a : {0, 1}) {
+      gelu_case(1, a);
+      gelu_case(4099, a);
+    }
   }
   // ---- embedding (issue 10) ----
   if (only == "all" || only == "embedding") {

@@ -92,3 +92,5 @@ inline cudaError_t emu_getdev(int* d) { *d = 0; return cudaSuccess; }
 #define cudaGetLastError() cudaSuccess
 #define cudaDeviceGetAttribute emu_attr
 #define cudaGetDevice emu_getdev
+// CUDA math functions outside C's <cmath>: the same function, not its ulp behaviour.
+inline float normcdff(float x) { return 0.5f * std::erfc(-x * 0.70710678118654752f); }

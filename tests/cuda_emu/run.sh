@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run.sh [conv|pool|norm|embedding|rnn|attention|all]: run the CUDA kernels of conv.cu, pool.cu, norm.cu,
-# embedding.cu and rnn.cu (+ reduce.cu; gemm.cu is replaced by a plain loop, driver.cc) on the CPU,
+# run.sh [conv|pool|norm|activation|embedding|rnn|attention|all]: run the CUDA kernels of conv.cu,
+# pool.cu, norm.cu, activation.cu, embedding.cu, rnn.cu and attention.cu (+ reduce.cu; gemm.cu is
+# replaced by a plain loop, driver.cc) on the CPU,
 # against the CPU references of csrc/cpu, on a machine with the CUDA headers but no GPU.
 #
 # How: xform.py rewrites each `kernel<<<grid, block, smem, stream>>>(args);` into
@@ -32,11 +33,11 @@ if [ -z "${CPU_LIB:-}" ]; then
   CPU_LIB=$out/build/libfastdl_cpu.a
 fi
 "$PY" "$here/xform.py" "$top/csrc/cuda/device_util.cuh" "$out/cuda/device_util.cuh"
-for f in conv pool norm embedding rnn reduce attention; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
+for f in conv pool norm activation embedding rnn reduce attention; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
 # rnn.cu: a 2 KiB inference workspace and split-K chunks down to 2, so that the short test
 # sequences take several inference chunks and the split recurrent products. attention.cu: at most
 # 2 tiles per grid row, so that blocks loop over several query / key tiles.
 g++ -std=c++20 -O1 -w -DFASTDL_RNN_INFER_BYTES=2048 -DFASTDL_RNN_SPLIT_MIN_K=2 -DFASTDL_ATTN_MAX_GRID_Y=2 -I"$here" -I"$out" -I"$top/csrc" -isystem "$CUDA_INC" "$out"/conv.cc \
-  "$out"/pool.cc "$out"/norm.cc "$out"/embedding.cc "$out"/rnn.cc "$out"/reduce.cc "$out"/attention.cc \
+  "$out"/pool.cc "$out"/norm.cc "$out"/activation.cc "$out"/embedding.cc "$out"/rnn.cc "$out"/reduce.cc "$out"/attention.cc \
   "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
 "$out/emu_test" "${1:-all}"

@@ -1,5 +1,6 @@
 // activation.cpp: _cuda bindings of the activation family (csrc/cuda/activation.*): relu,
-// sigmoid and tanh, forward (with its one-thread-per-element oracle) and backward.
+// sigmoid and tanh, forward (with its one-thread-per-element oracle) and backward; gelu forward
+// and backward (from the input x).
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -56,6 +57,29 @@ void activation_backward_py(const std::string& act, const py::handle& out_obj,
                                     as_stream(stream));
 }
 
+// gelu: out = gelu(x) (dy None) or dy * gelu'(x).
+void gelu_py(const py::handle& out_obj, const py::handle* dy_obj, const py::handle& x_obj,
+             int approximate, std::uintptr_t stream) {
+  const ArrayView out = cuda_view(out_obj, dy_obj ? "dx" : "y");
+  const ArrayView x = cuda_view(x_obj, "x");
+  const ArrayView dy = dy_obj ? cuda_view(*dy_obj, "dy") : ArrayView{};
+  check_output(out);
+  if (dy_obj) check_like(dy, out);
+  check_like(x, out);
+  check_gelu_approximate(approximate);
+  if (out.size == 0) return;
+  py::gil_scoped_release nogil;
+  if (dy_obj) {
+    check_on_current_device({&out, &dy, &x});
+    fastdl::cuda::gelu_backward(out.mutable_data<float>(), dy.data<float>(), x.data<float>(),
+                                out.size, approximate, as_stream(stream));
+  } else {
+    check_on_current_device({&out, &x});
+    fastdl::cuda::gelu_forward(out.mutable_data<float>(), x.data<float>(), out.size, approximate,
+                               as_stream(stream));
+  }
+}
+
 }  // namespace
 
 void bind_activation(py::module_& m) {
@@ -80,6 +104,20 @@ void bind_activation(py::module_& m) {
           py::arg("out"), py::arg("dy"), py::arg("y"), py::kw_only(), py::arg("stream") = 0,
           ("out = dy * " + a + "'(x), computed from the forward output y.").c_str());
   }
+  m.def(
+      "gelu_forward",
+      [](py::object y, py::object x, int approximate, std::uintptr_t stream) {
+        gelu_py(y, nullptr, x, approximate, stream);
+      },
+      py::arg("y"), py::arg("x"), py::arg("approximate"), py::kw_only(), py::arg("stream") = 0,
+      "y = gelu(x) element-wise (approximate 0 = exact, 1 = tanh form); float32 CUDA arrays.");
+  m.def(
+      "gelu_backward",
+      [](py::object dx, py::object dy, py::object x, int approximate, std::uintptr_t stream) {
+        gelu_py(dx, &dy, x, approximate, stream);
+      },
+      py::arg("dx"), py::arg("dy"), py::arg("x"), py::arg("approximate"), py::kw_only(),
+      py::arg("stream") = 0, "dx = dy * gelu'(x), from the forward INPUT x.");
 }
 
 }  // namespace fastdl::bindings

@@ -1,5 +1,5 @@
 // bindings/cuda/norm.cpp: the norm family of fastdl._cuda (batch_norm_forward,
-// batch_norm_backward), the pinned extension API shared with fastdl._core plus a keyword-only
+// batch_norm_backward, layer_norm_forward, layer_norm_backward), the pinned extension API shared with fastdl._core plus a keyword-only
 // `stream`.
 //
 // x, y, dy, dx are (N, C, L) float32 CUDA arrays (fastdl.ops reshapes (N, C) and (N, C, *) to
@@ -63,6 +63,44 @@ void batch_norm_backward_py(const py::handle& dx_obj, const py::handle& dw_obj,
                             as_stream(stream));
 }
 
+void layer_norm_forward_py(const py::handle& y_obj, const py::handle& mean_obj,
+                           const py::handle& rstd_obj, const py::handle& x_obj,
+                           const py::handle& weight_obj, const py::handle& bias_obj, double eps,
+                           std::uintptr_t stream) {
+  const ArrayView y = cuda_view(y_obj, "y"), mean = cuda_view(mean_obj, "mean"),
+                  rstd = cuda_view(rstd_obj, "rstd"), x = cuda_view(x_obj, "x");
+  ArrayView weight, bias;
+  const ArrayView* pw = optional_view(weight_obj, "weight", weight);
+  const ArrayView* pb = optional_view(bias_obj, "bias", bias);
+  const LayerNormDims d = check_layer_norm_forward(y, mean, rstd, x, pw, pb, eps);
+  py::gil_scoped_release nogil;
+  check_on_current_device({&y, &mean, &rstd, &x, pw, pb});
+  cuda::layer_norm_forward(y.mutable_data<float>(), mean.mutable_data<float>(),
+                           rstd.mutable_data<float>(), x.data<float>(),
+                           data_or_null<const float>(pw), data_or_null<const float>(pb), d.m, d.d,
+                           eps, as_stream(stream));
+}
+
+void layer_norm_backward_py(const py::handle& dx_obj, const py::handle& dw_obj,
+                            const py::handle& db_obj, const py::handle& dy_obj,
+                            const py::handle& x_obj, const py::handle& weight_obj,
+                            const py::handle& mean_obj, const py::handle& rstd_obj,
+                            std::uintptr_t stream) {
+  const ArrayView dx = cuda_view(dx_obj, "dx"), dweight = cuda_view(dw_obj, "dweight"),
+                  dbias = cuda_view(db_obj, "dbias"), dy = cuda_view(dy_obj, "dy"),
+                  x = cuda_view(x_obj, "x"), mean = cuda_view(mean_obj, "mean"),
+                  rstd = cuda_view(rstd_obj, "rstd");
+  ArrayView weight;
+  const ArrayView* pw = optional_view(weight_obj, "weight", weight);
+  const LayerNormDims d = check_layer_norm_backward(dx, dweight, dbias, dy, x, pw, mean, rstd);
+  py::gil_scoped_release nogil;
+  check_on_current_device({&dx, &dweight, &dbias, &dy, &x, &mean, &rstd, pw});
+  cuda::layer_norm_backward(dx.mutable_data<float>(), dweight.mutable_data<float>(),
+                            dbias.mutable_data<float>(), dy.data<float>(), x.data<float>(),
+                            data_or_null<const float>(pw), mean.data<float>(), rstd.data<float>(),
+                            d.m, d.d, as_stream(stream));
+}
+
 }  // namespace
 
 void bind_norm(py::module_& m) {
@@ -83,6 +121,17 @@ and bias None meaning 1 and 0.)pbdoc");
         R"pbdoc(Gradients of batch_norm_forward: dweight = sum(dy * xhat), dbias = sum(dy) over N, L (always
 written); training dx = weight*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)), eval dx =
 weight*invstd*dy.)pbdoc");
+  m.def("layer_norm_forward", &layer_norm_forward_py, py::arg("y"), py::arg("mean"),
+        py::arg("rstd"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
+        py::kw_only(), py::arg("stream") = 0,
+        R"pbdoc(Layer normalisation of each row of x (M, D) on the GPU: mean, rstd (M,) receive the
+row's mean and 1/sqrt(biased var + eps); y = (x - mean)*rstd*weight + bias, weight and bias (D,)
+or None (1 and 0).)pbdoc");
+  m.def("layer_norm_backward", &layer_norm_backward_py, py::arg("dx"), py::arg("dweight"),
+        py::arg("dbias"), py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("mean"),
+        py::arg("rstd"), py::kw_only(), py::arg("stream") = 0,
+        R"pbdoc(Gradients of layer_norm_forward: dx = rstd*(g - mean(g) - xhat*mean(g*xhat)), g = dy*weight;
+dweight = sum_rows(dy*xhat), dbias = sum_rows(dy) (D,), always written, in a fixed order.)pbdoc");
 }
 
 }  // namespace fastdl::bindings

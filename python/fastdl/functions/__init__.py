@@ -6,14 +6,14 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
     shape         Sum, Reshape, Transpose, GetItem, ToDevice, Concat (reduce, rearrange, move)
     dense         MatMul, Linear                             (fastdl.ops kernels from here on)
-    activation    ReLU, Sigmoid, Tanh
+    activation    ReLU, Sigmoid, Tanh, GELU
     softmax       Softmax, LogSoftmax
     loss          CrossEntropy, MSELoss, BCEWithLogits
     dropout       Dropout
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     pad           Pad2d
-    norm          BatchNorm
+    norm          BatchNorm, LayerNorm
     rnn           RNNCell, LSTMCell, LSTM
     embedding     Embedding
 
