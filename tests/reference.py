@@ -354,6 +354,8 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, d
     dx = np.einsum("noijab,coij->ncab", dpatch, w)
     dw = np.einsum("ncab,noijab->coij", x, dpatch)
     return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
 # ---- pooling ------------------------------------------------------------------------------------
 
 # Explicit windows, from PyTorch's documented formulas (torch.nn.MaxPool2d / AvgPool2d): output

@@ -874,6 +874,8 @@ AttentionDims check_attention_backward(const ArrayView& dq, const ArrayView& dk,
   check_attention_array(dv, q, {d.b, d.h, d.sk, d.dv}, true);
   check_scale(scale);
   return d;
+}
+
 // ---- layer_norm (norm family) ----------------------------------------------------------------
 
 LayerNormDims check_layer_norm_forward(const ArrayView& y, const ArrayView& mean,
