@@ -46,8 +46,11 @@ def main(argv=None) -> int:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--threads", type=int, default=None,
                       help="CPU threads for fastdl (and PyTorch beside it); default: all cores")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="char_lstm: training steps (instead of --epochs)")
     demo.add_argument("--out", metavar="PATH", default=None,
-                      help="segmentation: directory or .png file for the picture (default: .)")
+                      help="segmentation, char_lstm: directory or .png file for the picture "
+                           "(default: .)")
     demo.add_argument("--list", action="store_true", help="name the demos and stop")
     args = parser.parse_args(argv)
     if args.cmd == "info":
@@ -80,11 +83,16 @@ def _demo(args) -> int:
         fastdl.set_num_threads(args.threads)
     module = importlib.import_module(f"fastdl.demos.{args.name}")
     extra = {}
-    if args.out is not None:
-        if "out" not in inspect.signature(module.run).parameters:
-            print(f"demo {args.name}: --out is not used by this demo", file=sys.stderr)
+    for flag in ("out", "steps"):
+        if getattr(args, flag) is None:
+            continue
+        if flag not in inspect.signature(module.run).parameters:
+            print(f"demo {args.name}: --{flag} is not used by this demo", file=sys.stderr)
             return 2
-        extra["out"] = args.out
+        if flag == "steps" and args.steps < 1:
+            print("demo: --steps must be >= 1", file=sys.stderr)
+            return 2
+        extra[flag] = getattr(args, flag)
     try:
         module.run(epochs=args.epochs, seed=args.seed, compare_torch=not args.no_torch,
                    progress=not args.no_progress, **extra)

@@ -12,6 +12,10 @@ DEMOS = {
     "segmentation": "An encoder-decoder CNN segmenting generated circles, squares and triangles "
                     "(32x32, per-pixel labels): mean IoU >= 0.80, PyTorch beside it, a PNG grid "
                     "of image / truth / prediction (--out)",
+    # ---- issue 11 ----
+    "transformer": "A 2-layer transformer encoder (Embedding, PositionalEncoding, "
+                   "TransformerEncoderLayer x 2, Linear) sorts 12-digit strings generated on the "
+                   "fly: >= 99% token accuracy, PyTorch's step time beside it (--steps)",
 }
 DEFAULT = "mlp_digits"
 

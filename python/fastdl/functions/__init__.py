@@ -13,6 +13,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     norm          BatchNorm
+    attention     Attention, HeadsAttention                  (issue 11)
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
 fastdl.nn.functional runs Linear, the losses, Dropout and the conv, pool and norm Functions
@@ -40,5 +41,10 @@ from .pool import __all__ as _pool
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm
 
+# ---- attention family (issue 11) ----
+from .attention import *  # noqa: F401,F403
+from .attention import __all__ as _attention
+# ---- end attention family ----
+
 __all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
-           *_pool, *_norm]
+           *_pool, *_norm, *_attention]

@@ -8,9 +8,13 @@ from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .transformer import (MultiheadAttention, PositionalEncoding,  # issue 11: transformer layers
+                          TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleList",
            "StateDictError", "Identity", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "LogSoftmax", "Flatten", "Dropout", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "BatchNorm1d", "BatchNorm2d"]
+           "BatchNorm1d", "BatchNorm2d",
+           "MultiheadAttention", "PositionalEncoding", "TransformerEncoderLayer",
+           "TransformerEncoder"]
