@@ -169,7 +169,8 @@ class MultiheadAttention(Module):
         (whose 4th is key_padding_mask): pass the masks by keyword.
         """
         cls = "MultiheadAttention"
-        if not isinstance(need_weights, (bool, np.bool_)):
+        if isinstance(need_weights, (Tensor, np.ndarray)) or not isinstance(
+                need_weights, (bool, np.bool_, int, np.integer)):
             raise TypeError(f"{cls}: need_weights must be a bool, got {type(need_weights).__name__} "
                             f"(the 4th argument is need_weights here, not PyTorch's key_padding_mask: "
                             f"pass masks by keyword)")
