@@ -220,6 +220,54 @@ def test_multihead_attention_matches_pytorch(case, dtype, rng):
     _compare_params(ours, theirs, tol)
 
 
+def _np_mha(m, q, k, v, causal=False):
+    """A float64 NumPy reference of MultiheadAttention (sequence-first, no masks but causal)."""
+    e, h = m.embed_dim, m.num_heads
+    w = m.in_proj_weight.data.astype(np.float64)
+    b = m.in_proj_bias.data.astype(np.float64)
+    qp, kp, vp = (x @ w[i * e:(i + 1) * e].T + b[i * e:(i + 1) * e] for i, x in enumerate((q, k, v)))
+    L, n, _ = q.shape
+    S = k.shape[0]
+    split = lambda t, s: t.reshape(s, n, h, e // h).transpose(1, 2, 0, 3)  # noqa: E731
+    sc = split(qp, L) @ split(kp, S).transpose(0, 1, 3, 2) / math.sqrt(e // h)
+    if causal:
+        sc = np.where(np.arange(S)[None] > np.arange(L)[:, None], -np.inf, sc)
+    p = np.exp(sc - sc.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    o = (p @ split(vp, S)).transpose(2, 0, 1, 3).reshape(L, n, e)
+    return o @ m.out_proj.weight.data.T + m.out_proj.bias.data, p.mean(1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_attention_numpy_reference_and_gradcheck(causal, rng):
+    # No PyTorch needed: both paths against a NumPy float64 formula, and finite differences.
+    fastdl.manual_seed(1)
+    m = nn.MultiheadAttention(6, 2).double()
+    m.in_proj_bias.data[...] = rng.standard_normal(18)
+    m.out_proj.bias.data[...] = rng.standard_normal(6)
+    x = rng.standard_normal((5, 2, 6))
+    want, want_w = _np_mha(m, x, x, x, causal)
+    flash, none = m(x, x, x, is_causal=causal)
+    expl, w = m(x, x, x, is_causal=causal, need_weights=True)
+    assert none is None
+    for got in (flash, expl):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w.numpy(), want_w, rtol=1e-12, atol=1e-12)
+    for need in (False, True):
+        def fwd(xa, wa):
+            m.in_proj_weight.data[...] = wa
+            return m(xa, xa, xa, is_causal=causal, need_weights=need)[0].data
+
+        def bwd(g, xa, wa):
+            m.in_proj_weight.data[...] = wa
+            m.zero_grad()
+            t = Tensor(xa.copy(), requires_grad=True)
+            m(t, t, t, is_causal=causal, need_weights=need)[0].backward(g)
+            return t.grad, m.in_proj_weight.grad
+
+        gradcheck(fwd, bwd, [x, m.in_proj_weight.data.copy()], [0, 1], rng)
+
+
 def test_multihead_attention_unbatched_matches_pytorch(rng):
     torch = _torch()
     theirs = torch.nn.MultiheadAttention(6, 3, kdim=4, vdim=5).double()
@@ -459,3 +507,26 @@ def test_encoder_layer_names_and_bad_arguments():
         ours(np.zeros((5, 2, 8), np.float32))
     custom = nn.TransformerEncoderLayer(16, 4, 32, activation=nn.functional.tanh, dropout=0.0)
     assert custom(np.ones((3, 1, 16), np.float32)).shape == (3, 1, 16)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_gradcheck(norm_first, rng):
+    # No PyTorch needed: the whole layer (gelu, smooth) against float64 finite differences.
+    fastdl.manual_seed(2)
+    layer = nn.TransformerEncoderLayer(6, 2, 10, dropout=0.0, activation="gelu",
+                                       norm_first=norm_first).double()
+    x = rng.standard_normal((4, 2, 6))
+    w0 = layer.linear1.weight.data.copy()
+
+    def fwd(xa, wa):
+        layer.linear1.weight.data[...] = wa
+        return layer(xa, is_causal=True).data
+
+    def bwd(g, xa, wa):
+        layer.linear1.weight.data[...] = wa
+        layer.zero_grad()
+        t = Tensor(xa.copy(), requires_grad=True)
+        layer(t, is_causal=True).backward(g)
+        return t.grad, layer.linear1.weight.grad
+
+    gradcheck(fwd, bwd, [x, w0], [0, 1], rng)
