@@ -505,3 +505,43 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     else:
         dx = g * dy
     return dx, dweight, dbias
+
+
+# ---- attention (issue 11) ---------------------------------------------------------------------
+# The oracle DOES build the (Sq, Sk) score matrix: clarity over memory.
+
+def _attention_probs(q, k, causal, scale):
+    """softmax(scale q k^T [causal]) and lse; rows with no visible key give zeros and -inf."""
+    s = scale * np.einsum("bhid,bhjd->bhij", q, k)
+    if causal:
+        i = np.arange(q.shape[2])[:, None]
+        j = np.arange(k.shape[2])[None, :]
+        s = np.where(j <= i, s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else np.full(s.shape[:-1] + (1,), -np.inf)
+    m_safe = np.where(np.isfinite(m), m, 0)
+    e = np.exp(s - m_safe)
+    den = e.sum(axis=-1, keepdims=True)
+    p = np.divide(e, den, out=np.zeros_like(e), where=den > 0)
+    with np.errstate(divide="ignore"):
+        lse = (m_safe + np.log(den))[..., 0]
+    return p, lse
+
+
+def attention(q, k, v, causal=False, scale=None):
+    """-> (out, lse); q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv)."""
+    q, k, v = f64(q, k, v)
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    p, lse = _attention_probs(q, k, causal, scale)
+    return p @ v, lse
+
+
+def attention_backward(dout, q, k, v, causal=False, scale=None):
+    """-> (dq, dk, dv), the probabilities recomputed from q, k."""
+    dout, q, k, v = f64(dout, q, k, v)
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    p, _ = _attention_probs(q, k, causal, scale)
+    dv = np.swapaxes(p, -1, -2) @ dout
+    dp = dout @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
+    return scale * ds @ k, scale * np.swapaxes(ds, -1, -2) @ q, dv
+# ---- end attention ----

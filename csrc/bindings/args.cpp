@@ -573,4 +573,63 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
   return d;
 }
 
+// ---- attention -------------------------------------------------------------------------------
+
+namespace {
+// q, k, v read: q 4-D, k and v q's dtype, 4-D, with q's B and H, one Sk, k's last axis q's D.
+AttentionDims check_qkv(const ArrayView& q, const ArrayView& k, const ArrayView& v) {
+  check_ndim(q, 4, 4);
+  check_contiguous(q);
+  dispatch_float(q, [](auto) { return 0; });  // TypeError for a non-float q, named
+  for (const ArrayView* a : {&k, &v}) {
+    check_dtype(*a, q);
+    check_ndim(*a, 4, 4);
+    check_contiguous(*a);
+  }
+  const AttentionDims d{q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3]};
+  check_shape(k, {d.b, d.h, d.sk, d.d});
+  check_shape(v, {d.b, d.h, d.sk, d.dv});
+  return d;
+}
+
+void check_attention_array(const ArrayView& a, const ArrayView& like,
+                           std::initializer_list<int64_t> shape, bool output) {
+  check_dtype(a, like);
+  check_shape(a, shape);
+  if (output)
+    check_output(a);
+  else
+    check_contiguous(a);
+}
+
+void check_scale(double scale) {
+  FASTDL_CHECK(std::isfinite(scale), ValueError, "scale: expected a finite number, got ", scale);
+}
+}  // namespace
+
+AttentionDims check_attention_forward(const ArrayView& out, const ArrayView& lse,
+                                      const ArrayView& q, const ArrayView& k, const ArrayView& v,
+                                      double scale) {
+  const AttentionDims d = check_qkv(q, k, v);
+  check_attention_array(out, q, {d.b, d.h, d.sq, d.dv}, true);
+  check_attention_array(lse, q, {d.b, d.h, d.sq}, true);
+  check_scale(scale);
+  return d;
+}
+
+AttentionDims check_attention_backward(const ArrayView& dq, const ArrayView& dk,
+                                       const ArrayView& dv, const ArrayView& dout,
+                                       const ArrayView& q, const ArrayView& k, const ArrayView& v,
+                                       const ArrayView& out, const ArrayView& lse, double scale) {
+  const AttentionDims d = check_qkv(q, k, v);
+  check_attention_array(dout, q, {d.b, d.h, d.sq, d.dv}, false);
+  check_attention_array(out, q, {d.b, d.h, d.sq, d.dv}, false);
+  check_attention_array(lse, q, {d.b, d.h, d.sq}, false);
+  check_attention_array(dq, q, {d.b, d.h, d.sq, d.d}, true);
+  check_attention_array(dk, q, {d.b, d.h, d.sk, d.d}, true);
+  check_attention_array(dv, q, {d.b, d.h, d.sk, d.dv}, true);
+  check_scale(scale);
+  return d;
+}
+
 }  // namespace fastdl::bindings

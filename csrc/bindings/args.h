@@ -255,4 +255,23 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
                                    const ArrayView* weight, const ArrayView& save_mean,
                                    const ArrayView& save_invstd);
 
+// ---- attention -------------------------------------------------------------------------------
+// q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv), out / dout (B, H, Sq, Dv), lse (B, H, Sq),
+// dq / dk / dv the shapes of q / k / v: one float dtype (q's), all C-contiguous, the written
+// ones writable. Sk = 0 or D = 0 pass here (the kernels define them: zero rows, lse = -inf);
+// the ops layer refuses them as undefined.
+
+struct AttentionDims {
+  int64_t b, h, sq, sk, d, dv;
+};
+// attention_forward: out, lse written; q, k, v read; scale finite (ValueError).
+AttentionDims check_attention_forward(const ArrayView& out, const ArrayView& lse,
+                                      const ArrayView& q, const ArrayView& k, const ArrayView& v,
+                                      double scale);
+// attention_backward: dq, dk, dv written; dout, q, k, v, out, lse read; scale finite.
+AttentionDims check_attention_backward(const ArrayView& dq, const ArrayView& dk,
+                                       const ArrayView& dv, const ArrayView& dout,
+                                       const ArrayView& q, const ArrayView& k, const ArrayView& v,
+                                       const ArrayView& out, const ArrayView& lse, double scale);
+
 }  // namespace fastdl::bindings

@@ -91,4 +91,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   fb::bind_pool(m);
   fb::bind_norm(m);
   fb::bind_conv(m);
+  fb::bind_attention(m);  // attention (issue 11)
 }

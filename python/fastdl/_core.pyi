@@ -168,3 +168,54 @@ def conv2d_variant(
     dtype: npt.DTypeLike = "float32",
     isa: _Isa | None = None,
 ) -> _ConvVariant: ...
+
+# ---- attention (issue 11) ----
+def attention_forward(
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+    *,
+    isa: _Isa | None = None,
+) -> None: ...
+def attention_forward_reference(
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+) -> None: ...
+def attention_backward(
+    dq: npt.NDArray[_Float],
+    dk: npt.NDArray[_Float],
+    dv: npt.NDArray[_Float],
+    dout: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+    *,
+    isa: _Isa | None = None,
+) -> None: ...
+def attention_backward_reference(
+    dq: npt.NDArray[_Float],
+    dk: npt.NDArray[_Float],
+    dv: npt.NDArray[_Float],
+    dout: npt.NDArray[_Float],
+    q: npt.NDArray[_Float],
+    k: npt.NDArray[_Float],
+    v: npt.NDArray[_Float],
+    out: npt.NDArray[_Float],
+    lse: npt.NDArray[_Float],
+    causal: bool,
+    scale: float,
+) -> None: ...
+# ---- end attention ----

@@ -26,6 +26,7 @@ void bind_optim(py::module_& m);       // optimizer steps, gradient norms and cl
 void bind_pool(py::module_& m);        // max / avg / adaptive-avg pool2d
 void bind_norm(py::module_& m);        // batch_norm
 void bind_conv(py::module_& m);        // conv2d forward, backward-data, backward-weight
+void bind_attention(py::module_& m);   // scaled dot-product attention, forward and backward
 
 // The `isa=` argument of the kernels: a name forces that ISA (capped at what the CPU supports),
 // None the one chosen at import.

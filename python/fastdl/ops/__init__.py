@@ -26,5 +26,11 @@ from .norm import __all__ as _norm
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
+# ---- attention (issue 11) ----
+from .attention import *  # noqa: F401,F403,E402
+from .attention import __all__ as _attention  # noqa: E402
+# ---- end attention ----
+
 __all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
            *_norm, *_optim]
+__all__ += _attention  # attention (issue 11)
