@@ -545,3 +545,68 @@ def attention_backward(dout, q, k, v, causal=False, scale=None):
     ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
     return scale * ds @ k, scale * np.swapaxes(ds, -1, -2) @ q, dv
 # ---- end attention ----
+
+
+# ---- layer_norm (norm family) ----------------------------------------------------------------
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """-> (y, mean, rstd) over the trailing len(normalized_shape) axes."""
+    x, weight, bias = f64(x, weight, bias)
+    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    y = (x - mean) * rstd
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    lead = x.shape[:x.ndim - k]
+    return y, mean.reshape(lead), rstd.reshape(lead)
+
+
+def layer_norm_backward(dy, x, normalized_shape, weight, mean, rstd):
+    """-> (dx, dweight, dbias), from the statistics the forward returned."""
+    dy, x, weight, mean, rstd = f64(dy, x, weight, mean, rstd)
+    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    lead_axes = tuple(range(x.ndim - k))
+    mean = mean.reshape(mean.shape + (1,) * k)
+    rstd = rstd.reshape(rstd.shape + (1,) * k)
+    xhat = (x - mean) * rstd
+    g = dy if weight is None else dy * weight
+    dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return dx, (dy * xhat).sum(axis=lead_axes), dy.sum(axis=lead_axes)
+
+
+# ---- gelu (activation family) ------------------------------------------------------------------
+
+def _erfc(z):
+    import math
+    return np.vectorize(math.erfc, otypes=[np.float64])(z)
+
+
+def gelu(x, approximate="none"):
+    x = np.asarray(x, dtype=np.float64 if approximate == "none" else REF_DTYPE)
+    if approximate == "tanh":
+        u = np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = x * 0.5 * (1 + np.tanh(u))
+    else:
+        with np.errstate(invalid="ignore"):
+            y = x * 0.5 * _erfc(-x / np.sqrt(2))
+    return np.where(np.isneginf(x), -0.0, y)
+
+
+def gelu_backward(dy, x, approximate="none"):
+    dt = np.float64 if approximate == "none" else REF_DTYPE  # math.erfc: float64 only
+    dy, x = np.asarray(dy, dtype=dt), np.asarray(x, dtype=dt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if approximate == "tanh":
+            k = np.sqrt(2 / np.pi)
+            th = np.tanh(k * (x + 0.044715 * x ** 3))
+            d = 0.5 * (1 + th) + 0.5 * x * (1 - th ** 2) * k * (1 + 3 * 0.044715 * x ** 2)
+        else:
+            d = 0.5 * _erfc(-x / np.sqrt(2)) + x * np.exp(-0.5 * x ** 2) / np.sqrt(2 * np.pi)
+    d = np.where(np.isposinf(x), 1.0, np.where(np.isneginf(x), 0.0, d))
+    return dy * d

@@ -195,3 +195,151 @@ def test_core_rejects_bad_direct_calls():
         _core.relu_forward(np.empty(2, np.int32), np.ones(2, np.int32))
     with pytest.raises(ValueError, match="unknown CPU ISA"):
         _core.relu_forward(out, out.copy(), isa="sse9")
+
+
+# ---- gelu ------------------------------------------------------------------------------------
+APPROX = ["none", "tanh"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", APPROX)
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 17, 129, 4099, 100_003])
+def test_gelu(rng, approximate, dtype, n):
+    x = rng.standard_normal(n) * 4
+    dy = rng.standard_normal(n)
+    check_op(lambda x: ops.gelu(x, approximate), lambda x: ref.gelu(x, approximate), [x], dtype,
+             names=["y"])
+    check_op(lambda dy, x: ops.gelu_backward(dy, x, approximate),
+             lambda dy, x: ref.gelu_backward(dy, x, approximate), [dy, x], dtype, names=["dx"])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_exact_accuracy(isa, dtype):
+    """The exact form against math.erfc over [-14, 14] in ulps of the result (where it is a
+    normal number), the lower tail included: the vector erf/erfc of vec_math.h for float32,
+    std::erfc for float64."""
+    import math
+    if dtype == np.float32:
+        x = np.linspace(-14, 14, 40_001).astype(dtype)
+        # float64's own rounding of x / sqrt 2 (2 a^2 ulps of float64) is far below float32's ulp
+        want = np.array([float(v) * 0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x])
+    else:
+        mp = pytest.importorskip("mpmath")
+        x = np.linspace(-14, 14, 4_001)
+        with mp.workdps(40):
+            want = np.array([float(mp.mpf(float(v)) * mp.erfc(-mp.mpf(float(v)) / mp.sqrt(2)) / 2)
+                             for v in x])
+    y = np.empty_like(x)
+    _core.gelu_forward(y, x, 0, isa=isa)
+    normal = np.abs(want) >= np.finfo(dtype).tiny
+    assert _ulps(y[normal], want[normal], dtype) <= 16
+    # subnormal results: the exp factors underflow before the last products (a few 1e-44)
+    assert np.max(np.abs(y[~normal] - want[~normal])) <= 32 * np.finfo(dtype).smallest_subnormal
+    mid = np.abs(x) <= 5  # the bulk of real inputs
+    assert _ulps(y[mid & normal], want[mid & normal], dtype) <= (6 if dtype == np.float32 else 4)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", [0, 1])
+def test_gelu_matches_kernel_reference(rng, isa, dtype, approximate):
+    x = (rng.standard_normal(5000) * 5).astype(dtype)
+    dy = rng.standard_normal(5000).astype(dtype)
+    y, yr, dx, dxr = (np.empty_like(x) for _ in range(4))
+    _core.gelu_forward(y, x, approximate, isa=isa)
+    _core.gelu_forward_reference(yr, x, approximate)
+    _core.gelu_backward(dx, dy, x, approximate, isa=isa)
+    _core.gelu_backward_reference(dxr, dy, x, approximate)
+    assert_close(y, yr, dtype, name="y", ulps=8)
+    assert_close(dx, dxr, dtype, name="dx", ulps=16)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_special_values(isa, dtype, approximate):
+    """+-1e4, +-inf and NaN: the limits (inf / -0 forward, 1 / 0 gradient), NaN kept."""
+    x = np.array([-np.inf, -1e4, -60, -50, 0.0, 20, 50, 1e4, np.inf, np.nan], dtype)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    a = APPROX.index(approximate)
+    _core.gelu_forward(y, x, a, isa=isa)
+    _core.gelu_backward(dx, np.ones_like(x), x, a, isa=isa)
+    np.testing.assert_array_equal(y[:4], 0.0)
+    assert y[4] == 0 and np.array_equal(y[5:9], x[5:9]) and np.isnan(y[9])
+    np.testing.assert_array_equal(dx[:4], 0.0)
+    assert dx[4] == 0.5 and np.array_equal(dx[5:9], np.ones(4, dtype)) and np.isnan(dx[9])
+
+
+def test_gelu_lower_tail_relative():
+    """gelu(-10) = -7.6e-23: relative accuracy, not the rounding noise of 1 + erf(x / sqrt 2)."""
+    for dtype in DTYPES:
+        x = np.array([-10.0, -8.0, -6.0], dtype)
+        want = ref.gelu(x)
+        np.testing.assert_allclose(ops.gelu(x), want, rtol=1e-5 if dtype == np.float32 else 1e-13)
+        np.testing.assert_allclose(ops.gelu_backward(np.ones_like(x), x), ref.gelu_backward(np.ones(3), x),
+                                   rtol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_gradcheck(rng, approximate):
+    x = rng.standard_normal((4, 7)) * 3
+    gradcheck(lambda x: ops.gelu(x, approximate), lambda g, x: ops.gelu_backward(g, x, approximate),
+              [x], [0], rng)
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_against_torch(rng, approximate):
+    torch = pytest.importorskip("torch")
+    x = (rng.standard_normal(3001) * 4).astype(np.float32)
+    x[:4] = [-1e4, 1e4, -30, 30]
+    dy = rng.standard_normal(3001).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.gelu(xt, approximate=approximate)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ops.gelu(x, approximate), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    dx, dxt = ops.gelu_backward(dy, x, approximate), xt.grad.numpy()
+    np.testing.assert_allclose(dx, dxt, rtol=1e-5, atol=5e-6)
+    # where they differ, fastdl is the closer to float64 (torch's float32 1 - tanh^2 cancels)
+    want = ref.gelu_backward(dy, x, approximate)
+    assert np.max(np.abs(dx - want)) <= np.max(np.abs(dxt - want)) + 1e-7
+
+
+def test_gelu_views_dtypes_threads(rng):
+    x = rng.standard_normal((6, 5, 9)).astype(np.float32)
+    for view in (x[:, ::2], x.transpose(2, 0, 1)):
+        y = ops.gelu(view)
+        assert y.shape == view.shape and y.flags.c_contiguous
+        assert_close(y, ref.gelu(view), np.float32)
+        assert_close(ops.gelu_backward(view, view), ref.gelu_backward(view, view), np.float32)
+    assert ops.gelu(np.arange(3)).dtype == np.float32
+    assert ops.gelu(np.ones(3)).dtype == np.float64
+    assert ops.gelu(np.float32(0.5)).shape == ()
+    big = rng.standard_normal(300_001).astype(np.float32)
+    outs = []
+    for t in (1, 2):
+        fastdl.set_num_threads(t)
+        outs.append((ops.gelu(big), ops.gelu_backward(big, big, "tanh")))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+GELU_BAD = [
+    (lambda: ops.gelu(np.ones(3), "fast"), ValueError, "approximate must be 'none' or 'tanh', got 'fast'"),
+    (lambda: ops.gelu(np.ones(3), None), ValueError, "approximate must be 'none' or 'tanh'"),
+    (lambda: ops.gelu_backward(np.ones(3), np.ones(3), "erf"), ValueError, "approximate must be"),
+    (lambda: ops.gelu_backward(np.ones(4), np.ones(3)), ValueError, "dy must have shape (3,), got (4,)"),
+    (lambda: ops.gelu(None), TypeError, "x must be an array"),
+    (lambda: ops.gelu(np.ones(3, complex)), TypeError, "x must have a real numeric dtype"),
+    (lambda: _core.gelu_forward(np.empty(3, np.float32), np.ones(3, np.float32), 2), ValueError,
+     "approximate: expected 0 (exact) or 1 (tanh), got 2"),
+    (lambda: _core.gelu_forward(np.empty(3, np.float32), np.ones(3), 0), TypeError, "x"),
+    (lambda: _core.gelu_backward(np.empty(3), np.ones(4), np.ones(3), 0), ValueError, "dy"),
+]
+
+
+@pytest.mark.parametrize("call,exc,msg", GELU_BAD, ids=[m for _, _, m in GELU_BAD])
+def test_gelu_bad_input(call, exc, msg):
+    with pytest.raises(exc) as info:
+        call()
+    assert msg in str(info.value)

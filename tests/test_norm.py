@@ -327,3 +327,187 @@ def test_streamed_outputs(rng, dtype, shape):
     for got, want, name in zip(*outs, ("y", "dx", "y eval")):
         # the oracle's sums run one element after another: its own error grows with n * l
         assert_close(got, want, dtype, name=name, ulps=16 + (n * l) ** 0.5)
+
+
+# ---- layer_norm ------------------------------------------------------------------------------
+# (x shape, normalized_shape): odd D (1, 3, 17, 1025), a row longer than a run (4100), a tuple of
+# 2, batch 1, 1-D x, 4-D x.
+LN_CASES = [((4, 3), 3), ((5, 1), 1), ((2, 7, 17), 17), ((3, 1025), (1025,)), ((1, 9), 9),
+            ((2, 4100), 4100), ((3, 4, 5), (4, 5)), ((2, 3, 2, 7), (2, 7)), ((17,), 17),
+            ((130, 33), 33)]
+
+
+def _ln_params(rng, ns, dtype, weight=True, bias=True):
+    ns = (ns,) if isinstance(ns, int) else ns
+    w = rng.standard_normal(ns).astype(dtype) if weight else None
+    b = rng.standard_normal(ns).astype(dtype) if bias else None
+    return w, b
+
+
+def _ln_np(x, ns, w, b, eps=1e-5):
+    """The forward in NumPy in x's dtype: the tolerance yardstick."""
+    k = 1 if isinstance(ns, int) else len(ns)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + x.dtype.type(eps))
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", ["both", "weight", "bias", "none"])
+@pytest.mark.parametrize("shape,ns", LN_CASES, ids=str)
+def test_layer_norm(rng, shape, ns, affine, dtype):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    w, b = _ln_params(rng, ns, dtype, affine in ("both", "weight"), affine in ("both", "bias"))
+    y, mean, rstd = ops.layer_norm(x, ns, w, b)
+    want_y, want_m, want_r = ref.layer_norm(x, ns, w, b)
+    k = 1 if isinstance(ns, int) else len(ns)
+    assert y.shape == shape and mean.shape == rstd.shape == shape[:len(shape) - k]
+    assert_close(y, want_y, dtype, _ln_np(x, ns, w, b), name="y", ulps=32)
+    assert_close(mean, want_m, dtype, name="mean")
+    assert_close(rstd, want_r, dtype, name="rstd", ulps=16)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dw, db = ops.layer_norm_backward(dy, x, ns, w, mean, rstd)
+    want = ref.layer_norm_backward(dy, x, ns, w, mean, rstd)
+    rows = x.size // want[1].size
+    # dx's terms are of size rstd * |g| (rstd = 1/sqrt(eps) when D = 1) before they cancel
+    big = max(1.0, float(np.max(rstd, initial=1.0)))
+    for got, exp, name in zip((dx, dw, db), want, ("dx", "dweight", "dbias")):
+        assert got.shape == exp.shape, name
+        assert_close(got, exp, dtype, name=name, ulps=(32 + 4 * rows ** 0.5) * (big if name == "dx" else 1))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,d", [(3, 1), (5, 7), (2, 33), (4, 1025), (1, 5000)])
+def test_layer_norm_kernel_oracle(rng, isa, dtype, m, d):
+    """Each ISA's kernel against the plain-loop oracle, weight and bias present and absent."""
+    x = (rng.standard_normal((m, d)) + 2).astype(dtype)
+    dy = rng.standard_normal((m, d)).astype(dtype)
+    for w, b in ((rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype)), (None, None)):
+        outs = []
+        for fwd, bwd, kw in ((_core.layer_norm_forward, _core.layer_norm_backward, {"isa": isa}),
+                             (_core.layer_norm_forward_reference, _core.layer_norm_backward_reference, {})):
+            y, mu, rs = np.empty_like(x), np.empty(m, dtype), np.empty(m, dtype)
+            fwd(y, mu, rs, x, w, b, 1e-5, **kw)
+            dx, dw, db = np.empty_like(x), np.empty(d, dtype), np.empty(d, dtype)
+            bwd(dx, dw, db, dy, x, w, mu, rs, **kw)
+            outs.append((y, mu, rs, dx, dw, db))
+        big = max(1.0, float(outs[1][2].max()))  # rstd: dx's terms before they cancel
+        for got, want, name in zip(*outs, ("y", "mean", "rstd", "dx", "dweight", "dbias")):
+            assert_close(got, want, dtype, name=name,
+                         ulps=(32 + 2 * max(m, d) ** 0.5) * (big if name == "dx" else 1))
+
+
+def test_layer_norm_gradcheck(rng):
+    x = rng.standard_normal((3, 2, 5)) * 2 + 1
+    w, b = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
+
+    def fwd(x, w, b):
+        return ops.layer_norm(x, (2, 5), w, b, eps=1e-3)[0]
+
+    def bwd(g, x, w, b):
+        _, mean, rstd = ops.layer_norm(x, (2, 5), w, b, eps=1e-3)
+        return ops.layer_norm_backward(g, x, (2, 5), w, mean, rstd)
+
+    gradcheck(fwd, bwd, [x, w, b], [0, 1, 2], rng)
+    gradcheck(lambda x: ops.layer_norm(x, 7)[0],
+              lambda g, x: ops.layer_norm_backward(g, x, 7, None, *ops.layer_norm(x, 7)[1:])[0],
+              [rng.standard_normal((4, 7))], [0], rng)
+
+
+@pytest.mark.parametrize("shape,ns", [((6, 5), 5), ((2, 3, 4, 8), (4, 8)), ((3, 1025), 1025)], ids=str)
+def test_layer_norm_against_torch(rng, shape, ns):
+    torch = pytest.importorskip("torch")
+    x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+    w, b = _ln_params(rng, ns, np.float32)
+    nst = (ns,) if isinstance(ns, int) else ns
+    xt = torch.from_numpy(x).requires_grad_()
+    wt, bt = torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
+    yt = torch.nn.functional.layer_norm(xt, nst, wt, bt, 1e-3)
+    y, mean, rstd = ops.layer_norm(x, ns, w, b, eps=1e-3)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=2e-5)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    dx, dw, db = ops.layer_norm_backward(dy, x, ns, w, mean, rstd)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_layer_norm_large_mean(rng):
+    """Rows of 1e4 + noise 0.1 in float32 keep the noise: y within a few float32 ulps of 1e4
+    relative to the spread (a one-pass sum of squares in float32 would lose every digit)."""
+    for shape in [(8, 1000), (3, 4100), (64, 17)]:
+        x = (1e4 + rng.standard_normal(shape) * 0.1).astype(np.float32)
+        y, mean, rstd = ops.layer_norm(x, shape[-1])
+        want_y, want_m, want_r = ref.layer_norm(x, shape[-1])
+        np.testing.assert_allclose(mean, want_m, rtol=1e-7)
+        np.testing.assert_allclose(rstd, want_r, rtol=2e-6)
+        assert np.max(np.abs(y - want_y)) < 1e-3  # naive would be off by ~5e-3 / 0.1 ~ 5e-2
+
+
+def test_layer_norm_views_and_empty(rng):
+    x = rng.standard_normal((6, 4, 10)).astype(np.float32)
+    view = x.transpose(1, 0, 2)[:, ::2]  # non-contiguous
+    y, mean, rstd = ops.layer_norm(view, 10)
+    want = ref.layer_norm(view, 10)
+    for got, exp in zip((y, mean, rstd), want):
+        assert_close(got, exp, np.float32, ulps=32)
+    dx, dw, db = ops.layer_norm_backward(view, view, 10, None, mean, rstd)
+    for got, exp in zip((dx, dw, db), ref.layer_norm_backward(view, view, 10, None, mean, rstd)):
+        assert_close(got, exp, np.float32, ulps=64)
+    y, mean, rstd = ops.layer_norm(np.zeros((0, 5), np.float32), 5)  # zero rows: empty outputs
+    assert y.shape == (0, 5) and mean.shape == rstd.shape == (0,)
+    dx, dw, db = ops.layer_norm_backward(y, y, 5, None, mean, rstd)
+    assert dx.shape == (0, 5) and not dw.any() and not db.any()
+    assert ops.layer_norm(np.ones(4, np.float64), 4)[0].dtype == np.float64
+
+
+def test_layer_norm_thread_invariance(rng):
+    x = rng.standard_normal((300, 257)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w = rng.standard_normal(257).astype(np.float32)
+    outs = []
+    for t in (1, 2, 3):
+        fastdl.set_num_threads(t)
+        y, m, r = ops.layer_norm(x, 257, w, w)
+        outs.append((y, m, r) + ops.layer_norm_backward(dy, x, 257, w, m, r))
+    for o in outs[1:]:
+        for a, b in zip(outs[0], o):
+            np.testing.assert_array_equal(a, b)
+
+
+LN_BAD = [
+    (lambda: ops.layer_norm(np.ones((3, 4)), 5), ValueError, "normalized_shape (5,) must equal the trailing axes"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), (3, 5)), ValueError, "normalized_shape (3, 5)"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), (2, 3, 4)), ValueError, "trailing axes of x, got x of shape (3, 4)"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), 4, np.ones(3)), ValueError, "weight must have shape (4,), got (3,)"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), 4, None, np.ones((1, 4))), ValueError, "bias must have shape (4,)"),
+    (lambda: ops.layer_norm(np.ones((3, 0)), 0), ValueError, "undefined"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), ()), ValueError, "normalized_shape ()"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), 4.0), TypeError, "normalized_shape must be an int"),
+    (lambda: ops.layer_norm(np.ones((3, 4)), 4, eps=-1), ValueError, "eps must be >= 0"),
+    (lambda: ops.layer_norm(None, 4), TypeError, "x must be an array, got None"),
+    (lambda: ops.layer_norm(np.ones((3, 4), complex), 4), TypeError, "x must have a real numeric dtype"),
+    (lambda: ops.layer_norm_backward(np.ones((3, 5)), np.ones((3, 4)), 4, None, np.ones(3), np.ones(3)),
+     ValueError, "dy must have shape (3, 4)"),
+    (lambda: ops.layer_norm_backward(np.ones((3, 4)), np.ones((3, 4)), 4, None, np.ones(2), np.ones(3)),
+     ValueError, "mean must have shape (3,)"),
+    (lambda: ops.layer_norm_backward(np.ones((3, 4)), np.ones((3, 4)), 4, None, None, np.ones(3)),
+     TypeError, "mean and rstd"),
+    (lambda: _core.layer_norm_forward(np.empty((3, 4), np.float32), np.empty(3, np.float32),
+                                      np.empty(3, np.float32), np.ones((3, 4)), None, None, 1e-5),
+     TypeError, "x"),
+    (lambda: _core.layer_norm_forward(np.empty((3, 4)), np.empty(2), np.empty(3), np.ones((3, 4)),
+                                      None, None, 1e-5), ValueError, "mean"),
+    (lambda: _core.layer_norm_backward(np.empty((3, 4)), np.empty(4), np.empty(4), np.ones((3, 4)),
+                                       np.ones((3, 4)), np.ones(5), np.ones(3), np.ones(3)),
+     ValueError, "weight"),
+]
+
+
+@pytest.mark.parametrize("call,exc,msg", LN_BAD, ids=[m for _, _, m in LN_BAD])
+def test_layer_norm_bad_input(call, exc, msg):
+    with pytest.raises(exc) as info:
+        call()
+    assert msg in str(info.value)

@@ -632,4 +632,47 @@ AttentionDims check_attention_backward(const ArrayView& dq, const ArrayView& dk,
   return d;
 }
 
+// ---- layer_norm (norm family) ----------------------------------------------------------------
+
+LayerNormDims check_layer_norm_forward(const ArrayView& y, const ArrayView& mean,
+                                       const ArrayView& rstd, const ArrayView& x,
+                                       const ArrayView* weight, const ArrayView* bias, double eps) {
+  check_output(y);
+  check_ndim(y, 2, 2);
+  check_like(x, y);
+  const LayerNormDims d{y.shape[0], y.shape[1]};
+  check_channels(mean, y, d.m, true);
+  check_channels(rstd, y, d.m, true);
+  for (const ArrayView* a : {weight, bias})
+    if (a) check_channels(*a, y, d.d, false);
+  FASTDL_CHECK(d.d > 0 || d.m == 0, ValueError,
+               "x: the statistics of a row of 0 elements are undefined, got shape ", shape_str(x));
+  FASTDL_CHECK(std::isfinite(eps) && eps >= 0, ValueError, "eps: expected a finite value >= 0, got ", eps);
+  return d;
+}
+
+LayerNormDims check_layer_norm_backward(const ArrayView& dx, const ArrayView& dweight,
+                                        const ArrayView& dbias, const ArrayView& dy,
+                                        const ArrayView& x, const ArrayView* weight,
+                                        const ArrayView& mean, const ArrayView& rstd) {
+  check_output(dx);
+  check_ndim(dx, 2, 2);
+  check_like(dy, dx);
+  check_like(x, dx);
+  const LayerNormDims d{dx.shape[0], dx.shape[1]};
+  check_channels(dweight, dx, d.d, true);
+  check_channels(dbias, dx, d.d, true);
+  if (weight) check_channels(*weight, dx, d.d, false);
+  check_channels(mean, dx, d.m, false);
+  check_channels(rstd, dx, d.m, false);
+  return d;
+}
+
+// ---- gelu (activation family) ----------------------------------------------------------------
+
+void check_gelu_approximate(int approximate) {
+  FASTDL_CHECK(approximate == 0 || approximate == 1, ValueError,
+               "approximate: expected 0 (exact) or 1 (tanh), got ", approximate);
+}
+
 }  // namespace fastdl::bindings

@@ -274,4 +274,24 @@ AttentionDims check_attention_backward(const ArrayView& dq, const ArrayView& dk,
                                        const ArrayView& q, const ArrayView& k, const ArrayView& v,
                                        const ArrayView& out, const ArrayView& lse, double scale);
 
+// ---- layer_norm (norm family) ----------------------------------------------------------------
+// x, y, dy, dx (M, D) of one float dtype, C-contiguous; weight, bias, dweight, dbias (D,);
+// mean, rstd (M,). The ops layer flattens the leading and the normalised axes.
+struct LayerNormDims {
+  int64_t m, d;
+};
+// layer_norm_forward: y, mean, rstd written; weight / bias optional; eps finite and >= 0.
+LayerNormDims check_layer_norm_forward(const ArrayView& y, const ArrayView& mean,
+                                       const ArrayView& rstd, const ArrayView& x,
+                                       const ArrayView* weight, const ArrayView* bias, double eps);
+// layer_norm_backward: dx, dweight, dbias written; weight optional.
+LayerNormDims check_layer_norm_backward(const ArrayView& dx, const ArrayView& dweight,
+                                        const ArrayView& dbias, const ArrayView& dy,
+                                        const ArrayView& x, const ArrayView* weight,
+                                        const ArrayView& mean, const ArrayView& rstd);
+
+// ---- gelu (activation family) ----------------------------------------------------------------
+// approximate: 0 (exact erf) or 1 (tanh form); ValueError otherwise.
+void check_gelu_approximate(int approximate);
+
 }  // namespace fastdl::bindings

@@ -1,4 +1,5 @@
-// norm.cpp: batch normalisation over the channels of an (N, C, L) array, forward and backward.
+// norm.cpp: batch normalisation over the channels of an (N, C, L) array, and layer normalisation
+// over the rows of an (M, D) array, forward and backward.
 //
 // Shapes: x, y, dy, dx (N, C, L) contiguous (the ops layer views (N, C) as (N, C, 1) and
 // (N, C, *) as (N, C, prod(*))); weight, bias, running_mean, running_var, save_mean,
@@ -28,6 +29,21 @@
 // The normalised output is (x - a) * scale + shift with a = mean rounded to T and the rounding
 // folded into shift: x - a is exact for x near the mean, so a large mean costs no digits.
 // Outputs of kStreamBytes and more leave through non-temporal stores (vec_stream.h).
+//
+// layer_norm: x, y, dy, dx (M, D) contiguous (the ops layer flattens the leading axes into M and
+// the normalised ones into D); weight, bias, dweight, dbias (D,); mean, rstd (M,).
+//   mean_i = sum_j x_ij / D, rstd_i = 1 / sqrt(sum_j (x_ij - mean_i)^2 / D + eps)
+//   y = (x - mean) rstd weight + bias          (weight, bias null: 1 and 0)
+//   backward  xhat = (x - mean) rstd, g = dy weight
+//             dx = rstd (g - mean_j(g) - xhat mean_j(g xhat)),
+//             dweight = sum_i dy xhat, dbias = sum_i dy (always written)
+// Rows in parallel. A row's statistics come from the same run primitive as batch_norm's (runs of
+// kLnRun elements, two passes each from L1, merged in double), then one element-wise pass writes y
+// with the mean's rounding folded into a shift as above: a row of 1e4 + small noise keeps the
+// noise. The backward reads a row twice (its sums, then dx), the second time from L1/L2, and
+// adds dy xhat and dy into the partial dweight / dbias of its block of rows; blocks are fixed
+// (kLnBlock elements, never the thread count), and the partials are summed in double in block
+// order, so dweight and dbias are bitwise the same for every thread count.
 #include "cpu/norm.h"
 
 #include <algorithm>
@@ -111,6 +127,52 @@ void batch_norm_backward_reference(T* dx, T* dweight, T* dbias, const T* dy, con
           dx[k] = T(w * invstd * g);
         }
       }
+  }
+}
+
+template <typename T>
+void layer_norm_forward_reference(T* y, T* mean, T* rstd, const T* x, const T* weight,
+                                  const T* bias, std::int64_t m, std::int64_t d, double eps) {
+  for (std::int64_t i = 0; i < m; ++i) {
+    const T* xr = x + i * d;
+    double s = 0, s2 = 0;
+    for (std::int64_t j = 0; j < d; ++j) s += double(xr[j]);
+    const double mu = s / double(d);
+    for (std::int64_t j = 0; j < d; ++j) s2 += (double(xr[j]) - mu) * (double(xr[j]) - mu);
+    const double r = 1 / std::sqrt(s2 / double(d) + eps);
+    mean[i] = T(mu);
+    rstd[i] = T(r);
+    for (std::int64_t j = 0; j < d; ++j)
+      y[i * d + j] = T((double(xr[j]) - mu) * r * (weight ? double(weight[j]) : 1.0) +
+                       (bias ? double(bias[j]) : 0.0));
+  }
+}
+
+template <typename T>
+void layer_norm_backward_reference(T* dx, T* dweight, T* dbias, const T* dy, const T* x,
+                                   const T* weight, const T* mean, const T* rstd, std::int64_t m,
+                                   std::int64_t d) {
+  std::vector<double> dw(static_cast<std::size_t>(d), 0.0), db(dw.size(), 0.0);
+  for (std::int64_t i = 0; i < m; ++i) {
+    const double mu = double(mean[i]), r = double(rstd[i]);
+    double sg = 0, sgx = 0;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double xh = (double(x[i * d + j]) - mu) * r;
+      const double g = double(dy[i * d + j]) * (weight ? double(weight[j]) : 1.0);
+      sg += g;
+      sgx += g * xh;
+      dw[std::size_t(j)] += double(dy[i * d + j]) * xh;
+      db[std::size_t(j)] += double(dy[i * d + j]);
+    }
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double xh = (double(x[i * d + j]) - mu) * r;
+      const double g = double(dy[i * d + j]) * (weight ? double(weight[j]) : 1.0);
+      dx[i * d + j] = T(r * (g - sg / double(d) - xh * sgx / double(d)));
+    }
+  }
+  for (std::int64_t j = 0; j < d; ++j) {
+    dweight[j] = T(dw[std::size_t(j)]);
+    dbias[j] = T(db[std::size_t(j)]);
   }
 }
 
@@ -441,7 +503,92 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
   for_rows(n, c, l, 3, grad_input);
 }
 
+namespace {
+constexpr std::int64_t kLnBlock = 32768;  // elements of a block of rows sharing dweight partials
+// Elements a run of a layer_norm row's sums: shorter than batch_norm's kRun because the second
+// sums ride on one accumulator, which on the generic ISA (one lane) adds a run's every element in
+// turn: 256 keeps rstd of 1e4 + noise within 1e-6 there; the merges in double cost nothing.
+constexpr std::int64_t kLnRun = 256;
+std::int64_t ln_runs(std::int64_t d) { return (d + kLnRun - 1) / kLnRun; }
+std::int64_t ln_run_length(std::int64_t d, std::int64_t r) { return std::min(kLnRun, d - r * kLnRun); }
+
+std::int64_t ln_block_rows(std::int64_t d) { return std::max<std::int64_t>(1, kLnBlock / std::max<std::int64_t>(d, 1)); }
+}  // namespace
+
+template <typename T>
+void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
+                        std::int64_t m, std::int64_t d, double eps, Isa isa) {
+  if (m == 0 || d == 0) return;
+  const NormTable<T>& t = norm_table<T>(isa);
+  const int threads = norm_threads(3 * m * d, m);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t i = 0; i < m; ++i) {
+    const T* xr = x + i * d;
+    Moments acc;
+    for (std::int64_t r = 0; r < ln_runs(d); ++r) {
+      double mu, m2;
+      t.moments(&mu, &m2, xr + r * kLnRun, ln_run_length(d, r));
+      acc.merge(double(ln_run_length(d, r)), mu, m2);
+    }
+    const double r = 1 / std::sqrt(std::max(acc.m2, 0.0) / double(d) + eps);
+    const T a = T(acc.mean);
+    mean[i] = a;
+    rstd[i] = T(r);
+    t.ln_affine(y + i * d, xr, weight, bias, d, a, T(r), T(-(acc.mean - double(a)) * r));
+  }
+}
+
+template <typename T>
+void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight,
+                         const T* mean, const T* rstd, std::int64_t m, std::int64_t d, Isa isa) {
+  if (d == 0) return;
+  const NormTable<T>& t = norm_table<T>(isa);
+  const std::int64_t rows = ln_block_rows(d), blocks = (m + rows - 1) / rows;
+  // Per block: its rows' partial dweight (d) then dbias (d).
+  std::vector<T> part(static_cast<std::size_t>(blocks * 2 * d));
+  const int threads = norm_threads(5 * m * d, blocks);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    T* pw = part.data() + blk * 2 * d;
+    T* pb = pw + d;
+    std::fill(pw, pw + 2 * d, T(0));
+    for (std::int64_t i = blk * rows; i < std::min(m, (blk + 1) * rows); ++i) {
+      const T *dyr = dy + i * d, *xr = x + i * d;
+      const T a = mean[i], r = rstd[i];
+      double sg = 0, sgx = 0;
+      for (std::int64_t k = 0; k < ln_runs(d); ++k) {
+        double s1, s2;
+        t.ln_grad_sums(&s1, &s2, dyr + k * kLnRun, xr + k * kLnRun,
+                       weight ? weight + k * kLnRun : nullptr, ln_run_length(d, k), a, r);
+        sg += s1;
+        sgx += s2;
+      }
+      const double rd = double(r) / double(d);
+      t.ln_grad_input(dx + i * d, pw, pb, dyr, xr, weight, d, a, r, T(-rd * sg), T(rd * sgx));
+    }
+  }
+  const int rthreads = norm_threads(2 * blocks * d, d);
+#pragma omp parallel for schedule(static) num_threads(rthreads) if (rthreads > 1)
+  for (std::int64_t j = 0; j < d; ++j) {
+    double sw = 0, sb = 0;
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      sw += double(part[std::size_t(blk * 2 * d + j)]);
+      sb += double(part[std::size_t(blk * 2 * d + d + j)]);
+    }
+    dweight[j] = T(sw);
+    dbias[j] = T(sb);
+  }
+}
+
 #define FASTDL_INSTANTIATE(T)                                                                     \
+  template void layer_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::int64_t,     \
+                                      std::int64_t, double, Isa);                                 \
+  template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
+                                       const T*, std::int64_t, std::int64_t, Isa);                \
+  template void layer_norm_forward_reference<T>(T*, T*, T*, const T*, const T*, const T*,         \
+                                                std::int64_t, std::int64_t, double);              \
+  template void layer_norm_backward_reference<T>(T*, T*, T*, const T*, const T*, const T*,        \
+                                                 const T*, const T*, std::int64_t, std::int64_t); \
   template void batch_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*,           \
                                       std::int64_t, std::int64_t, std::int64_t, bool, double,     \
                                       double, Isa);                                               \

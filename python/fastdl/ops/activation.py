@@ -1,8 +1,14 @@
-"""Activations relu, sigmoid, tanh: forward, and backward from the forward OUTPUT y.
+"""Activations relu, sigmoid, tanh: forward, and backward from the forward OUTPUT y; gelu,
+forward, and backward from the forward INPUT x.
 
     relu_backward(dy, y)    = dy * (y > 0)
     sigmoid_backward(dy, y) = dy * y * (1 - y)
     tanh_backward(dy, y)    = dy * (1 - y**2)
+    gelu(x, approximate="none")   x * Phi(x), Phi the standard normal CDF (exact erf);
+                                  "tanh": x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2
+    gelu_backward(dy, x, approximate="none") = dy * gelu'(x)
+gelu gives the limits at +-inf (inf and -0; gradients dy and 0), where PyTorch's float32
+kernel gives NaN, and keeps relative accuracy in the lower tail (Phi from erfc).
 
 Any shape; float32 (fast path) or float64. Kernels: csrc/cpu/activation*.cpp (AVX-512 / AVX2 /
 generic, vectorized exp and tanh accurate to a few ulps; OpenMP only for large arrays).
@@ -10,9 +16,10 @@ generic, vectorized exp and tanh accurate to a few ulps; OpenMP only for large a
 
 from __future__ import annotations
 
-from ._util import check_shape, contiguous, prepare
+from ._util import check_shape, contiguous, prepare, require
 
-__all__ = ["relu", "sigmoid", "tanh", "relu_backward", "sigmoid_backward", "tanh_backward"]
+__all__ = ["relu", "sigmoid", "tanh", "relu_backward", "sigmoid_backward", "tanh_backward",
+           "gelu", "gelu_backward"]
 
 
 def _kernel(be, op: str, name: str):
@@ -73,3 +80,36 @@ def sigmoid_backward(dy, y):
 def tanh_backward(dy, y):
     """dx = dy * (1 - y**2), from tanh's output y."""
     return _backward("tanh", dy, y)
+
+
+_GELU_APPROX = {"none": 0, "tanh": 1}
+
+
+def _approximate(op: str, approximate) -> int:
+    if not isinstance(approximate, str) or approximate not in _GELU_APPROX:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _GELU_APPROX[approximate]
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x) element-wise (approximate="tanh": PyTorch's tanh form)."""
+    op = "gelu"
+    a = _approximate(op, approximate)
+    require(op, x=x)
+    be, dtype, x = prepare(op, x=x)
+    x = _contig(be, x)
+    out = be.empty(x.shape, dtype)
+    _kernel(be, op, "gelu_forward")(out, x, a)
+    return out
+
+
+def gelu_backward(dy, x, approximate="none"):
+    """dx = dy * gelu'(x), from gelu's INPUT x."""
+    op = "gelu_backward"
+    a = _approximate(op, approximate)
+    require(op, dy=dy, x=x)
+    be, dtype, dy, x = prepare(op, dy=dy, x=x)
+    check_shape(op, "dy", dy, x.shape)
+    out = be.empty(x.shape, dtype)
+    _kernel(be, op, "gelu_backward")(out, _contig(be, dy), _contig(be, x), a)
+    return out

@@ -1,4 +1,5 @@
-"""Normalisation over channels: batch_norm, forward and backward.
+"""Normalisation: batch_norm (over channels) and layer_norm (over trailing axes), forward and
+backward.
 
     batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1,
                eps=1e-5) -> (y, save_mean, save_invstd)
@@ -21,6 +22,18 @@ C-contiguous (C,) arrays of that dtype on x's device (TypeError otherwise; DESIG
 and come both or neither (ValueError: one updated without the other is a silent trap). The
 statistics are computed in one pass over x (exact two-pass moments per cache-resident run,
 merged in double), accurate for inputs with a large mean. Kernels: csrc/cpu/norm*.cpp, csrc/cuda/norm.cu.
+
+    layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5) -> (y, mean, rstd)
+        normalises over the trailing axes normalized_shape (an int or a tuple, equal to
+        x.shape[-len(normalized_shape):]); mean and rstd = 1 / sqrt(biased var + eps) have shape
+        x.shape[:x.ndim - len(normalized_shape)]; weight / bias of normalized_shape or None.
+    layer_norm_backward(dy, x, normalized_shape, weight, mean, rstd) -> (dx, dweight, dbias)
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight; dweight = sum(dy *
+        xhat), dbias = sum(dy) over the leading axes, of normalized_shape, returned even when
+        weight / bias were None.
+layer_norm computes in x's dtype (weight and bias follow it), its backward in dy's and x's. An
+empty normalized_shape (D = 0 elements a row) is undefined: ValueError; zero rows give empty
+outputs.
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ import numbers
 from ._util import check_shape, prepare, require, shape_str
 from .activation import _contig, _kernel
 
-__all__ = ["batch_norm", "batch_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
 
 
 def _flag(op: str, name: str, v) -> bool:
@@ -145,3 +158,82 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
         None if weight is None else _contig(be, weight), _contig(be, save_mean),
         _contig(be, save_invstd), training)
     return dx.reshape(x.shape), dweight, dbias
+
+
+# ---- layer_norm ---------------------------------------------------------------------------------
+
+def _normalized_shape(op: str, normalized_shape) -> tuple:
+    ns = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
+    try:
+        ns = tuple(ns)
+    except TypeError:
+        raise TypeError(f"{op}: normalized_shape must be an int or a tuple of ints, got "
+                        f"{type(normalized_shape).__name__}") from None
+    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) for n in ns):
+        raise TypeError(f"{op}: normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}")
+    ns = tuple(int(n) for n in ns)
+    if any(n < 0 for n in ns):
+        raise ValueError(f"{op}: normalized_shape must not be negative, got {ns}")
+    return ns
+
+
+def _rows(op: str, x, ns: tuple):
+    """(M, D) of x normalised over its trailing axes ns; ValueError when they do not match."""
+    k = len(ns)
+    if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k:]) != ns:
+        raise ValueError(f"{op}: normalized_shape {ns} must equal the trailing axes of x, got x of "
+                         f"shape {shape_str(x.shape)}")
+    d = math.prod(ns)
+    if d == 0:
+        raise ValueError(f"{op}: the statistics over normalized_shape {ns} (0 elements a row) are undefined")
+    return math.prod(x.shape[:x.ndim - k]), d
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the trailing normalized_shape axes; returns (y, mean, rstd)."""
+    op = "layer_norm"
+    eps = _real(op, "eps", eps)
+    if eps < 0:
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
+    ns = _normalized_shape(op, normalized_shape)
+    require(op, x=x)
+    be, dtype, x, weight, bias = prepare(op, dtype_from=("x",), x=x, weight=weight, bias=bias)
+    m, d = _rows(op, x, ns)
+    for name, v in (("weight", weight), ("bias", bias)):
+        if v is not None:
+            check_shape(op, name, v, ns)
+    lead = x.shape[:x.ndim - len(ns)]
+    y = be.empty((m, d), dtype)
+    mean = be.empty((m,), dtype)
+    rstd = be.empty((m,), dtype)
+    _kernel(be, op, "layer_norm_forward")(
+        y, mean, rstd, _contig(be, x).reshape(m, d),
+        None if weight is None else _contig(be, weight).reshape(d),
+        None if bias is None else _contig(be, bias).reshape(d), eps)
+    return y.reshape(x.shape), mean.reshape(lead), rstd.reshape(lead)
+
+
+def layer_norm_backward(dy, x, normalized_shape, weight, mean, rstd):
+    """Gradients of layer_norm: (dx, dweight, dbias), dweight and dbias of normalized_shape."""
+    op = "layer_norm_backward"
+    ns = _normalized_shape(op, normalized_shape)
+    require(op, dy=dy, x=x)
+    if mean is None or rstd is None:
+        raise TypeError(f"{op}: mean and rstd must be the arrays layer_norm returned, got None")
+    be, dtype, dy, x, weight, mean, rstd = prepare(
+        op, dtype_from=("dy", "x"), dy=dy, x=x, weight=weight, mean=mean, rstd=rstd)
+    m, d = _rows(op, x, ns)
+    check_shape(op, "dy", dy, x.shape)
+    if weight is not None:
+        check_shape(op, "weight", weight, ns)
+    lead = x.shape[:x.ndim - len(ns)]
+    check_shape(op, "mean", mean, lead)
+    check_shape(op, "rstd", rstd, lead)
+    dx = be.empty((m, d), dtype)
+    dweight = be.empty((d,), dtype)
+    dbias = be.empty((d,), dtype)
+    _kernel(be, op, "layer_norm_backward")(
+        dx, dweight, dbias, _contig(be, dy).reshape(m, d), _contig(be, x).reshape(m, d),
+        None if weight is None else _contig(be, weight).reshape(d),
+        _contig(be, mean).reshape(m), _contig(be, rstd).reshape(m))
+    return dx.reshape(x.shape), dweight.reshape(ns), dbias.reshape(ns)
