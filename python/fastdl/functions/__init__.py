@@ -6,13 +6,13 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
     shape         Sum, Reshape, Transpose, GetItem, ToDevice (reduce, rearrange, move)
     dense         MatMul, Linear                             (fastdl.ops kernels from here on)
-    activation    ReLU, Sigmoid, Tanh
+    activation    ReLU, Sigmoid, Tanh, GELU
     softmax       Softmax, LogSoftmax
     loss          CrossEntropy, MSELoss, BCEWithLogits
     dropout       Dropout
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
-    norm          BatchNorm
+    norm          BatchNorm, LayerNorm
     attention     Attention, HeadsAttention                  (issue 11)
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;

@@ -2,6 +2,7 @@
 
     ReLU(x), Sigmoid(x), Tanh(x)   element-wise; each keeps only its output y, since the
                                    backward kernels compute dx from dy and y
+    GELU(x, approximate)           keeps its input x (gelu's backward needs x, not y)
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from .. import ops
 from ..tensor import Function
 
-__all__ = ["ReLU", "Sigmoid", "Tanh"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "GELU"]
 
 
 class ReLU(Function):
@@ -37,3 +38,12 @@ class Tanh(Function):
 
     def backward(self, g):
         return ops.tanh_backward(g, self.y)
+
+
+class GELU(Function):
+    def forward(self, x, approximate="none"):
+        self.x, self.approximate = x, approximate
+        return ops.gelu(x, approximate)
+
+    def backward(self, g):
+        return ops.gelu_backward(g, self.x, self.approximate)

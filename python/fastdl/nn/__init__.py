@@ -4,9 +4,11 @@ and default initialisation (DESIGN.md section 3)."""
 from . import functional, init
 from .conv import Conv2d, ConvTranspose2d
 from .layers import Dropout, Flatten, Identity, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .layers import GELU
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d
+from .norm import LayerNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .transformer import (MultiheadAttention, PositionalEncoding,  # issue 11: transformer layers
                           TransformerEncoder, TransformerEncoderLayer)
@@ -16,5 +18,6 @@ __all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleLis
            "LogSoftmax", "Flatten", "Dropout", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "BatchNorm1d", "BatchNorm2d",
+           "LayerNorm", "GELU",
            "MultiheadAttention", "PositionalEncoding", "TransformerEncoderLayer",
            "TransformerEncoder"]

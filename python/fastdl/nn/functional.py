@@ -11,6 +11,7 @@ import numpy as np
 from .. import _random
 from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftmax, MSELoss, ReLU,
                          Sigmoid, Softmax, Tanh)
+from ..functions import GELU as _GELU, LayerNorm as _LayerNorm
 from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
                          BatchNorm as _BatchNorm, Conv2d as _Conv2d,
                          ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
@@ -19,7 +20,7 @@ from ..tensor import Tensor, _xp
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
            "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "batch_norm"]
+           "batch_norm", "gelu", "layer_norm"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -268,3 +269,23 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
              for a in (running_mean, running_var)]
     return _BatchNorm.apply(*args, running_mean=stats[0], running_var=stats[1],
                             training=bool(training), momentum=momentum, eps=eps)
+
+
+# ---- layer_norm and gelu (the norm and activation families) -----------------------------------
+
+def gelu(input, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (approximate='tanh': PyTorch's tanh form)."""
+    if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _GELU.apply(_t(input), approximate=approximate)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the trailing normalized_shape axes (an int or a tuple);
+    weight / bias of normalized_shape, optional (then 1 and 0)."""
+    x = _t(input)
+    ns = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    if weight is None and bias is not None:  # keep the parents' order (x, weight, bias)
+        weight = Tensor._make(_xp(x.data).ones(ns, x.dtype), False, None)
+    args = (x,) + tuple(_t(a, n) for a, n in ((weight, "weight"), (bias, "bias")) if a is not None)
+    return _LayerNorm.apply(*args, normalized_shape=ns, eps=eps)

@@ -12,7 +12,7 @@ from . import init
 from .module import Module, Parameter
 
 __all__ = ["Identity", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
-           "Dropout"]
+           "Dropout", "GELU"]
 
 
 def _check_int(cls: str, name: str, v, low: int = 0) -> int:
@@ -75,6 +75,21 @@ class Sigmoid(Module):
 class Tanh(Module):
     def forward(self, x):
         return F.tanh(x)
+
+
+class GELU(Module):
+    """x * Phi(x) element-wise; approximate='tanh' for PyTorch's tanh form."""
+
+    def __init__(self, approximate: str = "none"):
+        if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 class Softmax(Module):

@@ -1,4 +1,6 @@
-"""Batch normalisation layers, PyTorch's arguments, names and semantics:
+"""Normalisation layers, PyTorch's arguments, names and semantics: LayerNorm(normalized_shape,
+eps=1e-5, elementwise_affine=True, bias=True) over the trailing axes (weight = 1, bias = 0 of
+normalized_shape), and
 BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True) for
 (N, C, H, W) inputs (BatchNorm1d for (N, C) and (N, C, L)).
 
@@ -21,7 +23,7 @@ from . import functional as F
 from .layers import _check_int
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 class _BatchNorm(Module):
@@ -99,3 +101,44 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, C, H, W) inputs over N, H and W, per channel."""
 
     _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the trailing normalized_shape axes of the input.
+
+    parameters  weight = 1, bias = 0, both of normalized_shape (elementwise_affine=True; bias
+                only when bias=True)
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None):
+        ns = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else normalized_shape
+        try:
+            ns = tuple(_check_int("LayerNorm", "normalized_shape", n, 1) for n in ns)
+        except TypeError:
+            raise TypeError(f"LayerNorm: normalized_shape must be an int or a tuple of ints, got "
+                            f"{normalized_shape!r}") from None
+        if not ns:
+            raise ValueError("LayerNorm: normalized_shape must not be empty")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+            raise ValueError(f"LayerNorm: eps must be a number >= 0, got {eps!r}")
+        self.normalized_shape, self.eps = ns, float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        dtype = np.dtype(np.float32 if dtype is None else dtype)
+        self.weight = Parameter(np.ones(ns, dtype)) if self.elementwise_affine else None
+        self.bias = Parameter(np.zeros(ns, dtype)) if self.elementwise_affine and bias else None
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            self.weight.data[...] = 1
+        if self.bias is not None:
+            self.bias.data[...] = 0
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
