@@ -344,7 +344,7 @@ class PositionalEncoding(Module):
         return f"d_model={self.d_model}, max_len={self.max_len}, batch_first={self.batch_first}"
 
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": lambda x: F.gelu(x)}
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class TransformerEncoderLayer(Module):
