@@ -202,4 +202,12 @@ def main(rounds=15):
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="fastdl and PyTorch threads")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved steps timed per library")
+    args = ap.parse_args()
+    if args.threads:
+        fastdl.set_num_threads(args.threads)
+    main(args.rounds)
