@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import pytest
 
-from fastdl import ops
+from fastdl import _core, ops
 
 from benchutil import record_roof
 
@@ -122,3 +122,45 @@ def test_pool(benchmark, lib, shape, what):
         got = benchmark(impl[5], g, shape)
         record_roof(benchmark, 4 * n)
         np.testing.assert_allclose(got, np.broadcast_to(g / (shape[2] * shape[3]), shape), rtol=1e-6, atol=1e-9)
+
+
+# ---- PyTorch's options (issue 9): ceil_mode, count_include_pad=False, divisor_override, dilation --
+# The same kernels run them (pool.cpp), so each should cost about its default's time; fastdl
+# against PyTorch (NumPy has no such pool), checked after timing against the extension's
+# plain-loop oracle (a double-sum loop over every window cell).
+# An odd 57 x 57 plane, where ceil mode adds a last row and column of clipped windows.
+
+OPTION_SHAPE = (8, 32, 57, 57)
+OPTION_CASES = {  # name: (max?, kernel, stride, padding, options)
+    "max 2x2/2 ceil": (True, 2, 2, 0, dict(ceil_mode=True)),
+    "max 3x3/2 p1 dilation 2": (True, 3, 2, 1, dict(dilation=2)),
+    "avg 3x3/2 p1 ceil count_include_pad=False": (False, 3, 2, 1, dict(ceil_mode=True, count_include_pad=False)),
+    "avg 3x3/2 p1 divisor_override 4": (False, 3, 2, 1, dict(divisor_override=4)),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_pool_options(benchmark, lib, case):
+    if lib == "numpy":
+        pytest.skip("NumPy has no pooling with these options")
+    is_max, k, s, p, opts = OPTION_CASES[case]
+    benchmark.group = f"pool options {case} {'x'.join(map(str, OPTION_SHAPE))}"
+    x = np.random.default_rng(0).standard_normal(OPTION_SHAPE, dtype=np.float32)
+    if lib == "fastdl":
+        fn = (lambda: ops.max_pool2d(x, k, s, p, **opts)[0]) if is_max else (lambda: ops.avg_pool2d(x, k, s, p, **opts))
+    else:
+        import torch
+        F, xt = torch.nn.functional, torch.from_numpy(x)
+        fn = (lambda: F.max_pool2d(xt, k, s, p, **opts).numpy()) if is_max else (lambda: F.avg_pool2d(xt, k, s, p, **opts).numpy())
+    got = benchmark(fn)
+    record_roof(benchmark, 4 * x.size + 4 * got.size * (3 if is_max else 1))
+    want = np.empty_like(got)
+    if is_max:
+        d = opts.get("dilation", 1)
+        _core.max_pool2d_forward_reference(want, np.empty(got.shape, np.int64), x, k, k, s, s, p, p,
+                                           d, d, opts.get("ceil_mode", False))
+    else:
+        _core.avg_pool2d_forward_reference(want, x, k, k, s, s, p, p, opts.get("ceil_mode", False),
+                                           opts.get("count_include_pad", True),
+                                           opts.get("divisor_override"))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -91,3 +91,43 @@ def gpu_modules():
         have_torch = False
     return cp, have_torch
 
+
+
+# ---- rnn (branch rnn) --------------------------------------------------------------------------
+_PEAK = {}
+
+
+def fma_peak_gflops():
+    """The fp32 roof for "% of peak": one-thread 1024^3 sgemm GFLOP/s (best of 5; the GEMM runs
+    near the FMA peak) times fastdl's thread count. Measured once per process."""
+    import time
+
+    import numpy as np
+
+    import fastdl
+    from fastdl import ops
+
+    threads = fastdl.get_num_threads()
+    if threads not in _PEAK:
+        a = np.ones((1024, 1024), np.float32)
+        fastdl.set_num_threads(1)
+        try:
+            ops.matmul(a, a)
+            best = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                ops.matmul(a, a)
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            fastdl.set_num_threads(threads)
+        _PEAK[threads] = 2.0 * 1024 ** 3 / best / 1e9 * threads
+    return _PEAK[threads]
+
+
+def record_peak(benchmark, flops):
+    """record(flops=...) plus the share of fma_peak_gflops() reached."""
+    record(benchmark, flops=flops)
+    if "GFLOP/s" in benchmark.extra_info:
+        benchmark.extra_info["% of peak"] = round(
+            100 * benchmark.extra_info["GFLOP/s"] / fma_peak_gflops(), 1)
+# ---- end rnn -------------------------------------------------------------------------------------

@@ -356,36 +356,53 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, d
     return dx, dw, dy.sum(axis=(0, 2, 3))
 # ---- pooling ------------------------------------------------------------------------------------
 
-# Explicit windows: output i of an axis of n inputs covers the padded cells [i*s - p, i*s - p + k),
-# of which those inside [0, n) are real (floor mode, PyTorch's rule p <= k / 2).
+# Explicit windows, from PyTorch's documented formulas (torch.nn.MaxPool2d / AvgPool2d): output
+# i of an axis of n inputs covers the cells i*s - p + r*d (r < k; d the dilation, 1 for avg), of
+# which those inside [0, n) are real, with p <= k / 2. The output size is
+#     floor((n + 2p - d(k-1) - 1) / s) + 1, or with ceil_mode ceil(...) + 1, less one when that
+#     last window would start at or past n + p (it must start in the input or the left padding).
+# avg_pool2d divides by divisor_override if given; else with count_include_pad the window's
+# cells inside the padded extent, (hend - hstart) * (wend - wstart) with hend = min(hstart + k,
+# n + p) (k * k except where ceil mode runs past the padding), without it its real cells.
 
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _geometry(hw, kernel_size, stride, padding):
+def _out_size(n, k, s, p, d=1, ceil_mode=False):
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _geometry(hw, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     k = _pair(kernel_size)
     s = k if stride is None else _pair(stride)
     p = _pair(padding)
-    out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2))
+    d = _pair(dilation)
+    out = tuple(_out_size(hw[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2))
     return k, s, p, out
 
 
-def _cells(i, n, k, s, p):
+def _cells(i, n, k, s, p, d=1):
     """The real cells of window i along one axis."""
-    return range(max(i * s - p, 0), min(i * s - p + k, n))
+    return [c for c in range(i * s - p, i * s - p + d * (k - 1) + 1, d) if 0 <= c < n]
 
 
-def max_pool2d(x, kernel_size=2, stride=None, padding=0):
+def max_pool2d(x, kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False):
     """-> (y, argmax): the first max of each window in row-major order; the last NaN if any."""
     x = f64(x)
     n, c, h, w = x.shape
-    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
+    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding, dilation, ceil_mode)
+    d = _pair(dilation)
     y = np.empty((n, c, oh, ow))
     am = np.empty((n, c, oh, ow), np.int64)
     for i in range(oh):
         for j in range(ow):
-            flat = [(r, q) for r in _cells(i, h, k[0], s[0], p[0]) for q in _cells(j, w, k[1], s[1], p[1])]
+            flat = [(r, q) for r in _cells(i, h, k[0], s[0], p[0], d[0])
+                    for q in _cells(j, w, k[1], s[1], p[1], d[1])]
             vals = np.stack([x[:, :, r, q] for r, q in flat], axis=-1)  # (n, c, cells)
             nan = np.isnan(vals)
             first_max = np.argmax(np.where(nan, -np.inf, vals), axis=-1)
@@ -404,28 +421,46 @@ def max_pool2d_backward(dy, argmax, input_shape):
     return dx.reshape(input_shape)
 
 
-def avg_pool2d(x, kernel_size=2, stride=None, padding=0):
-    """Window sums over the zero-padded input / (kh * kw) (count_include_pad=True)."""
+def _avg_windows(hw, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """(i, j, rows, cols, divisor) for every output of avg_pool2d."""
+    (h, w) = hw
+    k, s, p, (oh, ow) = _geometry(hw, kernel_size, stride, padding, 1, ceil_mode)
+    for i in range(oh):
+        for j in range(ow):
+            rows, cols = _cells(i, h, k[0], s[0], p[0]), _cells(j, w, k[1], s[1], p[1])
+            hs, ws = i * s[0] - p[0], j * s[1] - p[1]
+            pool_size = (min(hs + k[0], h + p[0]) - hs) * (min(ws + k[1], w + p[1]) - ws)
+            if divisor_override is not None:
+                div = divisor_override
+            elif count_include_pad:
+                div = pool_size
+            else:
+                div = len(rows) * len(cols)
+            yield i, j, slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1), div
+
+
+def avg_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Window sums over the image cells / PyTorch's divisor (above)."""
     x = f64(x)
     n, c, h, w = x.shape
-    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
-    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    oh, ow = _geometry((h, w), kernel_size, stride, padding, 1, ceil_mode)[3]
     y = np.empty((n, c, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            y[:, :, i, j] = xp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]].sum(axis=(2, 3))
-    return y / (k[0] * k[1])
+    for i, j, rs, cs, div in _avg_windows((h, w), kernel_size, stride, padding, ceil_mode,
+                                          count_include_pad, divisor_override):
+        y[:, :, i, j] = x[:, :, rs, cs].sum(axis=(2, 3)) / div
+    return y
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size=2, stride=None, padding=0):
+def avg_pool2d_backward(dy, input_shape, kernel_size=2, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
     dy = f64(dy)
     n, c, h, w = input_shape
-    k, s, p, (oh, ow) = _geometry((h, w), kernel_size, stride, padding)
-    dxp = np.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
-    for i in range(oh):
-        for j in range(ow):
-            dxp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]] += dy[:, :, i:i + 1, j:j + 1] / (k[0] * k[1])
-    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
+    dx = np.zeros((n, c, h, w))
+    for i, j, rs, cs, div in _avg_windows((h, w), kernel_size, stride, padding, ceil_mode,
+                                          count_include_pad, divisor_override):
+        dx[:, :, rs, cs] += dy[:, :, i:i + 1, j:j + 1] / div
+    return dx
 
 
 def _adaptive(i, n, m):
@@ -505,6 +540,176 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     else:
         dx = g * dy
     return dx, dweight, dbias
+
+
+# ---- embedding (issue 10) -----------------------------------------------------------------------
+
+def embedding(indices, weight):
+    """weight[indices]: shape indices.shape + (D,)."""
+    return f64(weight)[np.asarray(indices)]
+
+
+def embedding_backward(dy, indices, num_embeddings, padding_idx=None):
+    """dweight (V, D): dy's rows summed into the rows the forward read (np.add.at keeps index
+    order for repeats); the padding row left zero."""
+    dy = f64(dy)
+    d = dy.shape[-1]
+    dw = np.zeros((num_embeddings, d), dtype=dy.dtype)
+    idx = np.asarray(indices).reshape(-1)
+    np.add.at(dw, idx, dy.reshape(idx.size, d))
+    if padding_idx is not None:
+        dw[padding_idx] = 0
+    return dw
+
+
+# ---- rnn: RNN cell, LSTM cell, LSTM sequence and BPTT (branch rnn) ------------------------------
+# Written from the equations (gates ordered i, f, g, o, PyTorch's layout); db is the gradient of
+# b_ih and of b_hh alike. The sequence and its BPTT are step-by-step loops over the cell.
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    x, h, w_ih, w_hh, b_ih, b_hh = f64(x, h, w_ih, w_hh, b_ih, b_hh)
+    z = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        z = z + b_ih
+    if b_hh is not None:
+        z = z + b_hh
+    return np.tanh(z)
+
+
+def rnn_cell_backward(dh_new, x, h, w_ih, w_hh, h_new):
+    """-> (dx, dh, dw_ih, dw_hh, db)."""
+    dh_new, x, h, w_ih, w_hh, h_new = f64(dh_new, x, h, w_ih, w_hh, h_new)
+    da = dh_new * (1 - h_new**2)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, da.sum(axis=0)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> (h_new, c_new, gates), gates (N, 4H) the activated i | f | g | o."""
+    x, h, c, w_ih, w_hh, b_ih, b_hh = f64(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    z = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        z = z + b_ih
+    if b_hh is not None:
+        z = z + b_hh
+    zi, zf, zg, zo = np.split(z, 4, axis=1)
+    i, f, g, o = _sigmoid(zi), _sigmoid(zf), np.tanh(zg), _sigmoid(zo)
+    c_new = f * c + i * g
+    h_new = o * np.tanh(c_new)
+    return h_new, c_new, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, gates, c_new):
+    """-> (dx, dh, dc, dw_ih, dw_hh, db); dh_new / dc_new None mean zero."""
+    x, h, c, w_ih, w_hh, gates, c_new = f64(x, h, c, w_ih, w_hh, gates, c_new)
+    dh_new = np.zeros_like(c) if dh_new is None else f64(dh_new)
+    dc_new = np.zeros_like(c) if dc_new is None else f64(dc_new)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    tc = np.tanh(c_new)
+    d_o = dh_new * tc
+    dct = dc_new + dh_new * o * (1 - tc**2)
+    dz = np.concatenate([dct * g * i * (1 - i), dct * c * f * (1 - f), dct * i * (1 - g**2),
+                         d_o * o * (1 - o)], axis=1)
+    return dz @ w_ih, dz @ w_hh, dct * f, dz.T @ x, dz.T @ h, dz.sum(axis=0)
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> (y, h_n, c_n, gates, cells): the cell T times; gates (T, N, 4H), cells (T, N, H)."""
+    x, w_ih, w_hh = f64(x, w_ih, w_hh)
+    t, n, _ = x.shape
+    hid = w_hh.shape[1]
+    h = np.zeros((n, hid), REF_DTYPE) if h0 is None else f64(h0)
+    c = np.zeros((n, hid), REF_DTYPE) if c0 is None else f64(c0)
+    ys, gs, cs = [], [], []
+    for s in range(t):
+        h, c, g = lstm_cell(x[s], h, c, w_ih, w_hh, b_ih, b_hh)
+        ys.append(h), gs.append(g), cs.append(c)
+    stack = lambda a, shape: np.stack(a) if a else np.zeros(shape, REF_DTYPE)  # noqa: E731
+    return (stack(ys, (0, n, hid)), h, c, stack(gs, (0, n, 4 * hid)), stack(cs, (0, n, hid)))
+
+
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """BPTT of lstm (recomputing its forward) -> (dx, dh0, dc0, dw_ih, dw_hh, db); dy, dh_n,
+    dc_n None mean zero."""
+    x, w_ih, w_hh = f64(x, w_ih, w_hh)
+    t, n, _ = x.shape
+    hid = w_hh.shape[1]
+    h0 = np.zeros((n, hid), REF_DTYPE) if h0 is None else f64(h0)
+    c0 = np.zeros((n, hid), REF_DTYPE) if c0 is None else f64(c0)
+    y, _, _, gates, cells = lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    dh = np.zeros((n, hid), REF_DTYPE) if dh_n is None else f64(dh_n).copy()
+    dc = np.zeros((n, hid), REF_DTYPE) if dc_n is None else f64(dc_n).copy()
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(4 * hid, REF_DTYPE)
+    for s in reversed(range(t)):
+        if dy is not None:
+            dh = dh + f64(dy)[s]
+        h_prev = y[s - 1] if s else h0
+        c_prev = cells[s - 1] if s else c0
+        gx, dh, dc, gwi, gwh, gb = lstm_cell_backward(dh, dc, x[s], h_prev, c_prev, w_ih, w_hh,
+                                                      gates[s], cells[s])
+        dx[s] = gx
+        dw_ih, dw_hh, db = dw_ih + gwi, dw_hh + gwh, db + gb
+    return dx, dh, dc, dw_ih, dw_hh, db
+# ---- end rnn ---------------------------------------------------------------------------------------
+# ---- conv_transpose2d with groups and dilation (issue 9) ------------------------------------------
+# PyTorch's definition, as a scatter into the unpadded output: input pixel (i, j) of channel c
+# (group g = c // (C_in / groups)) adds x * w[c, o] into rows i*stride + r*dilation, columns
+# j*stride + q*dilation of output channel g * (C_out / groups) + o; y is that full output from
+# `padding` on, OH = (H-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1.
+
+def _transpose_full(x_shape, w_shape, stride, padding, output_padding, groups, dilation):
+    (sh, sw), (ph, pw) = _conv_pair(stride), _conv_pair(padding)
+    (oph, opw), (dh, dw) = _conv_pair(output_padding), _conv_pair(dilation)
+    n, c_in, h, wd = x_shape
+    _, cog, r, s = w_shape
+    full = (n, cog * groups, (h - 1) * sh + dh * (r - 1) + 1 + oph, (wd - 1) * sw + dw * (s - 1) + 1 + opw)
+    return (sh, sw), (ph, pw), (dh, dw), full
+
+
+def conv_transpose2d_grouped(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                             dilation=1):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    (sh, sw), (ph, pw), (dh, dw), full_shape = _transpose_full(x.shape, w.shape, stride, padding,
+                                                               output_padding, groups, dilation)
+    n, c_in, h, wd = x.shape
+    _, cog, r, s = w.shape
+    xg = x.reshape(n, groups, c_in // groups, h, wd)
+    wg = w.reshape(groups, c_in // groups, cog, r, s)
+    patch = np.einsum("ngcab,gcoij->ngoijab", xg, wg).reshape(n, groups * cog, r, s, h, wd)
+    full = np.zeros(full_shape)
+    for i in range(r):
+        for j in range(s):
+            full[:, :, i * dh: i * dh + sh * (h - 1) + 1: sh, j * dw: j * dw + sw * (wd - 1) + 1: sw] += patch[:, :, i, j]
+    oh, ow = full_shape[2] - 2 * ph, full_shape[3] - 2 * pw
+    y = full[:, :, ph: ph + oh, pw: pw + ow]
+    return y if b is None else y + np.asarray(b, np.float64).reshape(1, -1, 1, 1)
+
+
+def conv_transpose2d_grouped_backward(dy, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                                      dilation=1):
+    """-> (dx, dw, db): the adjoint of the scatter above, a gather over the same patches."""
+    dy, x, w = (np.asarray(a, np.float64) for a in (dy, x, w))
+    (sh, sw), (ph, pw), (dh, dw_), full_shape = _transpose_full(x.shape, w.shape, stride, padding,
+                                                                output_padding, groups, dilation)
+    n, c_in, h, wd = x.shape
+    _, cog, r, s = w.shape
+    full = np.zeros(full_shape)
+    full[:, :, ph: ph + dy.shape[2], pw: pw + dy.shape[3]] = dy
+    dpatch = np.empty((n, groups * cog, r, s, h, wd))
+    for i in range(r):
+        for j in range(s):
+            dpatch[:, :, i, j] = full[:, :, i * dh: i * dh + sh * (h - 1) + 1: sh,
+                                      j * dw_: j * dw_ + sw * (wd - 1) + 1: sw]
+    dpg = dpatch.reshape(n, groups, cog, r, s, h, wd)
+    xg = x.reshape(n, groups, c_in // groups, h, wd)
+    wg = w.reshape(groups, c_in // groups, cog, r, s)
+    dx = np.einsum("ngoijab,gcoij->ngcab", dpg, wg).reshape(x.shape)
+    dwt = np.einsum("ngcab,ngoijab->gcoij", xg, dpg).reshape(w.shape)
+    return dx, dwt, dy.sum(axis=(0, 2, 3))
 
 
 # ---- attention (issue 11) ---------------------------------------------------------------------

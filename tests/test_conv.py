@@ -2,6 +2,10 @@
 the float64 NumPy reference (tests/reference.py), float64 finite differences, every algorithm of
 the CPU dispatch on every ISA, PyTorch on a few layers, and bad input."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -170,11 +174,21 @@ def _accepts(variant, cfg):
     n, c, h, w, k, r, s, stride, padding, dilation, groups, bias = cfg
     if variant == "gemm1x1":
         return r == s == 1 and stride == 1 and padding == 0
+    if variant == "winograd":
+        return r == s == 3 and stride == 1 and dilation == 1
     return True
 
 
-VARIANTS = ["reference", "gemm1x1", "implicit_gemm", "direct"]
-KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)]
+def _winograd_ulps(pass_, w, dy):
+    """F(4, 3)'s transforms scale values by up to ~100 and back: 15-30x the rounding of a direct
+    sum (float32, max error / max |y|: 4.6e-6 at C16, 8.5e-6 at C64, 1.2e-5 at C256)."""
+    return 64 + 16 * (dy[0].size if pass_ == "backward_weight" else w[0].size) ** 0.5
+
+
+VARIANTS = ["reference", "gemm1x1", "implicit_gemm", "direct", "winograd"]
+KERNEL_CONFIGS = [CONFIGS[i] for i in (0, 1, 2, 3, 5, 8, 10, 11, 13, 15, 16, 18, 20, 23, 24, 25)] + [
+    (1, 2, 6, 75, 3, 3, 3, 4, 1, 1, 1, True),  # stride 4 over rows of > 16 outputs (vector gather)
+]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -192,19 +206,76 @@ def test_every_variant_matches_reference_kernel(rng, variant, dtype, isa):
             want = _run_pass(pass_, x, w, b, dy, kw, variant="reference")
             got = _run_pass(pass_, x, w, b, dy, kw, variant=variant, isa=isa)
             ulps = 16 + 8 * (dy[0].size if pass_ == "backward_weight" else w[0].size) ** 0.5
+            if variant == "winograd":
+                ulps = _winograd_ulps(pass_, w, dy)
             for g, r_ in zip(got, want):
                 assert_close(g, r_, dtype, ulps=ulps, name=f"{variant} {pass_} {_ids(cfg)}")
 
 
+# Winograd F(4x4, 3x3) on the shapes that stress it: odd sizes (edge tiles cropped), padding
+# 0 / 1 / 2 / 3 (3: the backward-data form's padding is negative), groups, batch 1, few channels,
+# several GEMM panels of tiles. (N, C, H, W, K, padding, groups)
+WINOGRAD_CONFIGS = [
+    (1, 3, 7, 7, 4, 1, 1), (2, 2, 13, 17, 3, 0, 1), (1, 1, 17, 13, 1, 2, 1), (2, 4, 9, 11, 6, 2, 2),
+    (1, 3, 3, 3, 2, 0, 1), (2, 5, 8, 6, 3, 3, 1), (1, 16, 17, 17, 32, 1, 1), (3, 12, 13, 7, 9, 1, 3),
+    (1, 2, 5, 70, 3, 1, 1),  # 18 tiles a row: the vector gathers and interleaves, and their tails
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_matches_reference_kernel(rng, dtype, isa):
+    for n, c, h, w_, k, p, g in WINOGRAD_CONFIGS:
+        cfg = (n, c, h, w_, k, 3, 3, 1, p, 1, g, True)
+        x, w, b, kw = _make(rng, cfg)
+        x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+        dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(dtype)
+        for pass_ in PASSES:
+            want = _run_pass(pass_, x, w, b, dy, kw, variant="reference")
+            got = _run_pass(pass_, x, w, b, dy, kw, variant="winograd", isa=isa)
+            for g_, r_ in zip(got, want):
+                assert_close(g_, r_, dtype, ulps=_winograd_ulps(pass_, w, dy),
+                             name=f"winograd {pass_} {_ids(cfg)}")
+
+
+def test_auto_picks_winograd_for_the_resnet_layers():
+    """Issue 9's 3x3 layers (N = 32): every float32 pass on Winograd; float64 keeps the GEMM
+    (Winograd's rounding error is 15-30x larger: not what a float64 caller asked for)."""
+    for c, hw in [(64, 56), (128, 28), (256, 14)]:
+        for dtype, want in (("float32", "winograd"), ("float64", "implicit_gemm")):
+            got = [_core.conv2d_variant(p, (32, c, hw, hw), (c, c, 3, 3), 1, 1, 1, 1, 1, 1, 1,
+                                        dtype=dtype) for p in PASSES]
+            assert got == [want] * 3, (c, hw, dtype)
+
+
+def test_winograd_can_be_turned_off():
+    code = ("from fastdl import _core; print(_core.conv2d_variant('forward', (32, 64, 56, 56), "
+            "(64, 64, 3, 3), 1, 1, 1, 1, 1, 1, 1, dtype='float32'))")
+    env = dict(os.environ, FASTDL_CONV_WINOGRAD="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "implicit_gemm"
+
+
 def test_forced_variant_refuses_what_it_cannot_run(rng):
     x, w, b, kw = _make(rng, CONFIGS[0])  # 3x3
+    x, w = x.astype(np.float32), w.astype(np.float32)
     y = np.empty((1, 4, 7, 7), np.float32)
     with pytest.raises(ValueError, match="gemm1x1"):
-        _core.conv2d_forward(y, x.astype(np.float32), w.astype(np.float32), None, *_sizes(kw),
-                             variant="gemm1x1")
+        _core.conv2d_forward(y, x, w, None, *_sizes(kw), variant="gemm1x1")
     with pytest.raises(ValueError, match="variant"):
-        _core.conv2d_forward(y, x.astype(np.float32), w.astype(np.float32), None, *_sizes(kw),
-                             variant="winograd")
+        _core.conv2d_forward(y, x, w, None, *_sizes(kw), variant="fft")
+    # winograd: 3x3, stride 1, dilation 1
+    for cfg in (CONFIGS[1], CONFIGS[7], CONFIGS[11]):  # stride 2, 5x5, dilation 2
+        x2, w2, _, kw2 = _make(rng, cfg)
+        y2 = np.empty(ref.conv2d(x2, w2, None, **kw2).shape)
+        with pytest.raises(ValueError, match="winograd"):
+            _core.conv2d_forward(y2, x2, w2, None, *_sizes(kw2), variant="winograd")
+        with pytest.raises(ValueError, match="winograd"):
+            _core.conv2d_backward_data(np.empty_like(x2), y2, w2, *_sizes(kw2), variant="winograd")
+        with pytest.raises(ValueError, match="winograd"):
+            _core.conv2d_backward_weight(np.empty_like(w2), np.empty(len(w2)), y2, x2, *_sizes(kw2),
+                                         variant="winograd")
 
 
 def test_dispatch_reaches_every_algorithm():
@@ -214,8 +285,18 @@ def test_dispatch_reaches_every_algorithm():
         return _core.conv2d_variant(pass_, xs, ws, *_sizes(kw))
     for pass_ in PASSES:
         assert pick(pass_, (4, 64, 14, 14), (128, 64, 1, 1)) == "gemm1x1"
-        assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == "implicit_gemm"
         assert pick(pass_, (4, 64, 14, 14), (64, 1, 3, 3), padding=1, groups=64) == "direct"
+        # 3x3 stride 1: Winograd given channels and tiles enough (backward-weight wants more)
+        assert pick(pass_, (4, 64, 28, 28), (64, 64, 3, 3), padding=1) == "winograd"
+        wino = "implicit_gemm" if pass_ == "backward_weight" else "winograd"
+        assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1) == wino
+        assert pick(pass_, (32, 512, 14, 14), (512, 512, 3, 3), padding=1) == wino
+        assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=1, stride=2) == "implicit_gemm"
+        assert pick(pass_, (4, 64, 14, 14), (64, 64, 3, 3), padding=2, dilation=2) == "implicit_gemm"
+        assert pick(pass_, (1, 256, 14, 14), (256, 256, 3, 3), padding=1) == "implicit_gemm"  # 16 tiles
+        assert pick(pass_, (32, 64, 5, 5), (64, 64, 3, 3), padding=1) == "implicit_gemm"  # cropped
+    assert pick("forward", (4, 4, 14, 14), (32, 4, 3, 3), padding=1) == "implicit_gemm"  # C/G < 8
+    assert pick("forward", (4, 8, 14, 14), (32, 8, 3, 3), padding=1) == "winograd"
     # LeNet's C1: one input channel (forward k = 25) and one backward-data filter row go direct,
     # backward-weight's 32 filter rows stay on the GEMM
     lenet = [pick(p, (4, 1, 28, 28), (32, 1, 5, 5)) for p in PASSES]
@@ -443,14 +524,15 @@ def test_thread_counts(rng, threads):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_zero_batch_every_variant(rng, variant):
+    r, p = (3, 1) if variant == "winograd" else (1, 0)
     x = np.zeros((0, 8, 5, 5), np.float32)
-    w = rng.standard_normal((16, 8, 1, 1)).astype(np.float32)
+    w = rng.standard_normal((16, 8, r, r)).astype(np.float32)
     y = np.empty((0, 16, 5, 5), np.float32)
-    _core.conv2d_forward(y, x, w, None, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    _core.conv2d_forward(y, x, w, None, 1, 1, p, p, 1, 1, 1, variant=variant)
     dx = np.empty_like(x)
-    _core.conv2d_backward_data(dx, y, w, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    _core.conv2d_backward_data(dx, y, w, 1, 1, p, p, 1, 1, 1, variant=variant)
     dw, db = np.full_like(w, np.nan), np.full(16, np.nan, np.float32)
-    _core.conv2d_backward_weight(dw, db, y, x, 1, 1, 0, 0, 1, 1, 1, variant=variant)
+    _core.conv2d_backward_weight(dw, db, y, x, 1, 1, p, p, 1, 1, 1, variant=variant)
     np.testing.assert_array_equal(dw, 0)
     np.testing.assert_array_equal(db, 0)
 
@@ -461,8 +543,10 @@ def test_outputs_fully_written(rng, variant):
     than the kernel, and the extra rows/columns of a dx larger than the smallest input."""
     for (n, c, h, w_, k, r, s, st, p), extra in [((2, 8, 9, 9, 16, 1, 1, 3, 0), 0),
                                                  ((2, 1, 6, 9, 16, 2, 2, 3, 1), 2),
-                                                 ((2, 16, 7, 7, 8, 3, 3, 2, 1), 1)]:
-        if variant == "gemm1x1" and (r != 1 or st != 1 or p != 0):
+                                                 ((2, 16, 7, 7, 8, 3, 3, 2, 1), 1),
+                                                 ((2, 16, 7, 9, 8, 3, 3, 1, 1), 0),
+                                                 ((1, 3, 13, 9, 4, 3, 3, 1, 0), 0)]:
+        if not _accepts(variant, (n, c, h, w_, k, r, s, st, p, 1, 1, False)):
             continue
         x = rng.standard_normal((n, c, h, w_))
         w = rng.standard_normal((k, c, r, s))
@@ -559,7 +643,9 @@ def test_stride_past_the_input_is_one_window(rng, isa):
         ow = (x.shape[3] + 2 * pad[1] - 3) // st[1] + 1
         dy = rng.standard_normal((2, k, oh, ow))
         for variant in VARIANTS[1:]:
-            if variant == "gemm1x1":
+            # gemm1x1 takes no 3x3; winograd only where each axis is unit-strided or one window
+            if variant == "gemm1x1" or (variant == "winograd" and
+                                        any(s != 1 and o != 1 for s, o in zip(st, (oh, ow)))):
                 continue
             kw = dict(stride=st, padding=pad, dilation=1, groups=1)
             for pass_ in PASSES:
@@ -704,3 +790,112 @@ def test_backward_output_mask_bad():
         ops.conv2d_backward(dy, x, w, output_mask=(True, False))
     with pytest.raises(TypeError, match="output_mask must be a sequence"):
         ops.conv2d_backward(dy, x, w, output_mask=1)
+
+
+# ---- conv_transpose2d groups and dilation (issue 9) ----------------------------------------------
+# Against tests/reference.py's grouped scatter (PyTorch's definition), float64 finite differences
+# and torch; output_padding up to max(stride, dilation) - 1, so also past the stride (the ops'
+# "full output" path).
+
+# (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, groups, dilation, bias)
+GROUPED_TRANSPOSE = [
+    (1, 4, 5, 4, 6, 3, 3, 2, 1, 1, 2, 1, True),        # groups 2, batch 1
+    (2, 3, 4, 5, 3, 2, 3, 1, 0, 0, 3, 1, False),       # depthwise-like: groups = C_in = C_out
+    (2, 2, 5, 3, 4, 3, 3, 1, 1, 0, 1, 2, True),        # dilation 2, stride 1
+    (1, 6, 3, 4, 4, 3, 2, 2, 1, 1, 2, (2, 3), True),   # dilation per axis, groups 2
+    (2, 2, 4, 4, 2, 3, 3, 1, 2, 2, 1, 3, True),        # output_padding 2 >= stride 1 (< dilation 3)
+    (1, 4, 3, 5, 2, 2, 2, (1, 2), (0, 1), (1, 2), 2, 3, False),  # full path on both axes
+    (2, 6, 5, 5, 9, 1, 1, 3, 0, 2, 3, 1, True),        # 1x1, stride 3, groups 3
+    (1, 2, 7, 1, 2, 3, 1, 2, (3, 0), (1, 0), 2, (2, 1), True),  # padding 3 larger than the kernel
+]
+
+
+def _gt_ids(cfg):
+    return "N{}Ci{}H{}W{}Co{}R{}S{}-s{}p{}op{}g{}d{}{}".format(*cfg[:12], "b" if cfg[12] else "")
+
+
+def _gt_make(rng, cfg):
+    n, c_in, h, wd, c_out, r, s, stride, padding, op_, groups, dil, bias = cfg
+    x = rng.standard_normal((n, c_in, h, wd))
+    w = rng.standard_normal((c_in, c_out // groups, r, s))
+    b = rng.standard_normal(c_out) if bias else None
+    kw = dict(stride=stride, padding=padding, output_padding=op_, groups=groups, dilation=dil)
+    return x, w, b, kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", GROUPED_TRANSPOSE, ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_against_reference(rng, cfg, dtype):
+    x, w, b, kw = _gt_make(rng, cfg)
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    y = ops.conv_transpose2d(cast(x), cast(w), cast(b), **kw)
+    want = ref.conv_transpose2d_grouped(x, w, b, **kw)
+    tol = 16 + 4 * (x.shape[1] * w.shape[2] * w.shape[3]) ** 0.5
+    assert_close(y, want, dtype, name="y", ulps=tol * 4)
+    dy = rng.standard_normal(want.shape)
+    got = ops.conv_transpose2d_backward(cast(dy), cast(x), cast(w), **kw)
+    wants = ref.conv_transpose2d_grouped_backward(dy, x, w, **kw)
+    for name, g, r_ in zip(("dx", "dw", "db"), got, wants):
+        assert_close(g, r_, dtype, name=name, ulps=4 * (16 + 4 * dy[0].size ** 0.5))
+    # the same through the positional order of PyTorch's F.conv_transpose2d
+    y2 = ops.conv_transpose2d(cast(x), cast(w), cast(b), kw["stride"], kw["padding"],
+                              kw["output_padding"], kw["groups"], kw["dilation"])
+    np.testing.assert_array_equal(y, y2)
+
+
+@pytest.mark.parametrize("cfg", [GROUPED_TRANSPOSE[i] for i in (0, 3, 4, 5)], ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_gradcheck(rng, cfg):
+    x, w, _, kw = _gt_make(rng, cfg)
+    b = rng.standard_normal(w.shape[1] * kw["groups"])
+    gradcheck(lambda x, w, b: ops.conv_transpose2d(x, w, b, **kw),
+              lambda g, x, w, b: ops.conv_transpose2d_backward(g, x, w, **kw),
+              [x, w, b], wrt=[0, 1, 2], rng=rng)
+
+
+@pytest.mark.parametrize("cfg", GROUPED_TRANSPOSE, ids=_gt_ids)
+def test_conv_transpose2d_groups_dilation_against_torch(rng, cfg):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = _gt_make(rng, cfg)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, **kw)
+    y = ops.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = ops.conv_transpose2d_backward(dy, x, w, **kw, output_mask=(True, True, b is not None))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if b is not None:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose2d_output_mask_full_path(rng):
+    """The mask skips the same passes on the full-output path (output_padding >= stride)."""
+    x, w, b, kw = _gt_make(rng, GROUPED_TRANSPOSE[4])
+    dy = rng.standard_normal(ops.conv_transpose2d(x, w, b, **kw).shape)
+    full = ops.conv_transpose2d_backward(dy, x, w, **kw)
+    for mask in ((True, False, False), (False, True, False), (False, False, True)):
+        got = ops.conv_transpose2d_backward(dy, x, w, **kw, output_mask=mask)
+        for m, g, f in zip(mask, got, full):
+            assert (g is None) != m
+            if m:
+                np.testing.assert_array_equal(g, f)
+
+
+def test_bad_input_conv_transpose2d_groups_dilation():
+    x = np.ones((2, 4, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    ct = ops.conv_transpose2d
+    _bad(ct, ValueError, r"groups=3 must divide the input channels C_in=4", x, w, groups=3)
+    _bad(ct, ValueError, r"groups must be >= 1, got 0", x, w, groups=0)
+    _bad(ct, TypeError, r"groups must be an int", x, w, groups=2.0)
+    _bad(ct, ValueError, r"dilation must be >= 1, got 0", x, w, dilation=0)
+    _bad(ct, ValueError, r"must have C_in=4 along axis 0", x, w[:2], groups=2)
+    _bad(ct, ValueError, r"output_padding must be smaller than stride or dilation along H, got "
+         r"output_padding=2, stride=2, dilation=2", x, w, stride=2, dilation=2, output_padding=2)
+    _bad(ct, ValueError, r"output_padding must be smaller than stride or dilation along W.*=3, "
+         r"stride=1, dilation=3", x, w, dilation=(1, 3), output_padding=(0, 3))
+    _bad(ct, ValueError, r"b must have shape \(6,\)", x, w, np.ones(3, np.float32), groups=2)
+    _bad(ops.conv_transpose2d_backward, ValueError, r"dy must have shape \(2, 6, 9, 9\)",
+         np.ones((2, 6, 7, 7), np.float32), x, w, groups=2, dilation=2)

@@ -206,3 +206,21 @@ def test_bad_arguments():
         _cuda.conv2d_backward_weight(cp.empty_like(w), cp.empty(5, np.float32), y, x, *s)
     with pytest.raises(TypeError, match="float32"):
         ops.conv2d(x.astype(np.float64), w)
+
+
+@pytest.mark.parametrize("stride,padding,output_padding,groups,dilation", [
+    (2, 1, 1, 2, 1), (1, 0, 0, 1, 2), ((2, 1), (1, 2), (1, 2), 2, (2, 3)),  # the last: op >= stride
+], ids=str)
+def test_conv_transpose2d_groups_dilation(stride, padding, output_padding, groups, dilation, rng):
+    """groups and dilation (issue 9), small integers so every sum is exact on the device."""
+    x = rng.integers(-3, 4, (2, 4, 5, 6)).astype(np.float32)
+    w = rng.integers(-3, 4, (4, 3, 3, 2)).astype(np.float32)
+    b = rng.integers(-3, 4, (3 * groups,)).astype(np.float32)
+    geo = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+               dilation=dilation)
+    y = ops.conv_transpose2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), **geo)
+    np.testing.assert_array_equal(host(y), ref.conv_transpose2d_grouped(x, w, b, **geo))
+    dy = rng.integers(-3, 4, y.shape).astype(np.float32)
+    got = ops.conv_transpose2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **geo)
+    for name, g_, want in zip(("dx", "dw", "db"), got, ref.conv_transpose2d_grouped_backward(dy, x, w, **geo)):
+        np.testing.assert_array_equal(host(g_), want, err_msg=name)

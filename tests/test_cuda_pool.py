@@ -244,3 +244,64 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"argmax: expected flat indices into the 6 x 6 input plane "
                                          r"\(0 <= index < 36\), got 36 at flat position 15"):
         _cuda.max_pool2d_backward(cp.empty_like(x), y, bad)
+
+
+# ---- PyTorch's options: ceil_mode, count_include_pad, divisor_override, max-pool dilation -----------
+# Against tests/reference.py's float64 pool references (PyTorch's documented formulas).
+
+def _ref():
+    import reference
+    return reference
+
+
+OPTION_CASES = [  # (shape, kernel, stride, padding)
+    ((1, 2, 7, 9), 2, 2, 0), ((2, 1, 9, 13), 3, 2, 1), ((1, 2, 13, 5), 3, 1, 1),
+    ((1, 1, 5, 7), (2, 3), (3, 2), (1, 1)), ((1, 1, 1, 1), 2, 2, 0),
+]
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=str)
+def test_max_pool_options(case, rng):
+    ref = _ref()
+    shape, k, s, p = case
+    x = rng.integers(-4, 5, shape).astype(np.float32)
+    for ceil_mode in (False, True):
+        for d in (1, 2, 3):
+            if min(ref._geometry(shape[2:], k, s, p, d, ceil_mode)[3]) < 1:
+                continue
+            name = f"{case} d{d} ceil={ceil_mode}"
+            y, arg = ops.max_pool2d(cp.asarray(x), k, s, p, d, ceil_mode)
+            want, arg_want = ref.max_pool2d(x, k, s, p, d, ceil_mode)
+            np.testing.assert_array_equal(host(y), want, err_msg=name)
+            np.testing.assert_array_equal(host(arg), arg_want, err_msg=name)
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=str)
+def test_avg_pool_options(case, rng):
+    ref = _ref()
+    shape, k, s, p = case
+    x = rng.standard_normal(shape).astype(np.float32)
+    kh, kw = ref._pair(k)
+    for ceil_mode in (False, True):
+        for cip, div in ((True, None), (False, None), (True, 5), (False, 3)):
+            opts = (k, s, p, ceil_mode, cip, div)
+            name = f"{case} ceil={ceil_mode} cip={cip} div={div}"
+            y = ops.avg_pool2d(cp.asarray(x), *opts)
+            assert_avg(y, ref.avg_pool2d(x, *opts), kh * kw, name)
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            dx = ops.avg_pool2d_backward(cp.asarray(dy), x.shape, *opts)
+            assert_avg(dx, ref.avg_pool2d_backward(dy, x.shape, *opts), kh * kw, "dx " + name)
+
+
+def test_options_bad_arguments():
+    x = cp.ones((1, 2, 6, 6), np.float32)
+    y = cp.empty((1, 2, 3, 3), np.float32)
+    arg = cp.empty((1, 2, 3, 3), np.int64)
+    with pytest.raises(ValueError, match="divisor_override: expected None or a positive int, got 0"):
+        _cuda.avg_pool2d_forward(y, x, 2, 2, 2, 2, 0, 0, False, True, 0)
+    with pytest.raises(ValueError, match="dilation_w: expected a dilation >= 1, got 0"):
+        _cuda.max_pool2d_forward(y, arg, x, 2, 2, 2, 2, 0, 0, 1, 0)
+    with pytest.raises(ValueError, match=r"y: expected shape \(1, 2, 4, 4\)"):
+        _cuda.max_pool2d_forward(y, arg, cp.ones((1, 2, 7, 7), np.float32), 2, 2, 2, 2, 0, 0, 1, 1, True)
+    with pytest.raises(ValueError, match="holds no cell of the input"):
+        ops.max_pool2d(cp.ones((1, 1, 3, 3), np.float32), 2, 1, 1, dilation=4)

@@ -107,9 +107,72 @@ def test_conv_transpose2d_matches_pytorch(case, dtype, rng):
     _compare(ours, theirs, x, rng, dtype)
 
 
+PADDING_MODE_CASES = [  # Conv2d padding_mode (issue 9): (C, K, kernel, options, H, W)
+    (2, 3, 3, dict(padding=1), 5, 7),
+    (4, 6, 3, dict(padding=(2, 1), stride=2, groups=2), 7, 5),
+    (2, 3, (2, 4), dict(padding="same", dilation=(2, 1)), 5, 9),  # odd total: the extra cell last
+    (3, 2, 3, dict(padding="valid", bias=False), 5, 5),
+    (2, 2, 3, dict(padding=3, dilation=2), 4, 5),  # padding up to the reflect limit (size - 1)
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("case", PADDING_MODE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+def test_conv2d_padding_mode_matches_pytorch(case, mode, dtype, rng):
+    torch = _torch()
+    c, k, ks, opts, h, w = case
+    theirs = torch.nn.Conv2d(c, k, ks, padding_mode=mode, **opts)
+    ours = nn.Conv2d(c, k, ks, padding_mode=mode, **opts)
+    _load_from_torch(ours, theirs, dtype)
+    x = rng.standard_normal((1, c, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+    assert repr(ours).endswith(f"padding_mode={mode})")
+
+
+def test_conv2d_padding_mode_bad_input(rng):
+    x = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="reflect padding must be smaller than the input size"):
+        nn.Conv2d(2, 2, 3, padding=3, padding_mode="reflect")(x)
+    with pytest.raises(ValueError, match="circular padding must be at most the input size"):
+        nn.Conv2d(2, 2, 3, padding=4, padding_mode="circular")(x)
+
+
+TRANSPOSE_OPTION_CASES = [  # groups and dilation (issue 9): (C_in, C_out, kernel, options, H, W)
+    (4, 6, 3, dict(stride=2, padding=1, output_padding=1, groups=2), 4, 5),
+    (3, 3, 2, dict(groups=3, bias=False), 5, 3),
+    (2, 4, 3, dict(dilation=2, padding=1), 5, 4),
+    (4, 2, (3, 2), dict(stride=(2, 1), dilation=(2, 3), groups=2, output_padding=(1, 2)), 3, 4),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TRANSPOSE_OPTION_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_transpose2d_options_match_pytorch(case, batch, dtype, rng):
+    torch = _torch()
+    c_in, c_out, ks, opts, h, w = case
+    theirs = torch.nn.ConvTranspose2d(c_in, c_out, ks, **opts)
+    ours = nn.ConvTranspose2d(c_in, c_out, ks, **opts)
+    assert ours.weight.shape == tuple(theirs.weight.shape) == (c_in, c_out // ours.groups) + ours.kernel_size
+    _load_from_torch(ours, theirs, dtype)
+    x = rng.standard_normal((batch, c_in, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+
+
+def test_conv_transpose2d_options_repr():
+    t = nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2, dilation=2)
+    assert (t.groups, t.dilation, t.weight.shape) == (2, (2, 2), (4, 3, 3, 3))
+    assert repr(t) == ("ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), dilation=(2, 2), "
+                       "output_padding=(1, 1), groups=2)")  # PyTorch's order
+
+
 @pytest.mark.parametrize("make", [
     lambda m: m.Conv2d(16, 32, 3), lambda m: m.Conv2d(8, 8, (5, 3), groups=4),
-    lambda m: m.ConvTranspose2d(16, 24, 2, stride=2)], ids=["conv", "grouped", "transpose"])
+    lambda m: m.ConvTranspose2d(16, 24, 2, stride=2),
+    lambda m: m.ConvTranspose2d(16, 24, 3, groups=4, dilation=2)],
+    ids=["conv", "grouped", "transpose", "grouped-transpose"])
 def test_conv_init_distribution_matches_pytorch(make):
     """kaiming_uniform_(a=sqrt(5)) and the bias bound: both U(+-1/sqrt(fan_in)), fan_in from
     weight.shape[1:] (PyTorch's rule, ConvTranspose2d's quirk included)."""
@@ -181,6 +244,58 @@ def test_max_pool_return_indices_match_pytorch(rng):
     with fastdl.no_grad():
         y2, idx2 = F.max_pool2d(x, 2, return_indices=True)
     assert not y2.requires_grad and y2.shape == idx2.shape == (2, 3, 3, 3)
+
+
+POOL_OPTION_CASES = [  # PyTorch's options (issue 9): ceil_mode, dilation, count_include_pad, divisor_override
+    ("MaxPool2d", (2,), dict(ceil_mode=True), 7, 9),
+    ("MaxPool2d", (3,), dict(stride=2, padding=1, dilation=2), 9, 13),
+    ("MaxPool2d", ((2, 3),), dict(stride=(2, 1), padding=(1, 1), dilation=(3, 2), ceil_mode=True), 13, 5),
+    ("AvgPool2d", (2,), dict(ceil_mode=True), 7, 9),
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False), 9, 13),
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, count_include_pad=False), 5, 7),
+    ("AvgPool2d", ((3, 2),), dict(stride=(2, 3), padding=(1, 1), ceil_mode=True, divisor_override=4), 13, 5),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_OPTION_CASES, ids=lambda c: f"{c[0]}{c[1]}{c[2]}")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_pool_options_match_pytorch(case, batch, dtype, rng):
+    torch = _torch()
+    kind, args, kwargs, h, w = case
+    theirs, ours = getattr(torch.nn, kind)(*args, **kwargs), getattr(nn, kind)(*args, **kwargs)
+    x = rng.standard_normal((batch, 3, h, w)).astype(dtype)
+    _compare(ours, theirs, x, rng, dtype)
+
+
+def test_pool_options_attributes_and_repr():
+    m = nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True)
+    assert (m.dilation, m.ceil_mode) == ((2, 2), True)
+    assert repr(m) == ("MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), "
+                       "ceil_mode=True)")
+    assert repr(nn.MaxPool2d(2)).endswith("dilation=(1, 1), ceil_mode=False)")
+    a = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=5)
+    assert (a.ceil_mode, a.count_include_pad, a.divisor_override) == (True, False, 5)
+    # PyTorch's AvgPool2d shows kernel_size, stride and padding only
+    assert repr(a) == "AvgPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
+    y, idx = nn.MaxPool2d(2, ceil_mode=True, return_indices=True)(np.ones((1, 1, 5, 5), np.float32))
+    assert y.shape == idx.shape == (1, 1, 3, 3)
+
+
+def test_pool_options_gradcheck(rng):
+    x = rng.permutation(2 * 7 * 9).reshape(1, 2, 7, 9) * 0.5 + rng.random((1, 2, 7, 9)) * 0.01
+    for layer in (nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True),
+                  nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+                  nn.AvgPool2d(2, ceil_mode=True, divisor_override=3)):
+        def f(x, layer=layer):
+            return layer(Tensor(x)).numpy()
+
+        def b(g, x, layer=layer):
+            xt = Tensor(x, requires_grad=True)
+            layer(xt).backward(g)
+            return xt.grad
+
+        gradcheck(f, b, [x], wrt=[0], rng=rng)
 
 
 # ---- BatchNorm2d ------------------------------------------------------------------------------------------
@@ -310,13 +425,22 @@ def test_noncontiguous_and_array_inputs(rng):
     (lambda: nn.Conv2d(3, 4, 2.5), TypeError, "kernel_size"),
     (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"), ValueError, "stride 1"),
     (lambda: nn.Conv2d(3, 4, 3, padding="full"), ValueError, "padding"),
-    (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode"),
+    (lambda: nn.Conv2d(3, 4, 3, padding_mode="mirror"), ValueError, "padding_mode must be one of"),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"), ValueError, "padding_mode must be one of"),
     (lambda: nn.Conv2d(0, 4, 3), ValueError, "in_channels"),
     (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=2), ValueError, "output_padding"),
-    (lambda: nn.ConvTranspose2d(4, 4, 3, groups=2), ValueError, "groups"),
+    (lambda: nn.ConvTranspose2d(4, 3, 3, groups=2), ValueError, "divisible by groups"),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, groups=2), ValueError, "divisible by groups"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, dilation=0), ValueError, "dilation"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, stride=2, dilation=3, output_padding=3), ValueError,
+     "output_padding"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, "padding"),
-    (lambda: nn.MaxPool2d(2, ceil_mode=True), ValueError, "ceil_mode"),
-    (lambda: nn.AvgPool2d(2, count_include_pad=False), ValueError, "count_include_pad"),
+    (lambda: nn.MaxPool2d(2, dilation=0), ValueError, "dilation"),
+    (lambda: nn.MaxPool2d(2, ceil_mode="yes"), TypeError, "ceil_mode"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=None), TypeError, "count_include_pad"),
+    (lambda: nn.AvgPool2d(2, divisor_override=0), ValueError, "divisor_override"),
+    (lambda: nn.AvgPool2d(2, divisor_override=-2), ValueError, "divisor_override"),
+    (lambda: nn.AvgPool2d(2, divisor_override=1.5), TypeError, "divisor_override"),
     (lambda: nn.AdaptiveAvgPool2d((1, 2, 3)), TypeError, "output_size"),
     (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "output_size"),
     (lambda: nn.BatchNorm2d(0), ValueError, "num_features"),

@@ -342,3 +342,221 @@ def test_streamed_backward(rng, dtype, shape):
     _core.adaptive_avg_pool2d_backward(dx, y[:, :, :50, :41].copy(), isa=isa)
     _core.adaptive_avg_pool2d_backward_reference(want, y[:, :, :50, :41].copy())
     assert_close(dx, want, dtype)
+
+
+# ---- PyTorch's options: ceil_mode, count_include_pad, divisor_override, max-pool dilation -----------
+# A grid over odd H / W (every one of 5, 7, 9, 13 as H and as W), kernels 2 and 3, strides 1-3,
+# padding 0 / 1, batch 1, against the float64 reference (PyTorch's formulas) and torch itself.
+
+OPTION_HW = [(5, 7), (7, 9), (9, 13), (13, 5)]
+AVG_MODES = [(True, None), (False, None), (True, 5), (False, 3)]  # (count_include_pad, divisor)
+
+
+@pytest.fixture
+def torch1():
+    """torch on one thread, or None without torch: hundreds of tiny calls, each of which would
+    otherwise wake torch's whole thread pool on this shared machine (~13 ms a call)."""
+    try:
+        import torch
+    except ImportError:
+        yield None
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("k", [2, 3])
+def test_avg_options_grid(rng, torch1, k, ceil_mode):
+    torch = torch1
+    for h, w in OPTION_HW:
+        x = rng.standard_normal((1, 2, h, w))
+        for s in (1, 2, 3):
+            for p in (0, 1):
+                for cip, div in AVG_MODES:
+                    opts = (k, s, p, ceil_mode, cip, div)
+                    name = f"{(h, w)} k{k} s{s} p{p} ceil={ceil_mode} cip={cip} div={div}"
+                    y = ops.avg_pool2d(x, *opts)
+                    assert_close(y, ref.avg_pool2d(x, *opts), np.float64, name=name)
+                    dy = rng.standard_normal(y.shape)
+                    dx = ops.avg_pool2d_backward(dy, x.shape, *opts)
+                    assert_close(dx, ref.avg_pool2d_backward(dy, x.shape, *opts), np.float64, name=name)
+                    if torch is not None:
+                        xt = torch.from_numpy(x).requires_grad_()
+                        yt = torch.nn.functional.avg_pool2d(xt, *opts)
+                        assert yt.shape == y.shape, name
+                        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12,
+                                                   err_msg=name)
+                        yt.backward(torch.from_numpy(dy))
+                        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12,
+                                                   err_msg=name)
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_options_grid(rng, torch1, k, ceil_mode):
+    torch = torch1
+    for h, w in OPTION_HW:
+        # Few distinct values: ties decided as PyTorch (first max in row-major window order).
+        x = rng.integers(-3, 4, (1, 2, h, w)).astype(np.float32)
+        for s in (1, 2, 3):
+            for p in (0, 1):
+                for d in (1, 2, 3):
+                    if ref._out_size(min(h, w), k, s, p, d, ceil_mode) < 1:
+                        continue
+                    opts = (k, s, p, d, ceil_mode)
+                    name = f"{(h, w)} k{k} s{s} p{p} d{d} ceil={ceil_mode}"
+                    y, am = ops.max_pool2d(x, *opts)
+                    want_y, want_am = ref.max_pool2d(x, *opts)
+                    np.testing.assert_array_equal(am, want_am, err_msg=name)
+                    np.testing.assert_array_equal(y, want_y, err_msg=name)
+                    if torch is not None:
+                        yt, at = torch.nn.functional.max_pool2d(torch.from_numpy(x), *opts,
+                                                                return_indices=True)
+                        np.testing.assert_array_equal(y, yt.numpy(), err_msg=name)
+                        np.testing.assert_array_equal(am, at.numpy(), err_msg=name)
+
+
+def test_ceil_mode_shapes_against_torch():
+    """The output-size rule at its edges: a kernel larger than the input (allowed in ceil mode
+    when the window starts inside it), the last window dropped when it would start in the right
+    padding, windows running past the padding."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for hw, k, s, p in [((1, 1), 2, 2, 0), ((2, 3), 3, 2, 1), ((5, 5), 2, 3, 1), ((4, 6), 3, 3, 1),
+                        ((6, 4), 2, 2, 1), ((1, 7), (1, 4), (1, 4), (0, 2)), ((8, 8), 3, 4, 0)]:
+        x = np.arange(np.prod(hw), dtype=np.float32).reshape(1, 1, *hw) % 5
+        y = ops.avg_pool2d(x, k, s, p, ceil_mode=True)
+        yt = F.avg_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=True)
+        np.testing.assert_allclose(y, yt.numpy(), rtol=1e-6, err_msg=f"{hw} {k} {s} {p}")
+        y2 = ops.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=False)
+        np.testing.assert_allclose(y2, F.avg_pool2d(torch.from_numpy(x), k, s, p, True, False).numpy(),
+                                   rtol=1e-6)
+        ym, am = ops.max_pool2d(x, k, s, p, ceil_mode=True)
+        ymt, amt = F.max_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=True, return_indices=True)
+        np.testing.assert_array_equal(ym, ymt.numpy())
+        np.testing.assert_array_equal(am, amt.numpy())
+
+
+# Widths around the vector lengths, so the SIMD blocks, their moved-back last block and the
+# one-output borders all meet the options; each ISA against the plain-loop oracle.
+OPTION_GEOMS = [((1, 2, 5, 33), 2, 2, 0), ((2, 1, 7, 41), 3, 2, 1), ((1, 1, 6, 70), 3, 1, 1),
+                ((1, 2, 9, 17), 2, 1, 1), ((1, 1, 5, 130), 3, 3, 1), ((1, 2, 13, 9), (2, 3), (2, 1), (1, 1)),
+                ((1, 1, 4, 66), (3, 2), (3, 2), (1, 0))]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_options_match_kernel_reference(rng, isa, dtype):
+    for shape, k, s, p in OPTION_GEOMS:
+        k2, s2, p2 = ref._pair(k), ref._pair(s), ref._pair(p)
+        win = (*k2, *s2, *p2)
+        for ceil_mode in (False, True):
+            for d in (1, 2, 3):
+                oh, ow = ref._geometry(shape[2:], k, s, p, d, ceil_mode)[3]
+                if min(oh, ow) < 1:
+                    continue
+                name = f"max {shape} {k} {s} {p} d{d} ceil={ceil_mode}"
+                x = rng.integers(-2, 3, shape).astype(dtype)
+                x[rng.random(shape) < 0.03] = np.nan
+                x[rng.random(shape) < 0.03] = -np.inf
+                y, am = np.empty((*shape[:2], oh, ow), dtype), np.empty((*shape[:2], oh, ow), np.int64)
+                y2, am2 = np.empty_like(y), np.empty_like(am)
+                _core.max_pool2d_forward(y, am, x, *win, d, d, ceil_mode, isa=isa)
+                _core.max_pool2d_forward_reference(y2, am2, x, *win, d, d, ceil_mode)
+                np.testing.assert_array_equal(y, y2, err_msg=name)
+                np.testing.assert_array_equal(am, am2, err_msg=name)
+            oh, ow = ref._geometry(shape[2:], k, s, p, 1, ceil_mode)[3]
+            x = rng.standard_normal(shape).astype(dtype)
+            dy = rng.standard_normal((*shape[:2], oh, ow)).astype(dtype)
+            for cip, div in AVG_MODES:
+                name = f"avg {shape} {k} {s} {p} ceil={ceil_mode} cip={cip} div={div}"
+                y, y2 = np.empty((*shape[:2], oh, ow), dtype), np.empty((*shape[:2], oh, ow), dtype)
+                _core.avg_pool2d_forward(y, x, *win, ceil_mode, cip, div, isa=isa)
+                _core.avg_pool2d_forward_reference(y2, x, *win, ceil_mode, cip, div)
+                assert_close(y, y2, dtype, name=name)
+                assert_close(y, ref.avg_pool2d(x, k, s, p, ceil_mode, cip, div), dtype, name=name)
+                dx, dx2 = np.empty(shape, dtype), np.empty(shape, dtype)
+                _core.avg_pool2d_backward(dx, dy, *win, ceil_mode, cip, div, isa=isa)
+                _core.avg_pool2d_backward_reference(dx2, dy, *win, ceil_mode, cip, div)
+                assert_close(dx, dx2, dtype, name="backward " + name)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (0, 1)), (3, 3, 1)], ids=str)
+def test_options_gradcheck(rng, k, s, p):
+    shape = (1, 2, 7, 5)
+    x = rng.permutation(np.prod(shape)).reshape(shape) * 0.5 + rng.random(shape) * 0.01
+    for ceil_mode in (False, True):
+        for cip, div in AVG_MODES:
+            opts = (k, s, p, ceil_mode, cip, div)
+            gradcheck(lambda x: ops.avg_pool2d(x, *opts),
+                      lambda g, x: ops.avg_pool2d_backward(g, x.shape, *opts), [x], wrt=[0], rng=rng)
+        for d in (1, 2):
+            mo = (k, s, p, d, ceil_mode)
+            gradcheck(lambda x: ops.max_pool2d(x, *mo)[0],
+                      lambda g, x: ops.max_pool2d_backward(g, ops.max_pool2d(x, *mo)[1], x.shape),
+                      [x], wrt=[0], rng=rng)
+
+
+def test_options_thread_count_invariance(rng):
+    x = rng.standard_normal((2, 16, 33, 41)).astype(np.float32)
+    runs = []
+    for threads in (1, 2):
+        fastdl.set_num_threads(threads)
+        y, am = ops.max_pool2d(x, 3, 2, 1, dilation=2, ceil_mode=True)
+        ya = ops.avg_pool2d(x, 3, 2, 1, True, False)
+        runs.append((y, am, ya, ops.avg_pool2d_backward(ya, x.shape, 3, 2, 1, True, False, None),
+                     ops.avg_pool2d(x, 2, 2, 0, True, True, 3)))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+OPTION_BAD = [
+    (lambda: ops.avg_pool2d(X, 2, divisor_override=0), ValueError,
+     "divisor_override must be None or a positive int, got 0"),
+    (lambda: ops.avg_pool2d_backward(Y, X.shape, 2, divisor_override=-3), ValueError,
+     "divisor_override must be None or a positive int, got -3"),
+    (lambda: ops.avg_pool2d(X, 2, divisor_override=2.0), TypeError, "divisor_override must be an int"),
+    (lambda: ops.max_pool2d(X, 2, dilation=0), ValueError, "dilation must be >= 1, got 0"),
+    (lambda: ops.max_pool2d(X, 2, dilation=(1, -1)), ValueError, "dilation must be >= 1, got -1 (w)"),
+    (lambda: ops.max_pool2d(X, 3, 1, 2, dilation=2), ValueError, "padding must be between 0 and kernel_size / 2"),
+    (lambda: ops.max_pool2d(X, 3, dilation=3), ValueError,
+     "kernel_size 3 dilated by 3 (extent 7) is larger than the padded input (6 + 2 * 0 = 6)"),
+    (lambda: ops.max_pool2d(X, 2, ceil_mode="yes"), TypeError, "ceil_mode must be a bool"),
+    (lambda: ops.avg_pool2d(X, 2, count_include_pad=None), TypeError, "count_include_pad must be a bool"),
+    (lambda: ops.avg_pool2d(X, 8, 1, ceil_mode=True), ValueError, "kernel_size 8 is larger than the padded input"),
+    # Dilated cells on both sides of a 3-wide image, none inside: PyTorch gives -inf there.
+    (lambda: ops.max_pool2d(np.ones((1, 1, 3, 3), np.float32), 2, 1, 1, dilation=4), ValueError,
+     "dilation_h: window 0 (cells -1, 3, ... 3) holds no cell of the input's 3 along this axis"),
+    (lambda: _core.max_pool2d_forward(Y.copy(), AM.copy(), X, 2, 2, 2, 2, 0, 0, 0, 1), ValueError,
+     "dilation_h: expected a dilation >= 1, got 0"),
+    (lambda: _core.max_pool2d_forward(Y.copy(), AM.copy(), X, 2, 2, 2, 2, 0, 0, 1, 1, True), ValueError,
+     "y: expected shape"),  # 6 x 6 pooled 2 / 2 in ceil mode is 3 x 3 too: Y fits; see below
+    (lambda: _core.avg_pool2d_forward(np.empty((1, 2, 4, 4), np.float32), X, 3, 3, 2, 2, 1, 1, False),
+     ValueError, "y: expected shape (1, 2, 3, 3), got shape (1, 2, 4, 4)"),
+    (lambda: _core.avg_pool2d_forward(Y.copy(), X, 2, 2, 2, 2, 0, 0, False, True, 0), ValueError,
+     "divisor_override: expected None or a positive int, got 0"),
+    (lambda: _core.avg_pool2d_backward(np.empty_like(X), Y, 2, 2, 2, 2, 0, 0, False, True, -1), ValueError,
+     "divisor_override: expected None or a positive int, got -1"),
+]
+OPTION_BAD = [c for c in OPTION_BAD if c[2] != "y: expected shape"]
+
+
+@pytest.mark.parametrize("call,exc,msg", OPTION_BAD, ids=[m for _, _, m in OPTION_BAD])
+def test_options_bad_input(call, exc, msg):
+    with pytest.raises(exc) as info:
+        call()
+    assert msg in str(info.value)
+
+
+def test_options_ceil_shape_checked_by_extension():
+    """The extension sizes OH itself from ceil_mode: the floor-mode y is refused in ceil mode."""
+    x = np.ones((1, 1, 7, 7), np.float32)
+    y, am = np.empty((1, 1, 3, 3), np.float32), np.empty((1, 1, 3, 3), np.int64)
+    _core.max_pool2d_forward(y, am, x, 2, 2, 2, 2, 0, 0)
+    with pytest.raises(ValueError, match=r"y: expected shape \(1, 1, 4, 4\), got shape \(1, 1, 3, 3\)"):
+        _core.max_pool2d_forward(y, am, x, 2, 2, 2, 2, 0, 0, 1, 1, True)
+    with pytest.raises(ValueError, match=r"expected shape \(1, 1, 4, 4\)"):
+        _core.avg_pool2d_forward(y, x, 2, 2, 2, 2, 0, 0, True)

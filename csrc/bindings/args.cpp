@@ -443,14 +443,38 @@ double clip_coef(double total, double max_norm, double norm_type, bool error_if_
 // ---- pooling ---------------------------------------------------------------------------------
 
 namespace {
-// One pooled axis ('h' or 'w').
-void check_pool_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p) {
+// One pooled axis ('h' or 'w'): checks the window and returns the output size (see args.h).
+int64_t check_pool_axis(char axis, int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
+                        bool ceil_mode) {
   FASTDL_CHECK(k >= 1, ValueError, "kernel_", axis, ": expected a kernel size >= 1, got ", k);
   FASTDL_CHECK(s >= 1, ValueError, "stride_", axis, ": expected a stride >= 1, got ", s);
-  FASTDL_CHECK(p >= 0 && 2 * p <= k, ValueError, "pad_", axis,
+  FASTDL_CHECK(d >= 1, ValueError, "dilation_", axis, ": expected a dilation >= 1, got ", d);
+  FASTDL_CHECK(p >= 0 && p <= k / 2, ValueError, "pad_", axis,
                ": expected 0 <= pad <= kernel / 2 = ", k / 2, ", got ", p);
-  FASTDL_CHECK(k <= in + 2 * p, ValueError, "kernel_", axis, ": kernel size ", k,
-               " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+  // A window no output can hold (also keeps d (k - 1) from overflowing below).
+  const bool fits = k - 1 <= (in + 2 * p + (ceil_mode ? s : 0)) / d;
+  const int64_t extent = fits ? d * (k - 1) + 1 : 0;
+  const int64_t span = in + 2 * p - extent + (ceil_mode ? s - 1 : 0);
+  int64_t out = fits && span >= 0 ? span / s + 1 : 0;
+  if (ceil_mode && out >= 1 && (out - 1) * s >= in + p) --out;  // the last window starts in the image
+  if (d == 1) {
+    FASTDL_CHECK(out >= 1, ValueError, "kernel_", axis, ": kernel size ", k,
+                 " is larger than the padded input (", in, " + 2 * ", p, " = ", in + 2 * p, ")");
+  } else {
+    FASTDL_CHECK(out >= 1, ValueError, "kernel_", axis, ": kernel size ", k, " dilated by ", d,
+                 " (extent ", d, " * (", k, " - 1) + 1) is larger than the padded input (", in,
+                 " + 2 * ", p, " = ", in + 2 * p, ")");
+    // Dilated cells can straddle the image: each window needs one inside it.
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t start = o * s - p;
+      const int64_t first = start >= 0 ? start : start + (-start + d - 1) / d * d;
+      FASTDL_CHECK(first < in && first <= start + d * (k - 1), ValueError, "dilation_", axis,
+                   ": window ", o, " (cells ", start, ", ", start + d, ", ... ",
+                   start + d * (k - 1), ") holds no cell of the input's ", in,
+                   " along this axis, only padding");
+    }
+  }
+  return out;
 }
 
 void check_image(const ArrayView& a) {
@@ -472,14 +496,30 @@ void check_pair(const ArrayView& image, const ArrayView& pooled, bool image_is_o
 }  // namespace
 
 Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        int64_t dh, int64_t dw, bool ceil_mode) {
   check_pair(image, pooled, image_is_output);
   const int64_t n = image.shape[0], c = image.shape[1], h = image.shape[2], w = image.shape[3];
-  check_pool_axis('h', h, kh, sh, ph);
-  check_pool_axis('w', w, kw, sw, pw);
-  const int64_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+  const int64_t oh = check_pool_axis('h', h, kh, sh, ph, dh, ceil_mode);
+  const int64_t ow = check_pool_axis('w', w, kw, sw, pw, dw, ceil_mode);
   check_shape(pooled, {n, c, oh, ow});
-  return {n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+  Pool2dDims d{n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+  d.dh = dh, d.dw = dw;
+  return d;
+}
+
+Pool2dDims check_avg_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                            int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            bool ceil_mode, bool count_include_pad,
+                            const std::optional<int64_t>& divisor_override) {
+  FASTDL_CHECK(!divisor_override || *divisor_override > 0, ValueError,
+               "divisor_override: expected None or a positive int, got ",
+               divisor_override ? *divisor_override : 0);
+  Pool2dDims d = check_pool2d(image, pooled, image_is_output, kh, kw, sh, sw, ph, pw, 1, 1,
+                              ceil_mode);
+  d.count_include_pad = count_include_pad;
+  d.divisor_override = divisor_override ? *divisor_override : 0;
+  return d;
 }
 
 void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output) {
@@ -570,6 +610,210 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
   if (weight) check_channels(*weight, dx, d.c, false);
   check_channels(save_mean, dx, d.c, false);
   check_channels(save_invstd, dx, d.c, false);
+  return d;
+}
+
+// ---- embedding -------------------------------------------------------------------------------
+
+EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
+                              const ArrayView& table, bool table_is_output) {
+  const ArrayView& out = table_is_output ? table : rows;
+  const ArrayView& in = table_is_output ? rows : table;
+  check_output(out);
+  check_ndim(table, 2, 2);
+  check_dtype(in, out);
+  check_dtype(indices, kInt64);
+  check_ndim(indices, 1, 1);
+  check_contiguous(indices);
+  const EmbeddingDims d{indices.shape[0], table.shape[0], table.shape[1]};
+  check_shape(rows, {d.m, d.d});
+  check_contiguous(in);
+  return d;
+}
+
+void check_padding_idx(int64_t padding_idx, int64_t v) {
+  FASTDL_CHECK(padding_idx == -1 || (padding_idx >= 0 && padding_idx < v), ValueError,
+               "padding_idx: expected -1 (none) or a row in [0, V) with V = ", v, ", got ",
+               padding_idx);
+}
+
+// ---- rnn ---------------------------------------------------------------------------------------
+
+namespace {
+
+// One array of an rnn call: want (the symbolic formula, e.g. "(4H, H)", and its sizes), the
+// dtype of x, C-contiguous, writable when an output.
+struct RnnCheck {
+  const char* op;
+  const ArrayView& x;
+  const ArrayView& h;
+
+  std::string basis() const {
+    return "x of shape " + shape_str(x) + " and " + h.name + " of shape " + shape_str(h);
+  }
+  void operator()(const ArrayView& a, const char* formula, std::initializer_list<int64_t> want,
+                  bool output = false) const {
+    check_dtype(a, x);
+    bool ok = a.ndim == int(want.size());
+    std::string w = "(";
+    int i = 0;
+    for (const int64_t d : want) {
+      w += (i ? ", " : "") + std::to_string(d);
+      ok = ok && a.shape[i] == d;
+      ++i;
+    }
+    w += want.size() == 1 ? ",)" : ")";
+    FASTDL_CHECK(ok, ValueError, op, ": ", a.name, " must have shape ", formula, " = ", w,
+                 " for ", basis(), ", got ", shape_str(a));
+    if (output)
+      check_output(a);
+    else
+      check_contiguous(a);
+  }
+};
+
+// x (lead..., N, I) and h (N, H): the sizes every other array is checked against.
+RnnDims rnn_dims(const char* op, const ArrayView& x, const ArrayView& h, bool sequence) {
+  const int xd = sequence ? 3 : 2;
+  FASTDL_CHECK(x.ndim == xd, ValueError, op, ": x must be ", xd, "-D ",
+               sequence ? "(T, N, I)" : "(N, I)", ", got shape ", shape_str(x));
+  dispatch_float(x, [](auto) { return 0; });  // TypeError for a non-float x
+  check_contiguous(x);
+  check_dtype(h, x);
+  const int64_t t = sequence ? x.shape[0] : 1, n = x.shape[xd - 2], i = x.shape[xd - 1];
+  FASTDL_CHECK(h.ndim == 2 && h.shape[0] == n, ValueError, op, ": ", h.name,
+               " must have shape (N, H) with N = ", n, " for x of shape ", shape_str(x),
+               ", got ", shape_str(h));
+  check_contiguous(h);
+  return {t, n, i, h.shape[1]};
+}
+
+}  // namespace
+
+RnnDims check_rnn_cell_forward(const ArrayView& h_new, const ArrayView& x, const ArrayView& h,
+                               const ArrayView& w_ih, const ArrayView& w_hh,
+                               const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "rnn_cell";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(w_ih, "(H, I)", {d.h, d.i});
+  chk(w_hh, "(H, H)", {d.h, d.h});
+  if (b_ih) chk(*b_ih, "(H,)", {d.h});
+  if (b_hh) chk(*b_hh, "(H,)", {d.h});
+  chk(h_new, "(N, H)", {d.n, d.h}, true);
+  return d;
+}
+
+RnnDims check_rnn_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dw_ih,
+                                const ArrayView& dw_hh, const ArrayView& db,
+                                const ArrayView& dh_new, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView& h_new) {
+  const char* op = "rnn_cell_backward";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(w_ih, "(H, I)", {d.h, d.i});
+  chk(w_hh, "(H, H)", {d.h, d.h});
+  chk(h_new, "(N, H)", {d.n, d.h});
+  chk(dh_new, "(N, H)", {d.n, d.h});
+  chk(dx, "(N, I)", {d.n, d.i}, true);
+  chk(dh, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(H, I)", {d.h, d.i}, true);
+  chk(dw_hh, "(H, H)", {d.h, d.h}, true);
+  chk(db, "(H,)", {d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_cell_forward(const ArrayView& h_new, const ArrayView& c_new,
+                                const ArrayView& gates, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "lstm_cell";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(c, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  if (b_ih) chk(*b_ih, "(4H,)", {4 * d.h});
+  if (b_hh) chk(*b_hh, "(4H,)", {4 * d.h});
+  chk(h_new, "(N, H)", {d.n, d.h}, true);
+  chk(c_new, "(N, H)", {d.n, d.h}, true);
+  chk(gates, "(N, 4H)", {d.n, 4 * d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dc,
+                                 const ArrayView& dw_ih, const ArrayView& dw_hh,
+                                 const ArrayView& db, const ArrayView* dh_new,
+                                 const ArrayView* dc_new, const ArrayView& x, const ArrayView& h,
+                                 const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                 const ArrayView& gates, const ArrayView& c_new) {
+  const char* op = "lstm_cell_backward";
+  const RnnDims d = rnn_dims(op, x, h, false);
+  const RnnCheck chk{op, x, h};
+  chk(c, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  chk(gates, "(N, 4H)", {d.n, 4 * d.h});
+  chk(c_new, "(N, H)", {d.n, d.h});
+  if (dh_new) chk(*dh_new, "(N, H)", {d.n, d.h});
+  if (dc_new) chk(*dc_new, "(N, H)", {d.n, d.h});
+  chk(dx, "(N, I)", {d.n, d.i}, true);
+  chk(dh, "(N, H)", {d.n, d.h}, true);
+  chk(dc, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(4H, I)", {4 * d.h, d.i}, true);
+  chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
+  chk(db, "(4H,)", {4 * d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_forward(const ArrayView& y, const ArrayView& h_n, const ArrayView& c_n,
+                           const ArrayView* gates, const ArrayView* cells, const ArrayView& x,
+                           const ArrayView& h0, const ArrayView& c0, const ArrayView& w_ih,
+                           const ArrayView& w_hh, const ArrayView* b_ih, const ArrayView* b_hh) {
+  const char* op = "lstm";
+  const RnnDims d = rnn_dims(op, x, h0, true);
+  const RnnCheck chk{op, x, h0};
+  chk(c0, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  if (b_ih) chk(*b_ih, "(4H,)", {4 * d.h});
+  if (b_hh) chk(*b_hh, "(4H,)", {4 * d.h});
+  chk(y, "(T, N, H)", {d.t, d.n, d.h}, true);
+  chk(h_n, "(N, H)", {d.n, d.h}, true);
+  chk(c_n, "(N, H)", {d.n, d.h}, true);
+  FASTDL_CHECK(!gates == !cells, ValueError, op,
+               ": gates and cells must both be arrays (training) or both be None (inference), "
+               "got only ", gates ? "gates" : "cells");
+  if (gates) chk(*gates, "(T, N, 4H)", {d.t, d.n, 4 * d.h}, true);
+  if (cells) chk(*cells, "(T, N, H)", {d.t, d.n, d.h}, true);
+  return d;
+}
+
+RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const ArrayView& dc0,
+                            const ArrayView& dw_ih, const ArrayView& dw_hh, const ArrayView& db,
+                            const ArrayView* dy, const ArrayView* dh_n, const ArrayView* dc_n,
+                            const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
+                            const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
+                            const ArrayView& gates, const ArrayView& cells) {
+  const char* op = "lstm_backward";
+  const RnnDims d = rnn_dims(op, x, h0, true);
+  const RnnCheck chk{op, x, h0};
+  chk(c0, "(N, H)", {d.n, d.h});
+  chk(w_ih, "(4H, I)", {4 * d.h, d.i});
+  chk(w_hh, "(4H, H)", {4 * d.h, d.h});
+  chk(y, "(T, N, H)", {d.t, d.n, d.h});
+  chk(gates, "(T, N, 4H)", {d.t, d.n, 4 * d.h});
+  chk(cells, "(T, N, H)", {d.t, d.n, d.h});
+  if (dy) chk(*dy, "(T, N, H)", {d.t, d.n, d.h});
+  if (dh_n) chk(*dh_n, "(N, H)", {d.n, d.h});
+  if (dc_n) chk(*dc_n, "(N, H)", {d.n, d.h});
+  chk(dx, "(T, N, I)", {d.t, d.n, d.i}, true);
+  chk(dh0, "(N, H)", {d.n, d.h}, true);
+  chk(dc0, "(N, H)", {d.n, d.h}, true);
+  chk(dw_ih, "(4H, I)", {4 * d.h, d.i}, true);
+  chk(dw_hh, "(4H, H)", {4 * d.h, d.h}, true);
+  chk(db, "(4H,)", {4 * d.h}, true);
   return d;
 }
 

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -215,15 +216,32 @@ double clip_coef(double total, double max_norm, double norm_type, bool error_if_
 // image: x or dx (N, C, H, W); pooled: y, dy or argmax (N, C, OH, OW). One float dtype (argmax
 // int64); the array written is an output (writable, C-contiguous), the others C-contiguous inputs.
 
-// One pooling call's sizes: planes = N * C, the window (1 / 1 / 0 for the adaptive pools).
+// One pooling call's sizes: planes = N * C, the window (1 / 1 / 0 for the adaptive pools), the
+// max pool's dilation, the avg pool's divisor options (divisor_override 0: none).
 struct Pool2dDims {
   int64_t planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+  int64_t dh = 1, dw = 1;
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;
 };
 // A windowed pool, forward (image read, pooled written) or backward (the reverse): kernel >= 1,
-// stride >= 1, 0 <= pad <= kernel / 2 (PyTorch's rule) and a kernel no larger than the padded
-// input, H, W >= 1, pooled of the floor-mode shape OH = (H + 2 pad - kernel) / stride + 1.
+// stride >= 1, dilation >= 1, 0 <= pad <= kernel / 2 (PyTorch's rule), H, W >= 1, pooled of
+// PyTorch's shape (E = dilation (kernel - 1) + 1):
+//   floor mode  OH = (H + 2 pad - E) / stride + 1,
+//   ceil mode   OH = ceil((H + 2 pad - E) / stride) + 1, less one if the last window would
+//               start at or past H + pad,
+// at least 1 (ValueError "kernel_h: ... larger than the padded input" otherwise); with
+// dilation, every window must hold a cell of the image (PyTorch would give -inf and an argmax
+// outside the plane).
 Pool2dDims check_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw);
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        int64_t dh = 1, int64_t dw = 1, bool ceil_mode = false);
+// avg_pool2d (forward or backward): check_pool2d without dilation, then the divisor options:
+// divisor_override None or > 0 (ValueError naming it).
+Pool2dDims check_avg_pool2d(const ArrayView& image, const ArrayView& pooled, bool image_is_output,
+                            int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            bool ceil_mode, bool count_include_pad,
+                            const std::optional<int64_t>& divisor_override);
 // max_pool2d's argmax: int64 of pooled's shape; written by the forward, read by the backward
 // (its values are the kernel's to check: on the host or on the device).
 void check_argmax(const ArrayView& argmax, const ArrayView& pooled, bool output);
@@ -254,6 +272,58 @@ NormDims check_batch_norm_backward(const ArrayView& dx, const ArrayView& dweight
                                    const ArrayView& dbias, const ArrayView& dy, const ArrayView& x,
                                    const ArrayView* weight, const ArrayView& save_mean,
                                    const ArrayView& save_invstd);
+
+// ---- embedding -------------------------------------------------------------------------------
+// rows: y (forward, written) or dy (backward, read), (M, D); table: weight (forward, read) or
+// dweight (backward, written), (V, D); indices int64 (M,). One float dtype (table's; TypeError),
+// every array C-contiguous (TypeError), the written one writable. The index VALUES are the
+// kernels' to check (on the host or on the device). padding_idx: -1 (none) or in [0, V).
+struct EmbeddingDims {
+  int64_t m, v, d;
+};
+EmbeddingDims check_embedding(const ArrayView& rows, const ArrayView& indices,
+                              const ArrayView& table, bool table_is_output);
+void check_padding_idx(int64_t padding_idx, int64_t v);
+
+// ---- rnn: RNN and LSTM cells, whole-sequence LSTM (csrc/cpu/rnn.*, csrc/cuda/rnn.cu) ----------
+// Every array has x's dtype (TypeError) and is C-contiguous (TypeError); outputs are writable.
+// Sizes come from x (N, I) -- (T, N, I) for the sequence -- and h (N, H) (h0 for the sequence);
+// every other shape is derived from them and a mismatch is a ValueError naming the argument:
+//   "lstm_cell: w_hh must have shape (4H, H) = (2048, 512) for x of shape (64, 256) and h of
+//    shape (64, 512), got (2048, 256)".
+// Optional arrays are null pointers (None): the biases; dh_new / dc_new, dy / dh_n / dc_n of the
+// backward passes; gates / cells of lstm_forward (both or neither: inference keeps neither).
+struct RnnDims {
+  int64_t t, n, i, h;  // t = 1 for the cells; t = 0 is a valid sequence
+};
+RnnDims check_rnn_cell_forward(const ArrayView& h_new, const ArrayView& x, const ArrayView& h,
+                               const ArrayView& w_ih, const ArrayView& w_hh,
+                               const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_rnn_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dw_ih,
+                                const ArrayView& dw_hh, const ArrayView& db,
+                                const ArrayView& dh_new, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView& h_new);
+RnnDims check_lstm_cell_forward(const ArrayView& h_new, const ArrayView& c_new,
+                                const ArrayView& gates, const ArrayView& x, const ArrayView& h,
+                                const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_lstm_cell_backward(const ArrayView& dx, const ArrayView& dh, const ArrayView& dc,
+                                 const ArrayView& dw_ih, const ArrayView& dw_hh,
+                                 const ArrayView& db, const ArrayView* dh_new,
+                                 const ArrayView* dc_new, const ArrayView& x, const ArrayView& h,
+                                 const ArrayView& c, const ArrayView& w_ih, const ArrayView& w_hh,
+                                 const ArrayView& gates, const ArrayView& c_new);
+RnnDims check_lstm_forward(const ArrayView& y, const ArrayView& h_n, const ArrayView& c_n,
+                           const ArrayView* gates, const ArrayView* cells, const ArrayView& x,
+                           const ArrayView& h0, const ArrayView& c0, const ArrayView& w_ih,
+                           const ArrayView& w_hh, const ArrayView* b_ih, const ArrayView* b_hh);
+RnnDims check_lstm_backward(const ArrayView& dx, const ArrayView& dh0, const ArrayView& dc0,
+                            const ArrayView& dw_ih, const ArrayView& dw_hh, const ArrayView& db,
+                            const ArrayView* dy, const ArrayView* dh_n, const ArrayView* dc_n,
+                            const ArrayView& x, const ArrayView& h0, const ArrayView& c0,
+                            const ArrayView& w_ih, const ArrayView& w_hh, const ArrayView& y,
+                            const ArrayView& gates, const ArrayView& cells);
 
 // ---- attention -------------------------------------------------------------------------------
 // q (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv), out / dout (B, H, Sq, Dv), lse (B, H, Sq),

@@ -91,5 +91,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   fb::bind_pool(m);
   fb::bind_norm(m);
   fb::bind_conv(m);
+  fb::bind_embedding(m);
+  fb::bind_rnn(m);
   fb::bind_attention(m);  // attention (issue 11)
 }

@@ -81,4 +81,6 @@ PYBIND11_MODULE(_cuda, m, py::mod_gil_not_used()) {
   fb::bind_conv(m);
   fb::bind_pool(m);
   fb::bind_norm(m);
+  fb::bind_embedding(m);
+  fb::bind_rnn(m);
 }

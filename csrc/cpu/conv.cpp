@@ -22,6 +22,10 @@
 //   4. direct: depthwise and other layers whose GEMM form has fewer than 8 rows; each input
 //      plane is laid out once (padded, split into stride phases) and every tap is a contiguous
 //      vector run (conv_simd.h, instantiated per ISA in conv_avx2.cpp / conv_avx512.cpp).
+//   5. winograd: F(4x4, 3x3) for 3x3, stride 1, dilation 1 (any padding, any groups), every
+//      pass: filter, input and output transforms around 36 GEMMs per L2-sized block of tiles,
+//      the transforms vectorised across tiles (conv_winograd_simd.h); backward-data is the
+//      forward in the flipped form, backward-weight the transforms' adjoint.
 // Threads: whole rounds of images over the threads (weight gradients summed per thread, then in
 // thread order), the remaining images (fewer than the threads) with each GEMM split across all
 // of them; the direct kernels split images x groups (forward,
@@ -33,15 +37,20 @@
 // backward-weight's im2col^T one NR x (KC + KC/8) block; for images smaller than 256 pixels
 // batched into one product, K/G x (256 + P) elements; for col2im at most
 // max(2^18, 64*C/G*R*S) column elements; for the direct kernels one laid-out plane (about
-// (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements). Per call (the
-// calling thread): (threads - 1) x K*C/G*R*S partial weight gradients, and K*C/G*R*S flipped
-// filters for backward-data.
+// (OH*sh + dh*(R-1) + 1) x (OW*sw rounded up to 4 vectors + dw*(S-1)) elements); for winograd one
+// block of NB tiles, (36 (C/G + K/G + 1) + 16) x NB elements (NB chosen so that this is about
+// half of gemm_config's L2, at least one GEMM panel of NR tiles). Per call (the calling thread):
+// (threads - 1) x K*C/G*R*S partial weight gradients, K*C/G*R*S flipped filters for
+// backward-data, winograd's 36 x K*C/G (+ 32 per group) transformed filters, and for its
+// backward-weight threads x 36 x (K*C/G + 32 G) partial sums (auto takes it only while
+// K/G*C/G <= 2^16: 9.4 MB a thread in float32).
 #include "cpu/conv.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -64,16 +73,18 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::gemm1x1: return "gemm1x1";
     case ConvAlgo::implicit_gemm: return "implicit_gemm";
     case ConvAlgo::direct: return "direct";
+    case ConvAlgo::winograd: return "winograd";
   }
   return "?";
 }
 
 ConvAlgo conv_algo_from_name(const std::string& name) {
   for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::reference, ConvAlgo::gemm1x1,
-                     ConvAlgo::implicit_gemm, ConvAlgo::direct})
+                     ConvAlgo::implicit_gemm, ConvAlgo::direct, ConvAlgo::winograd})
     if (name == conv_algo_name(a)) return a;
-  throw ValueError("variant: expected one of auto, reference, gemm1x1, implicit_gemm, direct, got '" +
-                   name + "'");
+  throw ValueError(
+      "variant: expected one of auto, reference, gemm1x1, implicit_gemm, direct, winograd, got '" +
+      name + "'");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,7 +535,11 @@ thread_local ScratchBuffer tls_flipped, tls_cols;
 constexpr std::int64_t kCol2imElems = std::int64_t(1) << 18;  // 1 MiB of fp32 columns
 
 template <typename T>
-static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa) {
+static void forward_winograd(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Isa isa);
+
+template <typename T>
+static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShape& s, Isa isa,
+                                  bool winograd = false) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, rs = s.r * s.s;
   T* wf = static_cast<T*>(tls_flipped.get(sizeof(T) * std::size_t(s.k * cg * rs)));
   if (!wf) throw std::bad_alloc();
@@ -537,6 +552,7 @@ static void backward_data_flipped(T* dx, const T* dy, const T* w, const ConvShap
   t.c = s.k, t.h = s.oh, t.w = s.ow, t.k = s.c, t.oh = s.h, t.ow = s.w;
   t.pad_h = (s.r - 1) * s.dil_h - s.pad_h;
   t.pad_w = (s.s - 1) * s.dil_w - s.pad_w;
+  if (winograd) return forward_winograd(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
   forward_implicit(dx, dy, wf, static_cast<const T*>(nullptr), t, isa);
 }
 
@@ -794,8 +810,312 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Winograd F(4x4, 3x3): 3x3 kernels, stride 1, dilation 1 (every pass)
+// ---------------------------------------------------------------------------------------------
+//
+// The output is cut into 4x4 tiles (TH x TW per image, edge tiles cropped), each computed from a
+// 6x6 input tile with 36 products per channel pair instead of 144 (conv_winograd_simd.h has the
+// matrices). Per group g, for a block of NB consecutive tiles (over images, tile rows, tile
+// columns; pixel_runs cuts the block into runs of one tile row each):
+//   U[xi] (K/G x C/G)  = (G w G^T)[xi], xi = 0..35, once per call (winograd_filters)
+//   V[xi] (C/G x NB)   = (B^T d B)[xi]: each channel's 36 tile elements gathered into rows, one
+//                        call per run (table.wino_gather, padding read as 0), then transformed
+//                        across tiles (table.wino_input)
+//   M[xi] (K/G x NB)   = U[xi] V[xi]: 36 products on the packed GEMM, one thread each
+//   y tile             = A^T M A + b (table.wino_output), interleaved into y's rows, cropped at
+//                        the edges (table.interleave4)
+// A block's V and M (36 x (C/G + K/G) x NB elements) stay in the thread's L2: a whole-batch V
+// would be a DRAM round trip per pass (C64 56x56 N32: 58 MB). Threads take whole blocks, so
+// every output element is computed by one thread in a fixed order (bitwise repeatable at a fixed
+// thread count; a small batch splits the filters across threads too). Backward-data is this
+// forward on dy with the flipped, channel-swapped filters (backward_data_flipped), its padding
+// 2 - pad (any padding: a negative one starts the tiles inside dy). Backward-weight follows
+// forward_winograd.
+
+static bool winograd_fits(const ConvShape& s) {
+  return s.r == 3 && s.s == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
+         s.dil_w == 1;
+}
+
+thread_local ScratchBuffer tls_wino_filters, tls_wino_block;
+
+// u[(g*36 + xi) * winograd_ustep(s) + k * C/G + c] = (G w[g*K/G + k, c] G^T)[xi], in double (G
+// has sixths), by multiplications (double divisions cost more than a C256 14x14 layer's
+// products). The 36 matrices lie a cache line more than K/G x C/G apart: at a power-of-two
+// distance the 36 stores of one filter's transform all fell into one cache set (C256: 5x slower
+// than the whole convolution's products).
+static std::int64_t winograd_ustep(const ConvShape& s) {
+  return (s.k / s.groups * (s.c / s.groups) + 15) / 16 * 16 + 16;
+}
+
+static inline void winograd_g(double* r, double g0, double g1, double g2) {
+  constexpr double k4 = 1.0 / 4, k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
+  const double even = k24 * g0 + k6 * g2, odd = k12 * g1;
+  r[0] = k4 * g0;
+  r[1] = -k6 * (g0 + g1 + g2);
+  r[2] = -k6 * (g0 - g1 + g2);
+  r[3] = even + odd;
+  r[4] = even - odd;
+  r[5] = g2;
+}
+
+template <typename T>
+static void winograd_filters(T* u, const T* w, const ConvShape& s) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  const std::int64_t step = winograd_ustep(s);  // between consecutive xi
+  const int threads = direct_threads(s.k, 200.0 * double(s.k * cg));
+  parallel_tasks(s.k, threads, [&](std::int64_t f) {
+    const std::int64_t gi = f / kg, kk = f % kg;
+    T* uf = u + gi * 36 * step + kk * cg;
+    for (std::int64_t c = 0; c < cg; ++c) {
+      const T* g = w + (f * cg + c) * 9;
+      double t[3][6];  // column j of G g
+      for (int j = 0; j < 3; ++j) winograd_g(t[j], double(g[j]), double(g[3 + j]), double(g[6 + j]));
+      for (int i = 0; i < 6; ++i) {  // row i of (G g) G^T
+        double r[6];
+        winograd_g(r, t[0][i], t[1][i], t[2][i]);
+        for (int j = 0; j < 6; ++j) uf[(6 * i + j) * step + c] = T(r[j]);
+      }
+    }
+  });
+}
+
+// Tiles per block: as many as keep V and M in half the L2 (gemm_config.h), whole GEMM panels
+// (NR columns; a narrow last panel is packed), at least 64 (each block re-reads all 36 x K x C/G
+// transformed filters: AVX2's 16-column panels gave 16-tile blocks at C256, and C256 14x14 ran
+// 70 / 58 / 52 ms with 16 / 32 / 64 tiles, C64 56x56 52 / 46 / 46; AVX-512 C64 56x56 33.8 / 33.1
+// / 36.1 ms with 32 / 64 / 128), and enough blocks for every thread. FASTDL_WINOGRAD_TILES
+// overrides it (benchmarking only).
+template <typename T>
+static std::int64_t winograd_block(const ConvShape& s, std::int64_t tiles, Isa isa) {
+  int mr = 0, nr = 0;
+  std::int64_t kc = 0;
+  gemm_tile<T>(isa, &mr, &nr, &kc);
+  if (const char* e = std::getenv("FASTDL_WINOGRAD_TILES"))
+    if (std::atoll(e) > 0) return std::atoll(e);
+  const std::int64_t per_tile = 36 * (s.c + s.k) / s.groups * std::int64_t(sizeof(T));
+  const std::int64_t min_tiles = std::max<std::int64_t>(64 / nr, 1) * nr;
+  std::int64_t nb = std::max(gemm_config::kL2Bytes / 2 / per_tile / nr * nr, min_tiles);
+  const std::int64_t threads = get_num_threads();
+  const std::int64_t share = (tiles * s.groups + threads - 1) / threads;  // tiles per thread
+  nb = std::min(nb, std::max<std::int64_t>((share + nr - 1) / nr * nr, nr));
+  return std::min(nb, tiles);
+}
+
+// Asks for the input rows a run of tiles reads from one plane (the next channel's, while this
+// one is gathered). A block reads a few short row segments from each of C/G planes, far apart:
+// the hardware prefetchers did not follow them, and the gather waited on DRAM (measured, one
+// thread, C64 56x56 N32: the gather alone 12.6 ms of the layer's 33).
+template <typename T>
+static void prefetch_tile_rows(const T* plane, const PixelRun& ru, const ConvShape& s) {
+  const std::int64_t r0 = std::max<std::int64_t>(ru.ih0, 0), r1 = std::min(ru.ih0 + 6, s.h);
+  const std::int64_t c0 = std::max<std::int64_t>(ru.iw0, 0);
+  const std::int64_t c1 = std::min(ru.iw0 + 4 * ru.len + 2, s.w);
+  if (c1 <= c0) return;
+  constexpr std::int64_t line = 64 / std::int64_t(sizeof(T));
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const T* row = plane + r * s.w;
+    for (std::int64_t i = c0; i < c1; i += line) __builtin_prefetch(row + i);
+    __builtin_prefetch(row + c1 - 1);
+  }
+}
+
+template <typename T>
+static void forward_winograd(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                             Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, hw = s.h * s.w;
+  const std::int64_t th = (s.oh + 3) / 4, tw = (s.ow + 3) / 4, tiles = s.n * th * tw;
+  if (tiles == 0) return;  // no output (N = 0 or an empty image)
+  const std::int64_t ustep = winograd_ustep(s);
+  T* u = static_cast<T*>(tls_wino_filters.get(sizeof(T) * std::size_t(36 * s.groups * ustep)));
+  if (!u) throw std::bad_alloc();
+  winograd_filters(u, w, s);
+  // The tiles as the output pixels of a 6x6, stride-4 convolution, so that pixel_runs cuts a
+  // block into runs of one tile row (ih0, iw0: the run's first input tile's corner).
+  ConvShape ts = s;
+  ts.r = ts.s = 6;
+  ts.stride_h = ts.stride_w = 4;
+  ts.oh = th, ts.ow = tw;
+  const std::int64_t nb = winograd_block<T>(s, tiles, isa), blocks = (tiles + nb - 1) / nb;
+  const std::int64_t ld = (nb + 15) / 16 * 16;  // row stride of the block's arrays
+  // Fewer blocks than threads (a small batch): the filters are split too, each part repeating
+  // the block's input transform (1/36 of the products' work per filter row of a part).
+  const int max_threads = get_num_threads();
+  const std::int64_t parts = std::clamp<std::int64_t>(max_threads / (s.groups * blocks), 1,
+                                                       std::max<std::int64_t>(kg / 8, 1));
+  const std::int64_t tasks = s.groups * blocks * parts;
+  const int threads = int(std::min<std::int64_t>(tasks, max_threads));
+  parallel_tasks(tasks, threads, [&](std::int64_t task) {
+    const std::int64_t gi = task / (blocks * parts), t0 = task / parts % blocks * nb;
+    const std::int64_t part = task % parts, cnt = std::min(nb, tiles - t0);
+    const std::int64_t k0 = kg * part / parts, k1 = kg * (part + 1) / parts;  // filters in group
+    const std::size_t elems = std::size_t((36 * (cg + kg + 1) + 16) * ld);
+    T* v = static_cast<T*>(
+        tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(cnt / tw + 2)));
+    if (!v) throw std::bad_alloc();
+    T* m = v + 36 * cg * ld;
+    T* q = m + 36 * kg * ld;
+    T* o = q + 36 * ld;
+    PixelRun* runs = reinterpret_cast<PixelRun*>(v + elems);
+    const int nruns = pixel_runs(runs, t0, cnt, ts);
+    for (std::int64_t c = 0; c < cg; ++c) {
+      for (int r = 0; r < nruns; ++r) {
+        const PixelRun& ru = runs[r];
+        const T* plane = x + (ru.img * s.c + gi * cg + c) * hw;
+        if (c + 1 < cg) prefetch_tile_rows(plane + hw, ru, s);
+        tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len, 6);
+      }
+      tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
+    }
+    for (int xi = 0; xi < 36; ++xi)
+      gemm(m + (xi * kg + k0) * ld, ld, u + (gi * 36 + xi) * ustep + k0 * cg, cg, std::int64_t(1),
+           v + xi * cg * ld, ld, std::int64_t(1), k1 - k0, cnt, cg, GemmParams<T>{}, isa, 1);
+    for (std::int64_t kk = k0; kk < k1; ++kk) {
+      const std::int64_t k = gi * kg + kk;
+      tab.wino_output(o, ld, m + kk * ld, kg * ld, b ? b[k] : T(0), cnt);
+      for (int r = 0; r < nruns; ++r) {  // rows of 4x4 tiles into y, cropped at its edges
+        const PixelRun& ru = runs[r];
+        const std::int64_t oh0 = ru.ih0 + s.pad_h, ow0 = ru.iw0 + s.pad_w;  // the run's first tile
+        T* yk = y + (ru.img * s.k + k) * s.oh * s.ow;
+        for (int i = 0; i < 4 && oh0 + i < s.oh; ++i)
+          tab.interleave4(yk + (oh0 + i) * s.ow + ow0, o + 4 * i * ld + ru.off, ld, ru.len,
+                          s.ow - ow0);
+      }
+    }
+  });
+}
+
+// Backward-weight: dL/dg = G^T [ (A dY A^T) o (B^T d B) ] G summed over tiles (the adjoint of the
+// forward's transforms). Per group, for a block of NB tiles:
+//   V[xi] (C/G x NB)   = (B^T d B)[xi], as the forward
+//   Z[xi] (K/G x NB)   = (A dY A^T)[xi]: each 4x4 tile of dy (zero past y's edges, so cropped
+//                        outputs add nothing) through table.wino_grad_output
+//   dU[xi] (K/G x C/G) += Z[xi] V[xi]^T: 36 products on the packed GEMM, k = the block's tiles
+// Each thread sums its own contiguous run of blocks into its own dU (36 x K x C/G), the threads'
+// sums are added in thread order and dW = G^T dU G per filter: bitwise repeatable at a fixed
+// thread count.
+
+// r = G^T u (six values to three): the adjoint of winograd_g.
+static inline void winograd_gt(double* r, const double* u, std::int64_t step) {
+  constexpr double k4 = 1.0 / 4, k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
+  const double p = u[step] + u[2 * step], m = u[step] - u[2 * step];
+  const double p2 = u[3 * step] + u[4 * step], m2 = u[3 * step] - u[4 * step];
+  r[0] = k4 * u[0] - k6 * p + k24 * p2;
+  r[1] = k12 * m2 - k6 * m;
+  r[2] = k6 * (p2 - p) + u[5 * step];
+}
+
+thread_local ScratchBuffer tls_wino_grads;
+
+template <typename T>
+static void backward_weight_winograd(T* dw, const T* dy, const T* x, const ConvShape& s, Isa isa) {
+  const ConvDirectTable<T>& tab = conv_direct_table<T>(isa);
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups, hw = s.h * s.w, p = s.oh * s.ow;
+  const std::int64_t th = (s.oh + 3) / 4, tw = (s.ow + 3) / 4, tiles = s.n * th * tw;
+  if (tiles == 0) return std::fill(dw, dw + s.k * cg * 9, T(0));
+  ConvShape ts = s;
+  ts.r = ts.s = 6;
+  ts.stride_h = ts.stride_w = 4;
+  ts.oh = th, ts.ow = tw;
+  const std::int64_t nb = winograd_block<T>(s, tiles, isa), blocks = (tiles + nb - 1) / nb;
+  const std::int64_t ld = (nb + 15) / 16 * 16;
+  const std::int64_t ustep = winograd_ustep(s), du_elems = 36 * s.groups * ustep;
+  const std::int64_t tasks = s.groups * blocks;
+  const int threads = int(std::min<std::int64_t>(tasks, get_num_threads()));
+  T* du_all = static_cast<T*>(tls_wino_grads.get(sizeof(T) * std::size_t(threads * du_elems)));
+  if (!du_all) throw std::bad_alloc();
+  std::vector<char> touched(std::size_t(threads * s.groups), 0);  // (thread, group) has a sum
+  parallel_tasks(threads, threads, [&](std::int64_t id) {
+    T* du = du_all + id * du_elems;
+    const std::size_t elems = std::size_t((36 * (cg + kg + 1)) * ld);
+    T* v = static_cast<T*>(
+        tls_wino_block.get(sizeof(T) * elems + sizeof(PixelRun) * std::size_t(nb / tw + 2)));
+    if (!v) throw std::bad_alloc();
+    T* z = v + 36 * cg * ld;
+    T* q = z + 36 * kg * ld;
+    PixelRun* runs = reinterpret_cast<PixelRun*>(v + elems);
+    for (std::int64_t task = tasks * id / threads; task < tasks * (id + 1) / threads; ++task) {
+      const std::int64_t gi = task / blocks, t0 = task % blocks * nb;
+      const std::int64_t cnt = std::min(nb, tiles - t0);
+      const int nruns = pixel_runs(runs, t0, cnt, ts);
+      for (std::int64_t c = 0; c < cg; ++c) {
+        for (int r = 0; r < nruns; ++r) {
+          const PixelRun& ru = runs[r];
+          const T* plane = x + (ru.img * s.c + gi * cg + c) * hw;
+          if (c + 1 < cg) prefetch_tile_rows(plane + hw, ru, s);
+          tab.wino_gather(q + ru.off, ld, plane, ru.ih0, ru.iw0, s.h, s.w, ru.len, 6);
+        }
+        tab.wino_input(v + c * ld, cg * ld, q, ld, cnt);
+      }
+      for (std::int64_t kk = 0; kk < kg; ++kk) {
+        for (int r = 0; r < nruns; ++r) {  // the 4x4 dy tiles
+          const PixelRun& ru = runs[r];
+          tab.wino_gather(q + ru.off, ld, dy + (ru.img * s.k + gi * kg + kk) * p, ru.ih0 + s.pad_h,
+                          ru.iw0 + s.pad_w, s.oh, s.ow, ru.len, 4);
+        }
+        tab.wino_grad_output(z + kk * ld, kg * ld, q, ld, cnt);
+      }
+      char& seen = touched[std::size_t(id * s.groups + gi)];
+      GemmParams<T> gp;
+      gp.beta = seen ? T(1) : T(0);
+      seen = 1;
+      for (int xi = 0; xi < 36; ++xi)
+        gemm(du + (gi * 36 + xi) * ustep, cg, z + xi * kg * ld, ld, std::int64_t(1),
+             v + xi * cg * ld, std::int64_t(1), ld, kg, cg, cnt, gp, isa, 1);
+    }
+  });
+  parallel_tasks(s.k, direct_threads(s.k, 200.0 * double(s.k * cg * threads)), [&](std::int64_t f) {
+    const std::int64_t gi = f / kg, kk = f % kg;
+    for (std::int64_t c = 0; c < cg; ++c) {
+      double u[36] = {};
+      for (int id = 0; id < threads; ++id) {
+        if (!touched[std::size_t(id * s.groups + gi)]) continue;
+        const T* src = du_all + id * du_elems + gi * 36 * ustep + kk * cg + c;
+        for (int xi = 0; xi < 36; ++xi) u[xi] += double(src[xi * ustep]);
+      }
+      double t[6][3];  // G^T applied to each column j of u: t[j] = rows of the 3 x 6 result
+      for (int j = 0; j < 6; ++j) winograd_gt(t[j], u + j, 6);
+      T* out = dw + (f * cg + c) * 9;
+      for (int a = 0; a < 3; ++a) {
+        const double row[6] = {t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]};
+        double r3[3];
+        winograd_gt(r3, row, 1);
+        for (int b = 0; b < 3; ++b) out[a * 3 + b] = T(r3[b]);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch
 // ---------------------------------------------------------------------------------------------
+
+// Winograd (forward, backward-data) where its fixed costs are repaid. Its products are 4x smaller
+// than the direct form's but every call transforms all K*C/G filters (~150 instructions each)
+// and gathers 2.25 values per input value: it needs channels on both sides (C/G, K/G >= 8; fewer
+// rows go direct anyway), tiles enough per filter pair to repay the filter transform, and little
+// of each 4x4 tile cropped (a 5x5 output computes 64 outputs for 25). Measured A/B, one thread
+// (CPU time, machine under load), implicit GEMM / winograd, forward (backward-data alike):
+//   N32: C8 56x56 K8 2.2, C8 28x28 K32 1.3, C16 56x56 2.0, C32 14x14 2.0, C64 7x7 1.7, C512 7x7
+//   1.5, C64 56x56 2.6, C128 28x28 2.6, C256 14x14 2.1; C64 5x5 (cropped) 1.1.
+//   Few tiles: N2 C64 14x14 (32 tiles) 1.3, N2 C128 14x14 1.3; but N1 C256 14x14 (16 tiles) 0.77,
+//   N4 C256 7x7 (16) 0.81, N8 C64 4x4 (8) 0.82, N1 C64 7x7 (4) 0.39.
+// Backward-weight also gathers 36 values per dy tile and sums K/G x C/G x 36 per thread, so it
+// needs more: implicit GEMM / winograd at N32 C64 56x56 2.0, C128 28x28 1.9, C256 14x14 1.7,
+// C8 56x56 K8 1.4, N1 C64 56x56 (196 tiles) 1.6, N32 C512 7x7 1.2; but N32 C64 7x7 (128 tiles)
+// 1.04, N2 C128 14x14 (32) 0.70, N32 C8 28x28 K32 0.71, N1 C256 14x14 0.40. Its per-thread sums
+// are bounded: K/G x C/G at most kWinogradMaxGradElems (36 x 2^16 elements a thread, 9.4 MB in
+// float32; C512 gains 20% for 75 MB and stays on the implicit GEMM).
+constexpr std::int64_t kWinogradMaxGradElems = std::int64_t(1) << 16;
+static bool winograd_pays(ConvPass pass, const ConvShape& s) {
+  const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  const std::int64_t tiles = s.n * ((s.oh + 3) / 4) * ((s.ow + 3) / 4);
+  if (!winograd_fits(s) || 2 * s.oh * s.ow < 16 * ((s.oh + 3) / 4) * ((s.ow + 3) / 4)) return false;
+  if (pass == ConvPass::backward_weight)
+    return cg >= 16 && kg >= 16 && tiles >= 192 && kg * cg <= kWinogradMaxGradElems;
+  return cg >= 8 && kg >= 8 && tiles >= 32;
+}
 
 // Each pass through the GEMM is a product with m rows: forward and backward-weight K/G (the
 // filters), backward-data C/G (the flipped form's filters); a product of fewer than 8 rows
@@ -807,7 +1127,19 @@ static void bias_grad(T* db, const T* dy, const ConvShape& s, Isa isa) {
 // 64x64 5x5 N16 1.23 / 1.28, 8x8 -> K16 3x3 N64 0.04 / 0.06; but C3 32x32 -> K64 3x3 N16 (k = 27)
 // 0.78 / 0.58. Backward-data with C/G = 1 or 3: 1.2 / 7.4 and 1.2 / 3.7; backward-weight with
 // 16-32 filters stays on the GEMM (0.94-1.67 vs 1.10-2.84 direct).
-ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
+// Winograd trades accuracy for speed (its float32 error is 15-30x the GEMM's, ~1e-5 of the
+// largest output on ResNet layers), so auto takes it for float32 only, where that is still far
+// inside what float32 training tolerates; float64 callers (gradient checks, users who asked for
+// precision) keep the exact-order GEMM. FASTDL_CONV_WINOGRAD=0 turns it off for float32 too.
+static bool winograd_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("FASTDL_CONV_WINOGRAD");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return on;
+}
+
+ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int bytes, Isa) {
   const std::int64_t cg = s.c / s.groups, kg = s.k / s.groups;
   const std::int64_t rows = pass == ConvPass::backward_data ? cg : kg;
   const std::int64_t depth = pass == ConvPass::backward_data ? kg * s.r * s.s : cg * s.r * s.s;
@@ -815,6 +1147,7 @@ ConvAlgo conv_choose(ConvPass pass, const ConvShape& s, int, Isa) {
       (pass == ConvPass::forward && cg == 1))
     return ConvAlgo::direct;
   if (is_1x1(s)) return ConvAlgo::gemm1x1;
+  if (bytes == 4 && winograd_enabled() && winograd_pays(pass, s)) return ConvAlgo::winograd;
   return ConvAlgo::implicit_gemm;
 }
 
@@ -824,6 +1157,8 @@ static ConvAlgo resolve(ConvAlgo algo, ConvPass pass, const ConvShape& s, int by
   if (algo == ConvAlgo::automatic) return conv_choose(pass, s, bytes, isa);
   FASTDL_CHECK(algo != ConvAlgo::gemm1x1 || is_1x1(s), ValueError,
                "variant 'gemm1x1' needs a 1x1 kernel with stride 1 and no padding");
+  FASTDL_CHECK(algo != ConvAlgo::winograd || winograd_fits(s), ValueError,
+               "variant 'winograd' needs a 3x3 kernel with stride 1 and dilation 1");
   return algo;
 }
 
@@ -859,6 +1194,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     case ConvAlgo::gemm1x1: return forward_1x1(y, x, w, b, s, isa);
     case ConvAlgo::implicit_gemm: return forward_implicit(y, x, w, b, s, isa);
     case ConvAlgo::direct: return forward_direct(y, x, w, b, s, isa);
+    case ConvAlgo::winograd: return forward_winograd(y, x, w, b, s, isa);
     default: return conv2d_forward_reference(y, x, w, b, s);
   }
 }
@@ -877,6 +1213,7 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvShape& shape
       if (s.stride_h == 1 && s.stride_w == 1) return backward_data_flipped(dx, dy, w, s, isa);
       return backward_data_col2im(dx, dy, w, s, isa);
     case ConvAlgo::direct: return backward_data_direct(dx, dy, w, s, isa);
+    case ConvAlgo::winograd: return backward_data_flipped(dx, dy, w, s, isa, true);
     default: return conv2d_backward_data_reference(dx, dy, w, s);
   }
 }
@@ -893,6 +1230,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvSha
     case ConvAlgo::gemm1x1: backward_weight_1x1(dw, dy, x, s, isa); break;
     case ConvAlgo::implicit_gemm: backward_weight_implicit(dw, dy, x, s, isa); break;
     case ConvAlgo::direct: backward_weight_direct(dw, dy, x, s, isa); break;
+    case ConvAlgo::winograd: backward_weight_winograd(dw, dy, x, s, isa); break;
     default: return conv2d_backward_weight_reference(dw, db, dy, x, s);
   }
   if (db) bias_grad(db, dy, s, isa);

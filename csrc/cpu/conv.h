@@ -25,8 +25,11 @@ struct ConvShape {
 
 // Which algorithm a pass runs (conv.cpp's header describes each). `automatic` lets the dispatch
 // choose; the others force one (tests reach every path this way); gemm1x1 forced on a shape it
-// cannot run (not 1x1, stride 1, unpadded) raises ValueError.
-enum class ConvAlgo : int { automatic = 0, reference = 1, gemm1x1 = 2, implicit_gemm = 3, direct = 4 };
+// cannot run (not 1x1, stride 1, unpadded) raises ValueError, and so does winograd (not 3x3,
+// stride 1, dilation 1).
+enum class ConvAlgo : int {
+  automatic = 0, reference = 1, gemm1x1 = 2, implicit_gemm = 3, direct = 4, winograd = 5
+};
 enum class ConvPass : int { forward = 0, backward_data = 1, backward_weight = 2 };
 
 const char* conv_algo_name(ConvAlgo a);

@@ -6,7 +6,8 @@
 // and split into stride_w phases, so every tap of every output row is a CONTIGUOUS run of the
 // plane along ow whatever the stride, and no load needs a mask (each phase row ends in enough
 // zeros for a whole block of vectors). Outputs are vectorised along ow, up to kBlock vectors of
-// one output row at a time.
+// one output row at a time. The table also carries the strided im2col gather and the Winograd
+// transforms (conv_winograd_simd.h), so the conv family has one ISA table.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <type_traits>
 
 #include "common/cpu.h"
+#include "cpu/conv_winograd_simd.h"
 
 namespace fastdl {
 
@@ -44,6 +46,21 @@ struct ConvDirectTable {
   // dst[j] = src[j * stride] for j in [0, n), stride >= 2 (strided im2col runs); reads nothing
   // past src[(n - 1) * stride].
   void (*gather)(T* dst, const T* src, std::int64_t n, std::int64_t stride);
+  // dst[e] = src[(e % 4) * src_step + e / 4] for e in [0, min(4 n, width)): four rows of n
+  // values interleaved into one (Winograd's output tiles into an output row, cropped at width).
+  void (*interleave4)(T* dst, const T* src, std::int64_t src_step, std::int64_t n,
+                      std::int64_t width);
+  // Winograd's tile gather: q[(6 i + j) * q_step + l] = plane[ih0 + i][iw0 + 4 l + j] for i, j in
+  // [0, taps), l in [0, n) (n tiles of one tile row), 0 outside the h x w plane (the padding);
+  // taps 6 (input tiles) or 4 (output-gradient tiles).
+  void (*wino_gather)(T* q, std::int64_t q_step, const T* plane, std::int64_t ih0,
+                      std::int64_t iw0, std::int64_t h, std::int64_t w, std::int64_t n, int taps);
+  // The Winograd F(4x4, 3x3) transforms over n tiles (conv_winograd_simd.h).
+  void (*wino_input)(T* v, std::int64_t v_step, const T* q, std::int64_t q_step, std::int64_t n);
+  void (*wino_output)(T* o, std::int64_t o_step, const T* m, std::int64_t m_step, T bias,
+                      std::int64_t n);
+  void (*wino_grad_output)(T* z, std::int64_t z_step, const T* q, std::int64_t q_step,
+                           std::int64_t n);
 };
 
 // One ISA's table, capped at what the processor supports (conv.cpp).
@@ -280,11 +297,56 @@ void gather_scalar(T* __restrict dst, const T* __restrict src, std::int64_t n, s
   for (std::int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
 }
 
+template <typename T>
+void interleave4_scalar(T* __restrict dst, const T* __restrict src, std::int64_t step,
+                        std::int64_t n, std::int64_t width) {
+  const std::int64_t lim = std::min(4 * n, width);
+  for (std::int64_t e = 0; e < lim; ++e) dst[e] = src[(e & 3) * step + (e >> 2)];
+}
+
+// wino_gather over a stride-4 gather g(dst, src, n) (dst[l] = src[4 l]): the columns of each
+// tap j that lie inside the plane are one gather, the few outside (the padding) zeros.
+template <typename T, void (*G)(T*, const T*, std::int64_t)>
+void wino_gather_rows(T* __restrict q, std::int64_t q_step, const T* __restrict plane,
+                      std::int64_t ih0, std::int64_t iw0, std::int64_t h, std::int64_t w,
+                      std::int64_t n, int taps) {
+  for (int i = 0; i < taps; ++i) {
+    T* qi = q + 6 * i * q_step;
+    const std::int64_t r = ih0 + i;
+    if (r < 0 || r >= h) {
+      for (int j = 0; j < taps; ++j) std::fill(qi + j * q_step, qi + j * q_step + n, T(0));
+      continue;
+    }
+    const T* row = plane + r * w;
+    for (int j = 0; j < taps; ++j) {
+      T* d = qi + j * q_step;
+      const std::int64_t c0 = iw0 + j;  // column of tile l: c0 + 4 l
+      const std::int64_t lo = c0 >= 0 ? 0 : std::min<std::int64_t>((-c0 + 3) / 4, n);
+      const std::int64_t hi = c0 >= w ? lo : std::clamp<std::int64_t>((w - c0 + 3) / 4, lo, n);
+      std::fill(d, d + lo, T(0));
+      if (hi > lo) G(d + lo, row + c0 + 4 * lo, hi - lo);
+      std::fill(d + hi, d + n, T(0));
+    }
+  }
+}
+
+template <typename T>
+void gather4_scalar(T* __restrict dst, const T* __restrict src, std::int64_t n) {
+  for (std::int64_t l = 0; l < n; ++l) dst[l] = src[4 * l];
+}
+
 template <class V>
 constexpr ConvDirectTable<typename V::T> make_conv_direct_table(
     void (*gather)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t) =
-        &gather_scalar<typename V::T>) {
-  return {V::W, &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>, gather};
+        &gather_scalar<typename V::T>,
+    void (*interleave4)(typename V::T*, const typename V::T*, std::int64_t, std::int64_t,
+                        std::int64_t) = &interleave4_scalar<typename V::T>,
+    void (*wino_gather)(typename V::T*, std::int64_t, const typename V::T*, std::int64_t,
+                        std::int64_t, std::int64_t, std::int64_t, std::int64_t, int) =
+        &wino_gather_rows<typename V::T, &gather4_scalar<typename V::T>>) {
+  return {V::W,        &direct_rows<V>, &direct_taps_dot<V>, &direct_pad_row<V>, &direct_sum<V>,
+          gather,      interleave4,     wino_gather,         &wino_input<V>,     &wino_output<V>,
+          &wino_grad_output<V>};
 }
 
 }  // namespace

@@ -20,6 +20,11 @@
 // (bitwise-reproducible results).
 // gemm_packed_b runs the same nest with B supplied by a packing callback (GemmPackB) invoked where
 // the nest packs B: the implicit-GEMM convolution (conv.cpp) gathers its im2col panels that way.
+// gemm_prepacked_b runs it with all of B packed beforehand (GemmPackedB) and read in place: the
+// recurrent weights of a sequence (rnn.cpp), packed once for T products. Either may take a
+// GemmTileHook, a fused epilogue run on each finished micro-tile right after the micro-kernel
+// stores it (the LSTM cell's non-linearities); with one, or with prepacked panels, threads split
+// C's columns at whole NR-wide tiles.
 #include "cpu/gemm.h"
 
 #include <omp.h>
@@ -145,23 +150,36 @@ static bool read_b_in_place(const GemmTable<T>& t, std::int64_t rsb, std::int64_
          k * n_cols * std::int64_t(sizeof(T)) <= gemm_config::kDirectBMaxBytes;
 }
 
+// How B reaches the nest when it is not a strided matrix, and the fused tile hook.
+//   vb: B given by its packer (gemm_packed_b); pre: all of B prepacked (GemmPackedB, panels of
+//   nr columns with k rows each); b, rsb, csb are then unused. The part of C being computed
+//   starts at row ib, column jb of the whole product (the hook's and the packers' indices).
+template <typename T>
+struct GemmSource {
+  const GemmPackB<T>* vb = nullptr;
+  const T* pre = nullptr;
+  const GemmTileHook<T>* hook = nullptr;
+};
+
 // Returns false only if the packing buffers could not be allocated.
-// vb: B given by its packer (gemm_packed_b), columns from jb on; b, rsb, csb are then unused.
 template <typename T>
 static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* a,
                         std::int64_t rsa, std::int64_t csa, const T* b, std::int64_t rsb,
                         std::int64_t csb, std::int64_t m, std::int64_t n, std::int64_t k,
-                        const UkEpilogue<T>& e, const GemmPackB<T>* vb = nullptr,
-                        std::int64_t jb = 0) {
+                        const UkEpilogue<T>& e, const GemmSource<T>& src = {},
+                        std::int64_t ib = 0, std::int64_t jb = 0) {
+  const GemmPackB<T>* vb = src.vb;
   const bool direct_a = read_a_in_place(t, rsa, csa, n);
-  const bool direct_b = !vb && read_b_in_place(t, rsb, csb, m, k, n);
+  const bool direct_b = !vb && !src.pre && read_b_in_place(t, rsb, csb, m, k, n);
   const std::int64_t kc_max = gemm_config::slice(k, t.kc);  // k >= 1: gemm_empty_k took k == 0
   const std::int64_t mc_max = std::min(t.mc, (m + t.mr - 1) / t.mr * t.mr);
-  const std::int64_t nc_max = gemm_config::slice(n, t.nc, t.nr);
+  const std::int64_t grain = src.hook && src.hook->grain > 0 ? src.hook->grain : t.nr;
+  const std::int64_t nc_max = gemm_config::slice(n, t.nc, grain);
   T* pa = direct_a ? nullptr : static_cast<T*>(tls_pack_a.get(sizeof(T) * std::size_t(mc_max * kc_max)));
   const std::int64_t pb_cols = direct_b ? t.nr : nc_max;  // in place: only a narrow last panel
-  T* pb = static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * pb_cols)));
-  if ((!direct_a && !pa) || !pb) return false;
+  T* pb = src.pre ? nullptr
+                  : static_cast<T*>(tls_pack_b.get(sizeof(T) * std::size_t(kc_max * pb_cols)));
+  if ((!direct_a && !pa) || (!src.pre && !pb)) return false;
 
   for (std::int64_t jc = 0; jc < n; jc += nc_max) {  // 5th loop around the micro-kernel: NC columns
     const std::int64_t nc = std::min(nc_max, n - jc);
@@ -173,8 +191,10 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
       UkEpilogue<T> ep = e;
       if (pc > 0) ep.beta = T(1);
       if (!last) ep.bias_row = ep.bias_col = nullptr, ep.relu = false;
-      const T* bs = vb ? nullptr : b + pc * rsb + jc * csb;
-      if (vb) {
+      const T* bs = vb || src.pre ? nullptr : b + pc * rsb + jc * csb;
+      if (src.pre) {
+        // prepacked: the panels are read where they are
+      } else if (vb) {
         if (!vb->pack(vb->ctx, pb, pc, kc, jb + jc, nc, t.nr)) return false;
       }
       else if (!direct_b)
@@ -189,15 +209,18 @@ static bool gemm_serial(const GemmTable<T>& t, T* c, std::int64_t ldc, const T* 
           if (et.bias_col) et.bias_col += jc + jr;
           const int nn = int(std::min<std::int64_t>(t.nr, nc - jr));
           const bool b_in_place = direct_b && jr < nc_full;
-          const T* bp = b_in_place ? bs + jr : direct_b ? pb : pb + jr * kc;
+          const T* bp = src.pre ? src.pre + (jb + jc + jr) * k + pc * t.nr
+                        : b_in_place ? bs + jr : direct_b ? pb : pb + jr * kc;
           const std::int64_t ldb = b_in_place ? rsb : 0;
           for (std::int64_t ir = 0; ir < mc; ir += t.mr) {  // 1st loop: one A micro-panel
             UkEpilogue<T> ei = et;
             if (ei.bias_row) ei.bias_row += ic + ir;
             const int mm = int(std::min<std::int64_t>(t.mr, mc - ir));
             const T* ap = direct_a ? a + (ic + ir) * rsa + pc : pa + ir * kc;
-            t.ukernel(kc, ap, direct_a ? rsa : 0, bp, ldb, c + (ic + ir) * ldc + jc + jr, ldc,
-                      mm, nn, ei);
+            T* ct = c + (ic + ir) * ldc + jc + jr;
+            t.ukernel(kc, ap, direct_a ? rsa : 0, bp, ldb, ct, ldc, mm, nn, ei);
+            if (src.hook && src.hook->fn && last)
+              src.hook->fn(src.hook->ctx, ct, ldc, ib + ic + ir, jb + jc + jr, mm, nn);
           }
         }
       }
@@ -346,19 +369,34 @@ static bool gemm_skinny(const GemmTable<T>& t, int max_threads, T* c, std::int64
 }
 
 template <typename T>
-static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int64_t ldc,
+static void gemm_dispatch(const GemmTable<T>& table, int max_threads, T* c, std::int64_t ldc,
                           const T* a, std::int64_t rsa, std::int64_t csa, const T* b,
                           std::int64_t rsb, std::int64_t csb, std::int64_t m, std::int64_t n,
                           std::int64_t k, const UkEpilogue<T>& e,
-                          const GemmPackB<T>* vb = nullptr) {
+                          const GemmSource<T>& src = {}) {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) return gemm_empty_k(c, ldc, m, n, e);
-  if (!vb && gemm_skinny(t, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e)) return;
+  if (k <= 0) {
+    gemm_empty_k(c, ldc, m, n, e);
+    if (src.hook && src.hook->fn)
+      for (std::int64_t j = 0; j < n; j += table.nr)
+        src.hook->fn(src.hook->ctx, c + j, ldc, 0, j, int(m),
+                     int(std::min<std::int64_t>(table.nr, n - j)));
+    return;
+  }
+  const bool plain = !src.vb && !src.pre && !src.hook;
+  if (plain && gemm_skinny(table, max_threads, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e))
+    return;
+  // Prepacked panels and tile hooks need every thread's columns to start at a whole panel (a
+  // whole group of the hook's grain).
+  GemmTable<T> t = table;
+  if (src.pre || src.hook)
+    t.nstep = src.hook && src.hook->grain > 0 ? int(src.hook->grain) : t.nr;
   // A packed B: strides that read_b_in_place refuses, so the split counts B as packed.
-  const Split s = vb ? choose_split(t, rsa, csa, 0, 0, m, n, k, max_threads)
-                     : choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
+  const Split s = !plain ? choose_split(t, rsa, csa, 0, 0, m, n, k, max_threads)
+                         : choose_split(t, rsa, csa, rsb, csb, m, n, k, max_threads);
   if (s.threads == 1) {
-    if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e, vb)) throw std::bad_alloc();
+    if (!gemm_serial(t, c, ldc, a, rsa, csa, b, rsb, csb, m, n, k, e, src))
+      throw std::bad_alloc();
     return;
   }
   const std::int64_t mu = (m + t.mstep - 1) / t.mstep, nu = (n + t.nstep - 1) / t.nstep;
@@ -376,7 +414,8 @@ static void gemm_dispatch(const GemmTable<T>& t, int max_threads, T* c, std::int
       if (et.bias_row) et.bias_row += m0;
       if (et.bias_col) et.bias_col += n0;
       if (!gemm_serial(t, c + m0 * ldc + n0, ldc, a + m0 * rsa, rsa, csa,
-                       vb ? nullptr : b + n0 * csb, rsb, csb, m1 - m0, n1 - n0, k, et, vb, n0))
+                       plain ? b + n0 * csb : nullptr, rsb, csb, m1 - m0, n1 - n0, k, et, src,
+                       m0, n0))
         ok.store(false);
     }
   }
@@ -394,9 +433,70 @@ void gemm(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa
 template <typename T>
 void gemm_packed_b(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa,
                    const GemmPackB<T>& b, std::int64_t m, std::int64_t n, std::int64_t k,
-                   const GemmParams<T>& p, Isa isa, int max_threads) {
+                   const GemmParams<T>& p, Isa isa, int max_threads,
+                   const GemmTileHook<T>* hook) {
+  GemmSource<T> src;
+  src.vb = &b;
+  src.hook = hook;
   gemm_dispatch(gemm_table<T>(isa), max_threads > 0 ? max_threads : get_num_threads(), c, ldc, a,
-                rsa, csa, static_cast<const T*>(nullptr), 0, 0, m, n, k, full_epilogue(p), &b);
+                rsa, csa, static_cast<const T*>(nullptr), 0, 0, m, n, k, full_epilogue(p), src);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepacked B
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+GemmPackedB<T>::~GemmPackedB() {
+  std::free(data_);
+}
+
+template <typename T>
+T* GemmPackedB<T>::reserve(std::int64_t k, std::int64_t n, Isa isa) {
+  const GemmTable<T>& t = gemm_table<T>(isa);
+  const std::size_t need =
+      sizeof(T) * std::size_t(std::max<std::int64_t>(1, (n + t.nr - 1) / t.nr * t.nr * k));
+  if (need > bytes_) {
+    std::free(data_);
+    data_ = static_cast<T*>(alloc_pages(need, &bytes_));
+    if (!data_) {
+      bytes_ = 0;
+      throw std::bad_alloc();
+    }
+  }
+  k_ = k, n_ = n, isa_ = isa;
+  return data_;
+}
+
+template <typename T>
+void gemm_pack_b(T* dst, const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t k,
+                 std::int64_t n, Isa isa) {
+  if (k > 0 && n > 0) gemm_table<T>(isa).pack_b(dst, b, csb, rsb, n, k);
+}
+
+template <typename T>
+void GemmPackedB<T>::pack(const T* b, std::int64_t rsb, std::int64_t csb, std::int64_t k,
+                          std::int64_t n, Isa isa) {
+  gemm_pack_b(reserve(k, n, isa), b, rsb, csb, k, n, isa);
+}
+
+template <typename T>
+void GemmPackedB<T>::pack(const GemmPackB<T>& packer, std::int64_t k, std::int64_t n, Isa isa) {
+  T* dst = reserve(k, n, isa);
+  if (n > 0 && k > 0 && !packer.pack(packer.ctx, dst, 0, k, 0, n, gemm_table<T>(isa).nr))
+    throw std::bad_alloc();
+}
+
+template <typename T>
+void gemm_prepacked_b(T* c, std::int64_t ldc, const T* a, std::int64_t rsa, std::int64_t csa,
+                      const GemmPackedB<T>& b, std::int64_t m, const GemmParams<T>& p,
+                      int max_threads, const GemmTileHook<T>* hook) {
+  GemmSource<T> src;
+  src.pre = b.data();
+  src.hook = hook;
+  gemm_dispatch(gemm_table<T>(b.isa()), max_threads > 0 ? max_threads : get_num_threads(), c,
+                ldc, a, rsa, csa, static_cast<const T*>(nullptr), 0, 0, m, b.n(), b.k(),
+                full_epilogue(p), src);
 }
 
 template <typename T>
@@ -441,7 +541,13 @@ void gemm_batched(T* c, std::int64_t sc, std::int64_t ldc, const T* a, std::int6
                         const GemmParams<T>&, Isa, int);                                       \
   template void gemm_packed_b<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t,      \
                                  const GemmPackB<T>&, std::int64_t, std::int64_t, std::int64_t, \
-                                 const GemmParams<T>&, Isa, int);                              \
+                                 const GemmParams<T>&, Isa, int, const GemmTileHook<T>*);      \
+  template class GemmPackedB<T>;                                                               \
+  template void gemm_pack_b<T>(T*, const T*, std::int64_t, std::int64_t, std::int64_t,        \
+                               std::int64_t, Isa);                                             \
+  template void gemm_prepacked_b<T>(T*, std::int64_t, const T*, std::int64_t, std::int64_t,   \
+                                    const GemmPackedB<T>&, std::int64_t, const GemmParams<T>&, \
+                                    int, const GemmTileHook<T>*);                              \
   template void gemm_tile<T>(Isa, int*, int*, std::int64_t*);                                 \
   template void gemm_batched<T>(T*, std::int64_t, std::int64_t, const T*, std::int64_t,       \
                                 std::int64_t, std::int64_t, const T*, std::int64_t,           \

@@ -1,15 +1,23 @@
 // pool.cpp: 2-D max, average and adaptive-average pooling of NCHW planes, forward and backward.
 //
-// Shapes: x, dx (planes = N*C, H, W); y, dy, argmax (planes, OH, OW), contiguous. Floor mode:
-// OH = (H + 2 ph - kh) / sh + 1, likewise OW; the caller guarantees ph <= kh / 2 and pw <= kw / 2
-// (PyTorch's rule), so every window holds at least one cell of the image.
-//   max      y = max over the window, padding -inf; argmax = ih * W + iw of the FIRST maximum in
+// Shapes: x, dx (planes = N*C, H, W); y, dy, argmax (planes, OH, OW), contiguous. The caller
+// (bindings/args.cpp) sizes OH by PyTorch's rule, E = dh (kh - 1) + 1 the dilated extent:
+//   floor mode  OH = (H + 2 ph - E) / sh + 1
+//   ceil mode   OH = ceil((H + 2 ph - E) / sh) + 1, less one if the last window would start at or
+//               past H + ph (every window starts inside the image or the left padding)
+// likewise OW, with ph <= kh / 2 and pw <= kw / 2 (PyTorch's rule), and checks that every window
+// holds at least one cell of the image (dilation can space a window's cells around the image).
+//   max      window cells ih = oh sh - ph + r dh (r < kh), likewise iw; y = max over those
+//            inside the image (padding -inf); argmax = ih * W + iw of the FIRST maximum in
 //            row-major window order; a NaN counts as larger than anything (the last NaN of the
 //            window wins, as PyTorch's CPU kernel: `val > max || isnan(val)`).
 //            dx = 0, then dx[argmax] += dy (overlapping windows accumulate).
-//   avg      y = sum over the window / (kh * kw): padding counts as zeros in the divisor
-//            (count_include_pad=True; floor mode never clips a window to fewer than kh x kw
-//            padded cells). dx[cell] = sum over the windows holding it of dy / (kh * kw).
+//   avg      y = sum over the window's image cells / divisor, the divisor (PoolDivisor) being
+//            PyTorch's: the cells of the window inside the padded extent [-p, H + p), before
+//            clipping to the image (count_include_pad=True: kh * kw in floor mode, fewer where
+//            ceil mode runs a window past the padding), or its cells inside the image
+//            (count_include_pad=False), or divisor_override for every window.
+//            dx[cell] = sum over the windows holding it of dy / divisor.
 //   adaptive window of output i along an axis of n inputs and m outputs:
 //            [floor(i n / m), ceil((i + 1) n / m)), as PyTorch; y = mean over it,
 //            dx[cell] = sum over the windows holding it of dy / window size.
@@ -26,6 +34,11 @@
 //      and write out with non-temporal stores (vec_stream.h). Forward rows narrower than an
 //      AVX-512 vector run the AVX2 kernels; rows narrower than that go one output at a time
 //      (branch-free selects in max_one).
+//   The PyTorch options run these same kernels: ceil mode only changes OH / OW (the windows it
+//   runs past the image are clipped ones, done one at a time); the divisor mode is one more
+//   case of avg_divisor (a vector block's windows lie whole in the image, so one divisor per
+//   block still holds); max-pool dilation is a template flag of the max kernels (loads dw
+//   apart, rows dh apart), so that dilation 1 compiles to the code it always was.
 // OpenMP splits planes (and output rows of the forward passes when there are fewer planes than
 // threads); every output is computed by the same code whatever the split, so results do not
 // depend on the thread count.
@@ -63,15 +76,16 @@ void max_pool2d_forward_reference(T* y, std::int64_t* argmax, const T* x, const 
     const T* xp = x + p * s.h * s.w;
     for (std::int64_t oh = 0; oh < s.oh; ++oh) {
       for (std::int64_t ow = 0; ow < s.ow; ++ow) {
-        const std::int64_t h0 = std::max<std::int64_t>(oh * s.sh - s.ph, 0);
-        const std::int64_t w0 = std::max<std::int64_t>(ow * s.sw - s.pw, 0);
-        const std::int64_t h1 = std::min(oh * s.sh - s.ph + s.kh, s.h);
-        const std::int64_t w1 = std::min(ow * s.sw - s.pw + s.kw, s.w);
         T m = -std::numeric_limits<T>::infinity();
-        std::int64_t at = h0 * s.w + w0;
-        for (std::int64_t ih = h0; ih < h1; ++ih) {
-          for (std::int64_t iw = w0; iw < w1; ++iw) {
+        std::int64_t at = -1;  // becomes the first image cell: the argmax of a window of -inf
+        for (std::int64_t r = 0; r < s.kh; ++r) {
+          const std::int64_t ih = oh * s.sh - s.ph + r * s.dh;
+          if (ih < 0 || ih >= s.h) continue;
+          for (std::int64_t c = 0; c < s.kw; ++c) {
+            const std::int64_t iw = ow * s.sw - s.pw + c * s.dw;
+            if (iw < 0 || iw >= s.w) continue;
             const T v = xp[ih * s.w + iw];
+            if (at < 0) at = ih * s.w + iw;
             if (v > m || std::isnan(v)) {
               m = v;
               at = ih * s.w + iw;
@@ -105,6 +119,23 @@ std::int64_t max_pool2d_backward_reference(T* dx, const T* dy, const std::int64_
   return bad;
 }
 
+namespace {
+// PyTorch's avg_pool2d divisor of the window whose padded cells are [hs, hs + kh) x [ws, ws + kw).
+std::int64_t reference_divisor(const Pool2dShape& s, std::int64_t hs, std::int64_t ws) {
+  const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
+  switch (s.divisor_mode) {
+    case PoolDivisor::fixed:
+      return s.divisor;
+    case PoolDivisor::real:
+      return (std::min(he, s.h) - std::max<std::int64_t>(hs, 0)) *
+             (std::min(we, s.w) - std::max<std::int64_t>(ws, 0));
+    case PoolDivisor::padded:
+      break;
+  }
+  return (he - hs) * (we - ws);
+}
+}  // namespace
+
 template <typename T>
 void avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s) {
   for (std::int64_t p = 0; p < s.planes; ++p) {
@@ -112,13 +143,11 @@ void avg_pool2d_forward_reference(T* y, const T* x, const Pool2dShape& s) {
     for (std::int64_t oh = 0; oh < s.oh; ++oh) {
       for (std::int64_t ow = 0; ow < s.ow; ++ow) {
         const std::int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
-        const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
-        const std::int64_t div = (he - hs) * (we - ws);
         double sum = 0;
-        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(he, s.h); ++ih)
-          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(we, s.w); ++iw)
+        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(hs + s.kh, s.h); ++ih)
+          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(ws + s.kw, s.w); ++iw)
             sum += double(xp[ih * s.w + iw]);
-        y[(p * s.oh + oh) * s.ow + ow] = T(sum / double(div));
+        y[(p * s.oh + oh) * s.ow + ow] = T(sum / double(reference_divisor(s, hs, ws)));
       }
     }
   }
@@ -132,10 +161,9 @@ void avg_pool2d_backward_reference(T* dx, const T* dy, const Pool2dShape& s) {
     for (std::int64_t oh = 0; oh < s.oh; ++oh) {
       for (std::int64_t ow = 0; ow < s.ow; ++ow) {
         const std::int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
-        const std::int64_t he = std::min(hs + s.kh, s.h + s.ph), we = std::min(ws + s.kw, s.w + s.pw);
-        const T g = dy[(p * s.oh + oh) * s.ow + ow] / T((he - hs) * (we - ws));
-        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(he, s.h); ++ih)
-          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(we, s.w); ++iw)
+        const T g = dy[(p * s.oh + oh) * s.ow + ow] / T(reference_divisor(s, hs, ws));
+        for (std::int64_t ih = std::max<std::int64_t>(hs, 0); ih < std::min(hs + s.kh, s.h); ++ih)
+          for (std::int64_t iw = std::max<std::int64_t>(ws, 0); iw < std::min(ws + s.kw, s.w); ++iw)
             dxp[ih * s.w + iw] += g;
       }
     }
@@ -266,8 +294,9 @@ template <typename T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dShape& s, Isa isa) {
   const PoolTable<T>& t = pool_table<T>(forward_isa(isa, s, 64 / std::int64_t(sizeof(T))));
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const auto rows = s.dh == 1 && s.dw == 1 ? t.max_rows : t.max_rows_dilated;
   for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
-    t.max_rows(y + p * ohw, argmax + p * ohw, x + p * hw, s, oh0, oh1);
+    rows(y + p * ohw, argmax + p * ohw, x + p * hw, s, oh0, oh1);
   });
 }
 
@@ -309,8 +338,9 @@ template <typename T>
 void avg_pool2d_forward(T* y, const T* x, const Pool2dShape& s, Isa isa) {
   const PoolTable<T>& t = pool_table<T>(forward_isa(isa, s, 64 / std::int64_t(sizeof(T))));
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
+  const auto rows = s.divisor_mode == PoolDivisor::padded ? t.avg_rows : t.avg_rows_modes;
   for_output_rows(s, elems_of(s), [&](std::int64_t p, std::int64_t oh0, std::int64_t oh1) {
-    t.avg_rows(y + p * ohw, x + p * hw, s, oh0, oh1);
+    rows(y + p * ohw, x + p * hw, s, oh0, oh1);
   });
 }
 
@@ -320,13 +350,15 @@ void avg_pool2d_backward(T* dx, const T* dy, const Pool2dShape& s, Isa isa) {
   const std::int64_t hw = s.h * s.w, ohw = s.oh * s.ow;
   const bool stream = stream_planes<T>(s);
   const int threads = pool_threads(elems_of(s), s.planes);
+  const auto plane_backward =
+      s.divisor_mode == PoolDivisor::padded ? t.avg_plane_backward : t.avg_plane_backward_modes;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<T> scratch(std::size_t(s.w + s.ow));  // one expanded row + one scaled dy row
     std::vector<T> plane(stream ? std::size_t(hw) : 0);
 #pragma omp for schedule(static)
     for (std::int64_t p = 0; p < s.planes; ++p) {
-      t.avg_plane_backward(stream ? plane.data() : dx + p * hw, dy + p * ohw, s, scratch.data());
+      plane_backward(stream ? plane.data() : dx + p * hw, dy + p * ohw, s, scratch.data());
       if (stream) t.row_stream(dx + p * hw, plane.data(), hw);
     }
   }

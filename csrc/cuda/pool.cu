@@ -2,14 +2,17 @@
 // and backward.
 //
 // Shapes: x / dx (N, C, H, W) seen as P = N*C independent H x W planes, y / dy / argmax
-// (N, C, OH, OW); OH = (H + 2 pad_h - kernel_h) / stride_h + 1 (floor mode), likewise OW.
-// PyTorch's rules (the bindings check pad <= kernel / 2, so every window holds a real cell):
-//   max       window rows [oh s - p, oh s - p + k) clipped to [0, H); padded cells are -inf.
+// (N, C, OH, OW); OH by PyTorch's rule in floor or ceil mode (bindings/args.cpp, as the CPU's),
+// likewise OW. PyTorch's rules (the bindings check pad <= kernel / 2 and, with dilation, that
+// every window holds a real cell):
+//   max       window rows oh s - p + r d (r < k) inside [0, H); padded cells are -inf.
 //             The scan keeps the first strict maximum in row-major order and takes any NaN
 //             (PyTorch's `val > max || isnan(val)`: a NaN is the max, the last NaN wins);
 //             argmax = ih * W + iw of the winner. Backward: dx = 0, dx[plane][argmax] += dy.
-//   avg       window clipped to the padded extent [oh s - p, min(oh s - p + k, H + p)) gives
-//             the divisor (count_include_pad=True), then to the image for the sum.
+//   avg       the divisor (PoolDivisor): the window clipped to the padded extent
+//             [oh s - p, min(oh s - p + k, H + p)) (count_include_pad=True; fewer than k x k
+//             cells only where ceil mode runs a window past the padding), or clipped to the
+//             image (count_include_pad=False), or divisor_override; the sum over the image.
 //             Backward gathers: dx[ih, iw] = sum over the windows holding (ih, iw) of
 //             dy / divisor, written (=).
 //   adaptive  output row i averages input rows [floor(i H / OH), ceil((i + 1) H / OH)),
@@ -57,21 +60,30 @@ unsigned grid_of(int64_t total) { return grid_for(total, 1, kThreads); }
 // max
 // ---------------------------------------------------------------------------------------------
 
+// The first cell of a window starting at `start` with cells d apart that lies at or after 0.
+__device__ __forceinline__ int first_cell(int start, int d) {
+  return start >= 0 ? start : start + (-start + d - 1) / d * d;
+}
+
+// kDilated: cells s.dh / s.dw apart; false keeps the dilation-1 loops' constant steps.
+template <bool kDilated>
 __global__ void __launch_bounds__(kThreads)
 max_pool_forward_kernel(float* __restrict__ y, int64_t* __restrict__ argmax,
                         const float* __restrict__ x, PoolShape s) {
   const int64_t ohw = int64_t(s.oh) * s.ow, hw = int64_t(s.h) * s.w;
+  const int dh = kDilated ? s.dh : 1, dw = kDilated ? s.dw : 1;
   FASTDL_GRID_STRIDE(i, s.planes * ohw) {
     const int64_t plane = i / ohw;
     const int o = int(i - plane * ohw), oh = o / s.ow, ow = o - oh * s.ow;
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-    const int h1 = min(h0 + s.kh, s.h), w1 = min(w0 + s.kw, s.w);
-    const int hs = max(h0, 0), ws = max(w0, 0);
+    const int h1 = min(h0 + (s.kh - 1) * dh + 1, s.h), w1 = min(w0 + (s.kw - 1) * dw + 1, s.w);
+    const int hs = kDilated ? first_cell(h0, dh) : max(h0, 0);
+    const int ws = kDilated ? first_cell(w0, dw) : max(w0, 0);
     const float* xp = x + plane * hw;
     float best = -INFINITY;
     int arg = hs * s.w + ws;
-    for (int ih = hs; ih < h1; ++ih)
-      for (int iw = ws; iw < w1; ++iw) {
+    for (int ih = hs; ih < h1; ih += dh)
+      for (int iw = ws; iw < w1; iw += dw) {
         const float v = __ldg(xp + ih * s.w + iw);
         if (v > best || isnan(v)) {
           best = v;
@@ -98,8 +110,16 @@ max_pool_backward_kernel(float* dx, u64* bad, const float* __restrict__ dy,
 }
 
 // ---------------------------------------------------------------------------------------------
-// avg (count_include_pad)
+// avg
 // ---------------------------------------------------------------------------------------------
+
+// The divisor of the window whose padded extent is [h0, h1) x [w0, w1) (h1 <= H + p).
+__device__ __forceinline__ float avg_divisor(const PoolShape& s, int h0, int h1, int w0, int w1) {
+  if (s.divisor_mode == PoolDivisor::fixed) return float(s.divisor);
+  if (s.divisor_mode == PoolDivisor::real)
+    return float((min(h1, s.h) - max(h0, 0)) * (min(w1, s.w) - max(w0, 0)));
+  return float((h1 - h0) * (w1 - w0));
+}
 
 __global__ void __launch_bounds__(kThreads)
 avg_pool_forward_kernel(float* __restrict__ y, const float* __restrict__ x, PoolShape s) {
@@ -109,7 +129,7 @@ avg_pool_forward_kernel(float* __restrict__ y, const float* __restrict__ x, Pool
     const int o = int(i - plane * ohw), oh = o / s.ow, ow = o - oh * s.ow;
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
     const int h1 = min(h0 + s.kh, s.h + s.ph), w1 = min(w0 + s.kw, s.w + s.pw);
-    const float divisor = float((h1 - h0) * (w1 - w0));
+    const float divisor = avg_divisor(s, h0, h1, w0, w1);
     const int hs = max(h0, 0), ws = max(w0, 0), he = min(h1, s.h), we = min(w1, s.w);
     const float* xp = x + plane * hw;
     float acc = 0.0f;
@@ -141,7 +161,7 @@ avg_pool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy, P
       const int h0 = oh * s.sh - s.ph, h1 = min(h0 + s.kh, s.h + s.ph);
       for (int ow = ow0; ow < ow1; ++ow) {
         const int w0 = ow * s.sw - s.pw, w1 = min(w0 + s.kw, s.w + s.pw);
-        acc += __ldg(g + oh * s.ow + ow) / float((h1 - h0) * (w1 - w0));
+        acc += __ldg(g + oh * s.ow + ow) / avg_divisor(s, h0, h1, w0, w1);
       }
     }
     dx[i] = acc;
@@ -219,7 +239,10 @@ void max_pool2d_forward(float* y, int64_t* argmax, const float* x, const PoolSha
   check_shape(s);
   const int64_t total = s.planes * s.oh * s.ow;
   if (total == 0) return;
-  max_pool_forward_kernel<<<grid_of(total), kThreads, 0, stream>>>(y, argmax, x, s);
+  if (s.dh == 1 && s.dw == 1)
+    max_pool_forward_kernel<false><<<grid_of(total), kThreads, 0, stream>>>(y, argmax, x, s);
+  else
+    max_pool_forward_kernel<true><<<grid_of(total), kThreads, 0, stream>>>(y, argmax, x, s);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -16,21 +16,32 @@
 
 namespace fastdl::cuda {
 
+// What avg_pool2d divides each window's sum by (as the CPU's PoolDivisor, cpu/pool.h).
+enum class PoolDivisor : int {
+  padded,  // the window's cells inside the padded extent (count_include_pad=True)
+  real,    // the window's cells inside the image (count_include_pad=False)
+  fixed,   // PoolShape::divisor (divisor_override)
+};
+
 struct PoolShape {
   std::int64_t planes;  // N * C
-  int h, w, oh, ow;
+  int h, w, oh, ow;     // OH / OW from the caller: floor or ceil mode (bindings/args.cpp)
   int kh, kw, sh, sw, ph, pw;  // unused by the adaptive pool
+  int dh = 1, dw = 1;          // max pool's dilation: window cells dh / dw apart
+  PoolDivisor divisor_mode = PoolDivisor::padded;  // avg pool only
+  int divisor = 0;                                 // PoolDivisor::fixed's (> 0)
 };
 
 // y = max of each window (-inf padding; a NaN is the max), argmax its flat index ih * W + iw.
+// Every window holds a cell of the image (the bindings check it).
 void max_pool2d_forward(float* y, std::int64_t* argmax, const float* x, const PoolShape& s,
                         cudaStream_t stream);
 // dx = 0, then dx[plane][argmax] += dy. Checks every argmax value on the device and throws
 // ValueError naming the first one outside [0, H*W), so it synchronises the stream.
 void max_pool2d_backward(float* dx, const float* dy, const std::int64_t* argmax,
                          const PoolShape& s, cudaStream_t stream);
-// y = window sum / window size counting padded cells (count_include_pad), windows clipped to
-// the padded extent; backward writes dx (=).
+// y = window sum / the divisor of divisor_mode (by default the window's cells inside the padded
+// extent, count_include_pad); backward writes dx (=).
 void avg_pool2d_forward(float* y, const float* x, const PoolShape& s, cudaStream_t stream);
 void avg_pool2d_backward(float* dx, const float* dy, const PoolShape& s, cudaStream_t stream);
 // Output cell i averages input rows [floor(i H / OH), ceil((i + 1) H / OH)), columns alike.

@@ -155,18 +155,21 @@ def conv2d_backward_weight_reference(
 ) -> None: ...
 def max_pool2d_forward(
     y: _CudaArray, argmax: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int,
-    stride_h: int, stride_w: int, pad_h: int, pad_w: int, *, stream: int = 0,
+    stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int = 1,
+    dilation_w: int = 1, ceil_mode: bool = False, *, stream: int = 0,
 ) -> None:
     """y = window max (a NaN is the max); argmax int64 = its flat index ih * W + iw."""
 def max_pool2d_backward(dx: _CudaArray, dy: _CudaArray, argmax: _CudaArray, *, stream: int = 0) -> None:
     """dx = 0, then dx[plane][argmax] += dy; argmax values checked on the device (synchronises)."""
 def avg_pool2d_forward(
     y: _CudaArray, x: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, *, stream: int = 0,
+    pad_h: int, pad_w: int, ceil_mode: bool = False, count_include_pad: bool = True,
+    divisor_override: int | None = None, *, stream: int = 0,
 ) -> None: ...
 def avg_pool2d_backward(
     dx: _CudaArray, dy: _CudaArray, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, *, stream: int = 0,
+    pad_h: int, pad_w: int, ceil_mode: bool = False, count_include_pad: bool = True,
+    divisor_override: int | None = None, *, stream: int = 0,
 ) -> None: ...
 def adaptive_avg_pool2d_forward(y: _CudaArray, x: _CudaArray, *, stream: int = 0) -> None: ...
 def adaptive_avg_pool2d_backward(dx: _CudaArray, dy: _CudaArray, *, stream: int = 0) -> None: ...
@@ -183,3 +186,52 @@ def batch_norm_backward(
     weight: Optional[_CudaArray], save_mean: _CudaArray, save_invstd: _CudaArray,
     training: bool, *, stream: int = 0,
 ) -> None: ...
+
+# ---- embedding (indices int64 (M,), weight / dweight (V, D), y / dy (M, D) float32) -----------
+def embedding_forward(y: _CudaArray, indices: _CudaArray, weight: _CudaArray, *, stream: int = 0) -> None:
+    """y = weight[indices]; a bad index raises ValueError after one synchronisation."""
+def embedding_backward(
+    dweight: _CudaArray, dy: _CudaArray, indices: _CudaArray, padding_idx: int, *, stream: int = 0
+) -> None:
+    """dweight = 0, then dweight[indices[m]] += dy[m] in index order (deterministic); row
+    padding_idx (-1: none) stays zero."""
+
+# ---- rnn (x (N, I) / (T, N, I), h (N, H), gates (N, 4H) / (T, N, 4H); None for optional arrays;
+# all enqueued on `stream`, no synchronisation) ------------------------------------------------
+def rnn_cell_forward(
+    h_new: _CudaArray, x: _CudaArray, h: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray,
+    b_ih: Optional[_CudaArray], b_hh: Optional[_CudaArray], *, stream: int = 0,
+) -> None:
+    """h_new = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh)."""
+def rnn_cell_backward(
+    dx: _CudaArray, dh: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray, db: _CudaArray,
+    dh_new: _CudaArray, x: _CudaArray, h: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray,
+    h_new: _CudaArray, *, stream: int = 0,
+) -> None: ...
+def lstm_cell_forward(
+    h_new: _CudaArray, c_new: _CudaArray, gates: _CudaArray, x: _CudaArray, h: _CudaArray,
+    c: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray, b_ih: Optional[_CudaArray],
+    b_hh: Optional[_CudaArray], *, stream: int = 0,
+) -> None:
+    """One LSTM step; gates receives the activated i | f | g | o."""
+def lstm_cell_backward(
+    dx: _CudaArray, dh: _CudaArray, dc: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray,
+    db: _CudaArray, dh_new: Optional[_CudaArray], dc_new: Optional[_CudaArray], x: _CudaArray,
+    h: _CudaArray, c: _CudaArray, w_ih: _CudaArray, w_hh: _CudaArray, gates: _CudaArray,
+    c_new: _CudaArray, *, stream: int = 0,
+) -> None: ...
+def lstm_forward(
+    y: _CudaArray, h_n: _CudaArray, c_n: _CudaArray, gates: Optional[_CudaArray],
+    cells: Optional[_CudaArray], x: _CudaArray, h0: _CudaArray, c0: _CudaArray,
+    w_ih: _CudaArray, w_hh: _CudaArray, b_ih: Optional[_CudaArray], b_hh: Optional[_CudaArray],
+    *, stream: int = 0,
+) -> None:
+    """The whole sequence; gates and cells both None for inference."""
+def lstm_backward(
+    dx: _CudaArray, dh0: _CudaArray, dc0: _CudaArray, dw_ih: _CudaArray, dw_hh: _CudaArray,
+    db: _CudaArray, dy: Optional[_CudaArray], dh_n: Optional[_CudaArray],
+    dc_n: Optional[_CudaArray], x: _CudaArray, h0: _CudaArray, c0: _CudaArray,
+    w_ih: _CudaArray, w_hh: _CudaArray, y: _CudaArray, gates: _CudaArray, cells: _CudaArray,
+    *, stream: int = 0,
+) -> None:
+    """Backpropagation through time; dy, dh_n, dc_n None count as zero."""

@@ -35,6 +35,20 @@ inline uint3 blockIdx;
 inline dim3 gridDim, blockDim;
 inline std::barrier<>* emu_bar = nullptr;
 inline void __syncthreads() { emu_bar->arrive_and_wait(); }
+// __syncthreads_count: two counters used alternately (a thread-local parity per call), the one
+// of the previous call reset between the two barriers, when every thread has read it.
+inline std::atomic<int> emu_count[2];
+inline thread_local int emu_parity = 0;
+inline int __syncthreads_count(int pred) {
+  const int p = emu_parity;
+  emu_parity ^= 1;
+  emu_count[p].fetch_add(pred != 0);
+  emu_bar->arrive_and_wait();
+  const int n = emu_count[p].load();
+  if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) emu_count[p ^ 1].store(0);
+  emu_bar->arrive_and_wait();
+  return n;
+}
 template <class T> inline T __ldg(const T* p) { return *p; }
 using std::min; using std::max; using std::isnan;
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
@@ -54,6 +68,7 @@ inline void emu_launch(dim3 g, dim3 b, const std::function<void()>& body) {
         blockIdx = make_uint3(x, y, z);
         std::barrier<> bar(nt);
         emu_bar = &bar;
+        emu_count[0].store(0), emu_count[1].store(0);
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < nt; ++t)
           ts.emplace_back([&, t] { threadIdx = make_uint3(t % b.x, t / b.x % b.y, t / (b.x * b.y)); body(); });

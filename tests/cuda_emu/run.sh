@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run.sh [conv|pool|norm|all]: run the CUDA kernels of conv.cu, pool.cu and norm.cu on the CPU,
+# run.sh [conv|pool|norm|embedding|rnn|all]: run the CUDA kernels of conv.cu, pool.cu, norm.cu,
+# embedding.cu and rnn.cu (+ reduce.cu; gemm.cu is replaced by a plain loop, driver.cc) on the CPU,
 # against the CPU references of csrc/cpu, on a machine with the CUDA headers but no GPU.
 #
 # How: xform.py rewrites each `kernel<<<grid, block, smem, stream>>>(args);` into
@@ -31,7 +32,10 @@ if [ -z "${CPU_LIB:-}" ]; then
   CPU_LIB=$out/build/libfastdl_cpu.a
 fi
 "$PY" "$here/xform.py" "$top/csrc/cuda/device_util.cuh" "$out/cuda/device_util.cuh"
-for f in conv pool norm; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
-g++ -std=c++20 -O1 -w -I"$here" -I"$out" -I"$top/csrc" -isystem "$CUDA_INC" "$out"/conv.cc \
-  "$out"/pool.cc "$out"/norm.cc "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
+for f in conv pool norm embedding rnn reduce; do "$PY" "$here/xform.py" "$top/csrc/cuda/$f.cu" "$out/$f.cc"; done
+# rnn.cu: a 2 KiB inference workspace and split-K chunks down to 2, so that the short test
+# sequences take several inference chunks and the split recurrent products.
+g++ -std=c++20 -O1 -w -DFASTDL_RNN_INFER_BYTES=2048 -DFASTDL_RNN_SPLIT_MIN_K=2 -I"$here" -I"$out" -I"$top/csrc" -isystem "$CUDA_INC" "$out"/conv.cc \
+  "$out"/pool.cc "$out"/norm.cc "$out"/embedding.cc "$out"/rnn.cc "$out"/reduce.cc \
+  "$here/driver.cc" "$CPU_LIB" -fopenmp -lpthread -o "$out/emu_test"
 "$out/emu_test" "${1:-all}"

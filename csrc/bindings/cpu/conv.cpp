@@ -6,8 +6,9 @@
 // of one float dtype (TypeError); the geometry and every shape are checked by args.h's
 // check_conv2d / check_conv2d_array (ValueError naming the argument and both shapes), so a
 // direct caller gets an exception, never a crash. Sizes not passed are read from the arrays'
-// shapes. The keyword-only `variant` (auto | reference | gemm1x1 | implicit_gemm | direct) and
-// `isa` are for tests and benchmarks; conv2d_variant reports which algorithm `auto` picks.
+// shapes. The keyword-only `variant` (auto | reference | gemm1x1 | implicit_gemm | direct |
+// winograd) and `isa` are for tests and benchmarks; conv2d_variant reports which algorithm
+// `auto` picks.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -173,7 +174,7 @@ db may be None (not computed). Both written (=).)pbdoc");
         py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
         py::arg("dtype") = py::str("float32"), py::arg("isa") = py::none(),
         "The algorithm variant='auto' runs for this kind of pass ('forward', 'backward_data', "
-        "'backward_weight') and geometry: reference, gemm1x1, implicit_gemm or direct.");
+        "'backward_weight') and geometry: reference, gemm1x1, implicit_gemm, direct or winograd.");
 }
 
 }  // namespace fastdl::bindings

@@ -23,17 +23,6 @@ namespace fastdl::bindings {
 
 namespace {
 
-// The view of an optional array, and a pointer to it (null for None).
-struct OptionalView {
-  ArrayView view;
-  bool present;
-  OptionalView(const std::optional<py::array>& a, const char* name)
-      : view(a ? view_of(*a, name) : ArrayView{}), present(bool(a)) {}
-  const ArrayView* get() const { return present ? &view : nullptr; }
-  template <typename T>
-  T* data() const { return present ? view.mutable_data<T>() : nullptr; }
-};
-
 void batch_norm_forward_py(const py::array& y_arr, const py::array& save_mean_arr,
                            const py::array& save_invstd_arr, const py::array& x_arr,
                            const std::optional<py::array>& weight_arr,

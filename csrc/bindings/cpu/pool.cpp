@@ -24,8 +24,21 @@ namespace fastdl::bindings {
 namespace {
 
 Pool2dShape shape_of(const Pool2dDims& d) {
-  return {d.planes, d.h, d.w, d.oh, d.ow, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw};
+  Pool2dShape s{d.planes, d.h, d.w, d.oh, d.ow, d.kh, d.kw, d.sh, d.sw, d.ph, d.pw};
+  s.dh = d.dh, s.dw = d.dw;
+  s.divisor_mode = d.divisor_override > 0 ? PoolDivisor::fixed
+                   : d.count_include_pad  ? PoolDivisor::padded
+                                          : PoolDivisor::real;
+  s.divisor = d.divisor_override;
+  return s;
 }
+
+// avg_pool2d's trailing options, as the Python signature spells them.
+struct AvgOptions {
+  bool ceil_mode;
+  bool count_include_pad;
+  std::optional<int64_t> divisor_override;
+};
 
 // The one-input, one-output passes (avg and adaptive-avg, forward and backward): run the
 // reference or the fast kernel on the checked views with the GIL released.
@@ -48,11 +61,12 @@ void run_one_to_one(const ArrayView& out, const ArrayView& in, const Pool2dShape
 
 void max_pool2d_forward_py(const py::array& y_arr, const py::array& argmax_arr,
                            const py::array& x_arr, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                           int64_t ph, int64_t pw, const std::optional<std::string>& isa,
-                           bool reference) {
+                           int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode,
+                           const std::optional<std::string>& isa, bool reference) {
   const ArrayView y = view_of(y_arr, "y"), argmax = view_of(argmax_arr, "argmax"),
                   x = view_of(x_arr, "x");
-  const Pool2dShape s = shape_of(check_pool2d(x, y, false, kh, kw, sh, sw, ph, pw));
+  const Pool2dShape s =
+      shape_of(check_pool2d(x, y, false, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode));
   check_argmax(argmax, y, true);
   const Isa chosen = isa_arg(isa);
   dispatch_float(y, [&](auto zero) {
@@ -91,11 +105,13 @@ void max_pool2d_backward_py(const py::array& dx_arr, const py::array& dy_arr,
 }
 
 void avg_pool2d_forward_py(const py::array& y_arr, const py::array& x_arr, int64_t kh, int64_t kw,
-                           int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                           int64_t sh, int64_t sw, int64_t ph, int64_t pw, const AvgOptions& opt,
                            const std::optional<std::string>& isa, bool reference) {
   const ArrayView y = view_of(y_arr, "y"), x = view_of(x_arr, "x");
-  run_one_to_one(y, x, shape_of(check_pool2d(x, y, false, kh, kw, sh, sw, ph, pw)), isa,
-                 reference,
+  run_one_to_one(y, x,
+                 shape_of(check_avg_pool2d(x, y, false, kh, kw, sh, sw, ph, pw, opt.ceil_mode,
+                                           opt.count_include_pad, opt.divisor_override)),
+                 isa, reference,
                  [](auto* o, const auto* i, const Pool2dShape& g) {
                    avg_pool2d_forward_reference(o, i, g);
                  },
@@ -106,10 +122,13 @@ void avg_pool2d_forward_py(const py::array& y_arr, const py::array& x_arr, int64
 
 void avg_pool2d_backward_py(const py::array& dx_arr, const py::array& dy_arr, int64_t kh,
                             int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                            const std::optional<std::string>& isa, bool reference) {
+                            const AvgOptions& opt, const std::optional<std::string>& isa,
+                            bool reference) {
   const ArrayView dx = view_of(dx_arr, "dx"), dy = view_of(dy_arr, "dy");
-  run_one_to_one(dx, dy, shape_of(check_pool2d(dx, dy, true, kh, kw, sh, sw, ph, pw)), isa,
-                 reference,
+  run_one_to_one(dx, dy,
+                 shape_of(check_avg_pool2d(dx, dy, true, kh, kw, sh, sw, ph, pw, opt.ceil_mode,
+                                           opt.count_include_pad, opt.divisor_override)),
+                 isa, reference,
                  [](auto* o, const auto* i, const Pool2dShape& g) {
                    avg_pool2d_backward_reference(o, i, g);
                  },
@@ -145,31 +164,40 @@ void adaptive_avg_pool2d_backward_py(const py::array& dx_arr, const py::array& d
 }  // namespace
 
 void bind_pool(py::module_& m) {
+  // The PyTorch options trail the window, in the Python signatures' order, with their defaults.
+#define FASTDL_WINDOW_ARGS                                                                       \
+  py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),            \
+      py::arg("pad_h"), py::arg("pad_w")
+#define FASTDL_MAX_OPTIONS py::arg("dilation_h") = 1, py::arg("dilation_w") = 1, py::arg("ceil_mode") = false
+#define FASTDL_AVG_OPTIONS                                                                       \
+  py::arg("ceil_mode") = false, py::arg("count_include_pad") = true,                             \
+      py::arg("divisor_override") = py::none()
   m.def(
       "max_pool2d_forward",
       [](py::array y, py::array argmax, py::array x, int64_t kh, int64_t kw, int64_t sh,
-         int64_t sw, int64_t ph, int64_t pw, std::optional<std::string> isa) {
+         int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode,
+         std::optional<std::string> isa) {
         max_pool2d_forward_py(std::move(y), std::move(argmax), std::move(x), kh, kw, sh, sw, ph, pw,
-                              std::move(isa), false);
+                              dh, dw, ceil_mode, std::move(isa), false);
       },
       py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
-      py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
-      py::arg("pad_h"), py::arg("pad_w"), py::kw_only(), py::arg("isa") = py::none(),
+      FASTDL_WINDOW_ARGS, FASTDL_MAX_OPTIONS, py::kw_only(), py::arg("isa") = py::none(),
       R"pbdoc(y, argmax (N, C, OH, OW) = max over each kernel_h x kernel_w window of x (N, C, H, W).
 
-OH = (H + 2 pad_h - kernel_h) // stride_h + 1 (floor mode), likewise OW; 0 <= pad <= kernel / 2;
-padding is -inf. argmax (int64) is the flat index ih * W + iw of the first maximum in row-major
-window order (the last NaN when the window holds NaN, as PyTorch).)pbdoc");
+Window cells are dilation apart; OH = (H + 2 pad_h - dilation_h (kernel_h - 1) - 1) // stride_h + 1
+(ceil_mode: rounded up, less one if the last window would start at or past H + pad_h), likewise
+OW; 0 <= pad <= kernel / 2; padding is -inf; every window must hold a cell of x. argmax (int64)
+is the flat index ih * W + iw of the first maximum in row-major window order (the last NaN when
+the window holds NaN, as PyTorch).)pbdoc");
   m.def(
       "max_pool2d_forward_reference",
       [](py::array y, py::array argmax, py::array x, int64_t kh, int64_t kw, int64_t sh,
-         int64_t sw, int64_t ph, int64_t pw) {
+         int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode) {
         max_pool2d_forward_py(std::move(y), std::move(argmax), std::move(x), kh, kw, sh, sw, ph, pw,
-                              std::nullopt, true);
+                              dh, dw, ceil_mode, std::nullopt, true);
       },
       py::arg("y").noconvert(), py::arg("argmax").noconvert(), py::arg("x").noconvert(),
-      py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"),
-      py::arg("pad_h"), py::arg("pad_w"), "Plain-loop oracle for max_pool2d_forward.");
+      FASTDL_WINDOW_ARGS, FASTDL_MAX_OPTIONS, "Plain-loop oracle for max_pool2d_forward.");
   m.def(
       "max_pool2d_backward",
       [](py::array dx, py::array dy, py::array argmax, std::optional<std::string> isa) {
@@ -189,43 +217,50 @@ window order (the last NaN when the window holds NaN, as PyTorch).)pbdoc");
   m.def(
       "avg_pool2d_forward",
       [](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-         int64_t pw, std::optional<std::string> isa) {
-        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw, std::move(isa), false);
+         int64_t pw, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override,
+         std::optional<std::string> isa) {
+        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw,
+                              {ceil_mode, count_include_pad, divisor_override}, std::move(isa), false);
       },
-      py::arg("y").noconvert(), py::arg("x").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
-      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::kw_only(),
-      py::arg("isa") = py::none(),
-      "y (N, C, OH, OW) = mean over each window of x, padding counted as zeros "
-      "(count_include_pad=True), floor mode.");
+      py::arg("y").noconvert(), py::arg("x").noconvert(), FASTDL_WINDOW_ARGS, FASTDL_AVG_OPTIONS,
+      py::kw_only(), py::arg("isa") = py::none(),
+      R"pbdoc(y (N, C, OH, OW) = the sum over each window of x / divisor, as PyTorch: divisor_override if
+given (> 0), else the window's cells inside the padded extent (count_include_pad=True; kh * kw
+but where ceil_mode runs a window past the padding) or inside the image (False). OH as
+max_pool2d_forward's without dilation.)pbdoc");
   m.def(
       "avg_pool2d_forward_reference",
       [](py::array y, py::array x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-         int64_t pw) {
-        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw, std::nullopt, true);
+         int64_t pw, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+        avg_pool2d_forward_py(std::move(y), std::move(x), kh, kw, sh, sw, ph, pw,
+                              {ceil_mode, count_include_pad, divisor_override}, std::nullopt, true);
       },
-      py::arg("y").noconvert(), py::arg("x").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
-      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      py::arg("y").noconvert(), py::arg("x").noconvert(), FASTDL_WINDOW_ARGS, FASTDL_AVG_OPTIONS,
       "Plain-loop oracle (double sums) for avg_pool2d_forward.");
   m.def(
       "avg_pool2d_backward",
       [](py::array dx, py::array dy, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-         int64_t pw, std::optional<std::string> isa) {
-        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw, std::move(isa), false);
+         int64_t pw, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override,
+         std::optional<std::string> isa) {
+        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw,
+                               {ceil_mode, count_include_pad, divisor_override}, std::move(isa), false);
       },
-      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
-      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::kw_only(),
-      py::arg("isa") = py::none(),
-      "dx (N, C, H, W) = the sum over the windows holding each cell of dy / (kh * kw) "
-      "(written, not accumulated).");
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), FASTDL_WINDOW_ARGS, FASTDL_AVG_OPTIONS,
+      py::kw_only(), py::arg("isa") = py::none(),
+      "dx (N, C, H, W) = the sum over the windows holding each cell of dy / that window's divisor "
+      "(avg_pool2d_forward's; written, not accumulated).");
   m.def(
       "avg_pool2d_backward_reference",
       [](py::array dx, py::array dy, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-         int64_t pw) {
-        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw, std::nullopt, true);
+         int64_t pw, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+        avg_pool2d_backward_py(std::move(dx), std::move(dy), kh, kw, sh, sw, ph, pw,
+                               {ceil_mode, count_include_pad, divisor_override}, std::nullopt, true);
       },
-      py::arg("dx").noconvert(), py::arg("dy").noconvert(), py::arg("kernel_h"), py::arg("kernel_w"),
-      py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      py::arg("dx").noconvert(), py::arg("dy").noconvert(), FASTDL_WINDOW_ARGS, FASTDL_AVG_OPTIONS,
       "Plain-loop oracle for avg_pool2d_backward.");
+#undef FASTDL_WINDOW_ARGS
+#undef FASTDL_MAX_OPTIONS
+#undef FASTDL_AVG_OPTIONS
   m.def(
       "adaptive_avg_pool2d_forward",
       [](py::array y, py::array x, std::optional<std::string> isa) {

@@ -25,10 +25,25 @@ void bind_optim(py::module_& m);       // optimizer steps, gradient clipping
 void bind_conv(py::module_& m);        // conv2d forward, backward_data, backward_weight
 void bind_pool(py::module_& m);        // max, avg, adaptive avg pool2d
 void bind_norm(py::module_& m);        // batch_norm
+void bind_embedding(py::module_& m);   // embedding gather and scatter-add gradient
+void bind_rnn(py::module_& m);         // rnn_cell, lstm_cell, lstm (whole sequence)
 
 // `stream=` as fastdl.ops passes it: CuPy's current stream as an int (0: the legacy default).
 inline cudaStream_t as_stream(std::uintptr_t stream) {
   return reinterpret_cast<cudaStream_t>(stream);
+}
+
+// An optional float32 CUDA array argument: null (and `view` untouched) when obj is None, else
+// cuda_view(obj, name) stored in `view` (shared by the norm and rnn bindings).
+inline const ArrayView* optional_view(const py::handle& obj, const char* name, ArrayView& view) {
+  if (obj.is_none()) return nullptr;
+  view = cuda_view(obj, name);
+  return &view;
+}
+
+template <class T>
+T* data_or_null(const ArrayView* a) {
+  return a ? a->mutable_data<T>() : nullptr;
 }
 
 // Every non-empty array (null entries skipped) must be device (or managed) memory of the current

@@ -18,18 +18,6 @@
 namespace fastdl::bindings {
 namespace {
 
-// An optional (C,) vector: null (and `view` untouched) when obj is None.
-const ArrayView* optional_view(const py::handle& obj, const char* name, ArrayView& view) {
-  if (obj.is_none()) return nullptr;
-  view = cuda_view(obj, name);
-  return &view;
-}
-
-template <class T>
-T* data_or_null(const ArrayView* a) {
-  return a ? a->mutable_data<T>() : nullptr;
-}
-
 void batch_norm_forward_py(const py::handle& y_obj, const py::handle& mean_obj,
                            const py::handle& invstd_obj, const py::handle& x_obj,
                            const py::handle& weight_obj, const py::handle& bias_obj,

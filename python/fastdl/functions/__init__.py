@@ -4,7 +4,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
 ``from ..tensor import Function, Tensor``.
 
     elementwise   Add, Mul, Pow, Exp, Log, Cast              (NumPy/CuPy arithmetic)
-    shape         Sum, Reshape, Transpose, GetItem, ToDevice (reduce, rearrange, move)
+    shape         Sum, Reshape, Transpose, GetItem, ToDevice, Concat (reduce, rearrange, move)
     dense         MatMul, Linear                             (fastdl.ops kernels from here on)
     activation    ReLU, Sigmoid, Tanh, GELU
     softmax       Softmax, LogSoftmax
@@ -12,7 +12,10 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     dropout       Dropout
     conv          Conv2d, ConvTranspose2d
     pool          MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
+    pad           Pad2d
     norm          BatchNorm, LayerNorm
+    rnn           RNNCell, LSTMCell, LSTM
+    embedding     Embedding
     attention     Attention, HeadsAttention                  (issue 11)
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
@@ -41,10 +44,25 @@ from .pool import __all__ as _pool
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm
 
-# ---- attention family (issue 11) ----
-from .attention import *  # noqa: F401,F403
-from .attention import __all__ as _attention
-# ---- end attention family ----
+# ---- rnn family (issue 10) ----
+from .rnn import *  # noqa: F401,F403
+from .rnn import __all__ as _rnn
+from .embedding import *  # noqa: F401,F403
+from .embedding import __all__ as _embedding
+# ---- end rnn family ----
 
 __all__ = [*_elementwise, *_shape, *_dense, *_activation, *_softmax, *_loss, *_dropout, *_conv,
-           *_pool, *_norm, *_attention]
+           *_pool, *_norm, *_rnn, *_embedding]
+
+# ---- pad (Conv2d's padding_mode, issue 9) ----
+from .pad import *  # noqa: F401,F403,E402
+from .pad import __all__ as _pad  # noqa: E402
+
+__all__ += _pad
+
+# ---- attention family (issue 11) ----
+from .attention import *  # noqa: F401,F403,E402
+from .attention import __all__ as _attention  # noqa: E402
+# ---- end attention family ----
+
+__all__ += _attention

@@ -1,7 +1,7 @@
 """Autograd Functions of the conv family: conv2d and conv_transpose2d.
 
     Conv2d:           x (N, C, H, W), w (K, C/groups, R, S), b (K,) -> y (N, K, OH, OW)
-    ConvTranspose2d:  x (N, C_in, H, W), w (C_in, C_out, R, S), b (C_out,) -> y (N, C_out, OH, OW)
+    ConvTranspose2d:  x (N, C_in, H, W), w (C_in, C_out/groups, R, S), b (C_out,) -> y (N, C_out, OH, OW)
 
 Both run the fastdl.ops kernels (CPU or GPU, by the arrays' device) and keep only x and w for
 the backward, which returns (dx, dw, db) trimmed to the Tensors given (db only when a bias was).
@@ -32,9 +32,10 @@ class Conv2d(Function):
 class ConvTranspose2d(Function):
     """y = conv_transpose(x, w) + b (the gradient of a conv2d with respect to its input)."""
 
-    def forward(self, x, w, b=None, stride=1, padding=0, output_padding=0):
+    def forward(self, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
         self.x, self.w = x, w
-        self.opts = dict(stride=stride, padding=padding, output_padding=output_padding)
+        self.opts = dict(stride=stride, padding=padding, output_padding=output_padding,
+                         groups=groups, dilation=dilation)
         return ops.conv_transpose2d(x, w, b, **self.opts)
 
     def backward(self, g):

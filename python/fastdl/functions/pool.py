@@ -4,7 +4,8 @@
 
 MaxPool2d keeps the argmax the forward returns (int64, y's shape, flat index into each H x W
 plane) and scatters the gradient through it; the average pools need only the input's shape.
-Options (kernel_size, stride, padding, output_size) are normalised by fastdl.ops.
+Options (kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
+output_size) are normalised by fastdl.ops.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 class MaxPool2d(Function):
     """The max of each window; ``self.argmax`` holds where it came from (return_indices)."""
 
-    def forward(self, x, kernel_size=2, stride=None, padding=0):
-        y, self.argmax = ops.max_pool2d(x, kernel_size, stride, padding)
+    def forward(self, x, kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False):
+        y, self.argmax = ops.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
         self.shape = x.shape
         return y
 
@@ -37,11 +38,13 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
-    """The mean of each window, padded cells counted as zeros (count_include_pad=True)."""
+    """The sum of each window over PyTorch's divisor (count_include_pad, divisor_override)."""
 
-    def forward(self, x, kernel_size=2, stride=None, padding=0):
-        self.shape, self.opts = x.shape, (kernel_size, stride, padding)
-        return ops.avg_pool2d(x, kernel_size, stride, padding)
+    def forward(self, x, kernel_size=2, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+        self.shape = x.shape
+        self.opts = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        return ops.avg_pool2d(x, *self.opts)
 
     def backward(self, g):
         return ops.avg_pool2d_backward(g, self.shape, *self.opts)

@@ -6,6 +6,7 @@
     GetItem(x, idx=i)                   x[i]; backward scatters g into zeros (adding, for
                                         repeated advanced indices)
     ToDevice(x, device='cpu'|'cuda')    a copy on the other device; backward copies g back
+    Concat(*xs, axis=0)                 concatenate; backward slices g back into the pieces
 
 They run on the tensor's array module (NumPy or CuPy). Mean, flatten, permute and .T are
 composites of these, written on Tensor.
@@ -18,7 +19,7 @@ import numpy as np
 from .. import _backend
 from ..tensor import Function, _norm_axes, _to_device, _xp
 
-__all__ = ["Sum", "Reshape", "Transpose", "GetItem", "ToDevice"]
+__all__ = ["Sum", "Reshape", "Transpose", "GetItem", "ToDevice", "Concat"]
 
 
 class Sum(Function):
@@ -84,3 +85,22 @@ class ToDevice(Function):
 
     def backward(self, g):
         return _to_device(g, self.device)
+
+
+# ---- Concat (issue 10: nn.LSTM stacks its layers' states and joins the two directions) ----------
+
+class Concat(Function):
+    """Concatenate the inputs along axis; the backward hands each its slice of g (views)."""
+
+    def forward(self, *xs, axis=0):
+        self.axis = axis % xs[0].ndim
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return _xp(xs[0]).concatenate(xs, axis=self.axis)
+
+    def backward(self, g):
+        out, start = [], 0
+        for n in self.sizes:
+            idx = (slice(None),) * self.axis + (slice(start, start + n),)
+            out.append(g[idx])
+            start += n
+        return tuple(out)

@@ -10,6 +10,8 @@ from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 from .norm import BatchNorm1d, BatchNorm2d
 from .norm import LayerNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .embedding import Embedding  # issue 10: embedding and recurrent layers
+from .rnn import LSTM, LSTMCell, RNNCell
 from .transformer import (MultiheadAttention, PositionalEncoding,  # issue 11: transformer layers
                           TransformerEncoder, TransformerEncoderLayer)
 
@@ -19,5 +21,6 @@ __all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleLis
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "BatchNorm1d", "BatchNorm2d",
            "LayerNorm", "GELU",
+           "Embedding", "RNNCell", "LSTMCell", "LSTM",
            "MultiheadAttention", "PositionalEncoding", "TransformerEncoderLayer",
            "TransformerEncoder"]

@@ -14,13 +14,17 @@ from ..functions import (BCEWithLogits, CrossEntropy, Dropout, Linear, LogSoftma
 from ..functions import GELU as _GELU, LayerNorm as _LayerNorm
 from ..functions import (AdaptiveAvgPool2d as _AdaptiveAvgPool2d, AvgPool2d as _AvgPool2d,
                          BatchNorm as _BatchNorm, Conv2d as _Conv2d,
-                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d)
+                         ConvTranspose2d as _ConvTranspose2d, MaxPool2d as _MaxPool2d,
+                         Pad2d as _Pad2d)
+from ..functions import (Embedding as _Embedding, LSTM as _LSTM, LSTMCell as _LSTMCell,
+                         RNNCell as _RNNCell)
 from ..tensor import Tensor, _xp
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
            "cross_entropy", "mse_loss", "binary_cross_entropy_with_logits",
            "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-           "batch_norm", "gelu", "layer_norm"]
+           "batch_norm", "gelu", "layer_norm", "pad",
+           "embedding", "rnn_cell", "lstm_cell", "lstm"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -168,13 +172,6 @@ def _pair2(op: str, name: str, v, low: int = 0):
     return int(vs[0]), int(vs[1])
 
 
-def _only(op: str, **given_and_supported):
-    """ValueError for a PyTorch option this build does not implement (given != supported)."""
-    for name, (given, supported) in given_and_supported.items():
-        if given != supported:
-            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
-
-
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch): input (N, C, H, W), weight
     (K, C/groups, R, S), bias (K,) -> (N, K, OH, OW). padding: an int, an (h, w) pair, 'valid'
@@ -212,33 +209,33 @@ def _conv2d_same(args, stride, dilation, groups) -> Tensor:
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1) -> Tensor:
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input): input
-    (N, C_in, H, W), weight (C_in, C_out, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
-    OH = (H - 1) * stride - 2 * padding + R + output_padding. groups and dilation: 1 only."""
-    _only("conv_transpose2d", groups=(groups, 1), dilation=(_pair2("conv_transpose2d", "dilation",
-                                                                   dilation, 1), (1, 1)))
+    (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,) -> (N, C_out, OH, OW) with
+    OH = (H - 1) * stride - 2 * padding + dilation * (R - 1) + output_padding + 1."""
     args = (_t(input), _t(weight, "weight")) + (() if bias is None else (_t(bias, "bias"),))
     return _ConvTranspose2d.apply(*args, stride=stride, padding=padding,
-                                  output_padding=output_padding)
+                                  output_padding=output_padding, groups=groups, dilation=dilation)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf).
-    With return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
-    _only("max_pool2d", dilation=(_pair2("max_pool2d", "dilation", dilation, 1), (1, 1)),
-          ceil_mode=(bool(ceil_mode), False))
+    """Max over kernel_size windows (stride defaults to kernel_size; padded cells are -inf; window
+    cells `dilation` apart; ceil_mode rounds the output size up, as PyTorch). With
+    return_indices, also the int64 indices (y's shape) of each max, flat in its H x W plane."""
     x = _t(input)
+    opts = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
     if not return_indices:
-        return _MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
-    return _MaxPool2d.apply_with_indices(x, kernel_size=kernel_size, stride=stride, padding=padding)
+        return _MaxPool2d.apply(x, **opts)
+    return _MaxPool2d.apply_with_indices(x, **opts)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None) -> Tensor:
-    """Mean over kernel_size windows (stride defaults to kernel_size); padded cells count as zeros."""
-    _only("avg_pool2d", ceil_mode=(bool(ceil_mode), False),
-          count_include_pad=(bool(count_include_pad), True), divisor_override=(divisor_override, None))
-    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding)
+    """Mean over kernel_size windows (stride defaults to kernel_size), PyTorch's divisor: padded
+    cells count with count_include_pad=True, not with False; divisor_override replaces it."""
+    return _AvgPool2d.apply(_t(input), kernel_size=kernel_size, stride=stride, padding=padding,
+                            ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
@@ -289,3 +286,98 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
         weight = Tensor._make(_xp(x.data).ones(ns, x.dtype), False, None)
     args = (x,) + tuple(_t(a, n) for a, n in ((weight, "weight"), (bias, "bias")) if a is not None)
     return _LayerNorm.apply(*args, normalized_shape=ns, eps=eps)
+
+
+def pad(input, pad, mode: str = "constant", value=None) -> Tensor:
+    """PyTorch's F.pad for images: input (N, C, H, W) or (C, H, W), pad (left, right) or
+    (left, right, top, bottom), each >= 0; mode 'constant' (zeros: value None or 0 only),
+    'reflect', 'replicate' or 'circular' (fastdl.ops.pad has the rules)."""
+    if value not in (None, 0):
+        raise ValueError(f"pad: value={value!r} is not supported (only 0)")
+    seq = tuple(pad) if isinstance(pad, (tuple, list)) else None
+    if seq is None or len(seq) not in (2, 4):
+        raise ValueError(f"pad: pad must be (left, right) or (left, right, top, bottom), got {pad!r}")
+    return _Pad2d.apply(_t(input), padding=seq + (0, 0) if len(seq) == 2 else seq, mode=mode)
+
+
+# ---- embedding and the recurrent cells (the embedding and rnn families, issue 10) ---------------
+
+def _only(op: str, **given_and_supported):
+    """ValueError for a PyTorch option this build does not implement (given != supported)."""
+    for name, (given, supported) in given_and_supported.items():
+        if given != supported:
+            raise ValueError(f"{op}: {name}={given!r} is not supported (only {supported!r})")
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False) -> Tensor:
+    """weight[input]: input any integer array/Tensor (any shape), weight (V, D) -> input.shape +
+    (D,). padding_idx (negative counts from the end): that row gets no gradient. max_norm,
+    scale_grad_by_freq and sparse are not supported (ValueError when set)."""
+    _only("embedding", max_norm=(max_norm, None),
+          scale_grad_by_freq=(bool(scale_grad_by_freq), False), sparse=(bool(sparse), False))
+    w = _t(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
+                         f"shape {w.shape}")
+    idx = input.data if isinstance(input, Tensor) else input
+    if not hasattr(idx, "dtype"):
+        idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
+    return _Embedding.apply(w, indices=idx, padding_idx=_padding_idx("embedding", padding_idx,
+                                                                     w.shape[0]))
+
+
+def _padding_idx(op: str, padding_idx, num_embeddings: int):
+    """PyTorch's rule: None, or an int in [-V, V) (negative counts from the end) -> None or >= 0."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"{op}: padding_idx must be an int or None, got "
+                        f"{type(padding_idx).__name__}")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"{op}: padding_idx must be within num_embeddings ({num_embeddings}), "
+                         f"got {padding_idx}")
+    return int(padding_idx) % num_embeddings
+
+
+def _rnn_args(x, states, w_ih, w_hh, b_ih, b_hh, op):
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError(f"{op}: give both b_ih and b_hh or neither")
+    args = [_t(x)] + [_t(s, n) for n, s in states] + [_t(w_ih, "w_ih"), _t(w_hh, "w_hh")]
+    if b_ih is not None:
+        args += [_t(b_ih, "b_ih"), _t(b_hh, "b_hh")]
+    return args
+
+
+def rnn_cell(input, h, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
+    """One tanh RNN step: tanh(input w_ih^T + b_ih + h w_hh^T + b_hh); input (N, I), h (N, H),
+    w_ih (H, I), w_hh (H, H), biases (H,) both or neither."""
+    return _RNNCell.apply(*_rnn_args(input, [("h", h)], w_ih, w_hh, b_ih, b_hh, "rnn_cell"))
+
+
+def lstm_cell(input, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step -> (h_new, c_new), each (N, H): input (N, I), h and c (N, H), w_ih (4H, I),
+    w_hh (4H, H), biases (4H,) both or neither; gates ordered i, f, g, o."""
+    packed = _LSTMCell.apply(*_rnn_args(input, [("h", h), ("c", c)], w_ih, w_hh, b_ih, b_hh,
+                                        "lstm_cell"))
+    return packed[0], packed[1]
+
+
+def lstm(input, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM layer over a whole sequence in one kernel call -> (y, h_n, c_n): input (T, N, I),
+    h0 and c0 (N, H), y (T, N, H), h_n = y[T-1] and c_n (N, H)."""
+    y, h_n, c_n = _lstm_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return y, h_n[0], c_n[0]
+
+
+def _lstm_layer(input, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """lstm with h_n and c_n as (1, N, H) views of the one packed result (nn.LSTM concatenates
+    its layers' states along that axis)."""
+    args = _rnn_args(input, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, "lstm")
+    packed = _LSTM.apply(*args)
+    t = args[0].shape[0] if args[0].ndim else 0  # (T = 0 and T = 1 both pack 2 rows)
+    if t == 0:  # packed is [h0, c0]
+        return packed[:0], packed[0:1], packed[1:2]
+    return packed[:t], packed[t - 1:t], packed[t:]

@@ -1,10 +1,21 @@
-"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (PyTorch's constructor arguments;
-no parameters). Inputs (N, C, H, W); stride defaults to kernel_size; floor mode (ceil_mode
-False), padding at most half the kernel, padded cells -inf for max and zeros counted in the
-divisor for the average (count_include_pad=True), as PyTorch's defaults.
+"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (PyTorch's constructor arguments,
+options and defaults; no parameters). Inputs (N, C, H, W) or (C, H, W); stride defaults to
+kernel_size; padding at most half the kernel; padded cells are -inf for max.
+
+    MaxPool2d(kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+              ceil_mode=False)
+    AvgPool2d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+              divisor_override=None)
+
+ceil_mode rounds the output size up as PyTorch (the last window starts inside the image or the
+left padding, and may run past the padding); dilation spaces the max window's cells; the
+average divides by divisor_override if given, else by the window's cells inside the padded
+extent (count_include_pad=True) or inside the image (False). fastdl.ops.pool has the formulas.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import functional as F
 from .module import Module
@@ -21,38 +32,56 @@ class _Pool(Module):
             raise ValueError(f"{cls}: padding {self.padding} must be at most half of "
                              f"kernel_size {self.kernel_size}")
 
-    def extra_repr(self):
+    def extra_repr(self):  # PyTorch's AvgPool2d shows these three only
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+def _bool(cls, name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{cls}: {name} must be a bool, got {v!r}")
+    return bool(v)
+
+
 class MaxPool2d(_Pool):
-    """Max over each window; return_indices=True also returns the int64 argmax (flat index into
-    each H x W plane, as PyTorch's indices)."""
+    """Max over each window (cells `dilation` apart); return_indices=True also returns the int64
+    argmax (flat index into each H x W plane, as PyTorch's indices)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
-        F._only("MaxPool2d", dilation=(F._pair2("MaxPool2d", "dilation", dilation, 1), (1, 1)),
-                ceil_mode=(bool(ceil_mode), False))
         self._setup("MaxPool2d", kernel_size, stride, padding)
+        self.dilation = F._pair2("MaxPool2d", "dilation", dilation, 1)
         self.return_indices = bool(return_indices)
+        self.ceil_mode = _bool("MaxPool2d", "ceil_mode", ceil_mode)
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding,
-                            return_indices=self.return_indices)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, return_indices=self.return_indices)
+
+    def extra_repr(self):  # as PyTorch's MaxPool2d
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
 class AvgPool2d(_Pool):
-    """Mean over each window."""
+    """Mean over each window, PyTorch's divisor (count_include_pad, divisor_override)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
-        F._only("AvgPool2d", ceil_mode=(bool(ceil_mode), False),
-                count_include_pad=(bool(count_include_pad), True),
-                divisor_override=(divisor_override, None))
         self._setup("AvgPool2d", kernel_size, stride, padding)
+        self.ceil_mode = _bool("AvgPool2d", "ceil_mode", ceil_mode)
+        self.count_include_pad = _bool("AvgPool2d", "count_include_pad", count_include_pad)
+        if divisor_override is not None:
+            if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
+                raise TypeError(f"AvgPool2d: divisor_override must be None or an int, got "
+                                f"{divisor_override!r}")
+            if divisor_override < 1:
+                raise ValueError(f"AvgPool2d: divisor_override must be None or a positive int, "
+                                 f"got {divisor_override}")
+            divisor_override = int(divisor_override)
+        self.divisor_override = divisor_override
 
     def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
 
 
 class AdaptiveAvgPool2d(Module):

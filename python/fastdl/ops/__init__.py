@@ -26,11 +26,28 @@ from .norm import __all__ as _norm
 from .optim import *  # noqa: F401,F403
 from .optim import __all__ as _optim
 
+# ---- embedding (issue 10) ----
+from .embedding import *  # noqa: F401,F403
+from .embedding import __all__ as _embedding
+
+# ---- rnn (branch rnn) ----
+from .rnn import *  # noqa: F401,F403
+from .rnn import __all__ as _rnn
+# ---- end rnn ----
+
+__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
+           *_norm, *_optim]
+__all__ += [*_embedding]
+__all__ += _rnn  # rnn (branch rnn)
+
+# ---- pad (Conv2d's padding_mode, issue 9) ----
+from .pad import *  # noqa: F401,F403,E402
+from .pad import __all__ as _pad  # noqa: E402
+
+__all__ += _pad
+
 # ---- attention (issue 11) ----
 from .attention import *  # noqa: F401,F403,E402
 from .attention import __all__ as _attention  # noqa: E402
 # ---- end attention ----
-
-__all__ = [*_dense, *_activation, *_softmax, *_loss, *_dropout, *_elementwise, *_conv, *_pool,
-           *_norm, *_optim]
 __all__ += _attention  # attention (issue 11)
