@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     demo.add_argument("--threads", type=int, default=None,
                       help="CPU threads for fastdl (and PyTorch beside it); default: all cores")
     demo.add_argument("--steps", type=int, default=None,
-                      help="char_lstm: training steps (instead of --epochs)")
+                      help="char_lstm, transformer: training steps (instead of --epochs)")
     demo.add_argument("--out", metavar="PATH", default=None,
                       help="segmentation, char_lstm: directory or .png file for the picture "
                            "(default: .)")

@@ -16,6 +16,10 @@ DEMOS = {
     "char_lstm": "A character-level LSTM language model (Embedding, LSTM 256, Linear) on the "
                  "standard library's docstrings, truncated BPTT: loss 4.6 -> < 2 nats/char, a "
                  "text sample, the loss curve (--out PNG), PyTorch's step time beside it",
+    # ---- issue 11 ----
+    "transformer": "A 2-layer transformer encoder (Embedding, PositionalEncoding, "
+                   "TransformerEncoderLayer x 2, Linear) sorts 12-digit strings generated on the "
+                   "fly: >= 99% token accuracy, PyTorch's step time beside it (--steps)",
 }
 DEFAULT = "mlp_digits"
 

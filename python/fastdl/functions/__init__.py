@@ -16,6 +16,7 @@ family has one), each with ``forward`` and ``backward`` side by side. The engine
     norm          BatchNorm, LayerNorm
     rnn           RNNCell, LSTMCell, LSTM
     embedding     Embedding
+    attention     Attention, HeadsAttention                  (issue 11)
 
 Tensor's operators and methods run elementwise, shape, MatMul, the activations and softmax;
 fastdl.nn.functional runs Linear, the losses, Dropout and the conv, pool and norm Functions
@@ -58,3 +59,8 @@ from .pad import *  # noqa: F401,F403,E402
 from .pad import __all__ as _pad  # noqa: E402
 
 __all__ += _pad
+
+from .attention import *  # noqa: F401,F403,E402
+from .attention import __all__ as _attention  # noqa: E402
+
+__all__ += _attention
