@@ -8,6 +8,8 @@ result's scale, for results NumPy happens to get exactly).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps),
@@ -100,3 +102,18 @@ def gradcheck(forward, backward, inputs, wrt, rng, h=1e-6, rtol=1e-6, max_elems=
             assert abs(numeric - analytic) <= rtol * max(1.0, abs(numeric)) + 1e-7, (
                 f"grad of input {idx}: finite difference {numeric:.10g} vs analytic {analytic:.10g}"
             )
+
+
+def cupy_or_skip():
+    """CuPy, for a GPU test module; skips the whole module unless CuPy imports and fastdl sees a
+    GPU (a CUDA build on a machine with a device). Call at module level, before importing _cuda."""
+    import pytest
+
+    import fastdl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CuPy may warn at import that it cannot find CUDA_PATH
+        cp = pytest.importorskip("cupy")
+    if not fastdl.cuda_available():
+        pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+    return cp

@@ -10,19 +10,14 @@ TF32 adds 2 * 2**-11 for rounding both inputs to a 10-bit mantissa.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 import fastdl
 from fastdl import ops
+from helpers import cupy_or_skip
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # CuPy may warn at import that it cannot find CUDA_PATH
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+cp = cupy_or_skip()
 
 from fastdl import _cuda  # noqa: E402  (only importable in a CUDA build)
 

@@ -11,19 +11,13 @@ B = H = 1, partial tiles and huge logits. Small sizes: the whole file runs in se
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-import fastdl
 from fastdl import ops
+from helpers import cupy_or_skip
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+cp = cupy_or_skip()
 
 from fastdl import _cuda  # noqa: E402
 

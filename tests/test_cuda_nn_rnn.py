@@ -5,19 +5,13 @@ steps. Skipped as a whole unless CuPy imports and fastdl sees a GPU."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-import fastdl
 from fastdl import Tensor, nn
+from helpers import cupy_or_skip
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # CuPy may warn at import that it cannot find CUDA_PATH
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+cp = cupy_or_skip()
 
 pytestmark = pytest.mark.gpu
 

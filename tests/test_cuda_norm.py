@@ -9,19 +9,13 @@ absolute values, the bound any summation order meets.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-import fastdl
 from fastdl import ops
+from helpers import cupy_or_skip
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+cp = cupy_or_skip()
 
 from fastdl import _cuda  # noqa: E402
 

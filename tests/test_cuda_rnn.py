@@ -12,19 +12,13 @@ Shape errors must carry the CPU binding's message word for word (one check in bi
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-import fastdl
 from fastdl import ops
+from helpers import cupy_or_skip
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    cp = pytest.importorskip("cupy")
-if not fastdl.cuda_available():
-    pytest.skip("needs a CUDA GPU and fastdl built with CUDA", allow_module_level=True)
+cp = cupy_or_skip()
 if not hasattr(ops, "lstm"):
     pytest.skip("fastdl.ops has no rnn ops in this tree (ops/rnn.py)", allow_module_level=True)
 
