@@ -143,6 +143,17 @@ std::string shape_str(const ArrayView& a) {
   return s + (a.ndim == 1 ? ",)" : ")");
 }
 
+std::string shape_str(std::initializer_list<int64_t> shape) {
+  std::string s = "(";
+  int i = 0;
+  for (const int64_t d : shape) s += (i++ ? ", " : "") + std::to_string(d);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+bool has_shape(const ArrayView& a, std::initializer_list<int64_t> shape) {
+  return a.ndim == int(shape.size()) && std::equal(shape.begin(), shape.end(), a.shape);
+}
+
 bool same_shape(const ArrayView& a, const ArrayView& b) {
   return a.ndim == b.ndim && std::equal(a.shape, a.shape + a.ndim, b.shape);
 }
@@ -174,16 +185,8 @@ void check_shape(const ArrayView& a, const ArrayView& like) {
 }
 
 void check_shape(const ArrayView& a, std::initializer_list<int64_t> want) {
-  bool ok = a.ndim == int(want.size());
-  std::string w = "(";
-  int i = 0;
-  for (const int64_t d : want) {
-    w += (i ? ", " : "") + std::to_string(d);
-    ok = ok && a.shape[i] == d;
-    ++i;
-  }
-  w += want.size() == 1 ? ",)" : ")";
-  FASTDL_CHECK(ok, ValueError, a.name, ": expected shape ", w, ", got shape ", shape_str(a));
+  FASTDL_CHECK(has_shape(a, want), ValueError, a.name, ": expected shape ", shape_str(want),
+               ", got shape ", shape_str(a));
 }
 
 void check_contiguous(const ArrayView& a) {
@@ -346,16 +349,7 @@ void check_conv2d_array(const ArrayView& a, const ArrayView& like,
                         std::initializer_list<int64_t> shape, bool output) {
   if (output) FASTDL_CHECK(!a.readonly, ValueError, a.name, ": output array is read-only");
   check_dtype(a, like);
-  bool ok = a.ndim == int(shape.size());
-  std::string want = "(";
-  int i = 0;
-  for (const int64_t d : shape) {
-    want += (i ? ", " : "") + std::to_string(d);
-    ok = ok && a.shape[i] == d;
-    ++i;
-  }
-  want += shape.size() == 1 ? ",)" : ")";
-  FASTDL_CHECK(ok, ValueError, a.name, ": expected shape ", want, ", got shape ", shape_str(a));
+  check_shape(a, shape);
   if (output)
     FASTDL_CHECK(a.c_contiguous(), TypeError, a.name,
                  ": output must be C-contiguous, got strides that are not");
@@ -654,17 +648,8 @@ struct RnnCheck {
   void operator()(const ArrayView& a, const char* formula, std::initializer_list<int64_t> want,
                   bool output = false) const {
     check_dtype(a, x);
-    bool ok = a.ndim == int(want.size());
-    std::string w = "(";
-    int i = 0;
-    for (const int64_t d : want) {
-      w += (i ? ", " : "") + std::to_string(d);
-      ok = ok && a.shape[i] == d;
-      ++i;
-    }
-    w += want.size() == 1 ? ",)" : ")";
-    FASTDL_CHECK(ok, ValueError, op, ": ", a.name, " must have shape ", formula, " = ", w,
-                 " for ", basis(), ", got ", shape_str(a));
+    FASTDL_CHECK(has_shape(a, want), ValueError, op, ": ", a.name, " must have shape ", formula,
+                 " = ", shape_str(want), " for ", basis(), ", got ", shape_str(a));
     if (output)
       check_output(a);
     else

@@ -99,6 +99,8 @@ ArrayView cuda_view(const py::handle& obj, const char* name, const DType& want =
 // ---- checks on one or two views --------------------------------------------------------------
 
 std::string shape_str(const ArrayView& a);                // "(3, 4)", "(5,)"
+std::string shape_str(std::initializer_list<int64_t> shape);  // the same for a wanted shape
+bool has_shape(const ArrayView& a, std::initializer_list<int64_t> shape);
 bool same_shape(const ArrayView& a, const ArrayView& b);
 void check_dtype(const ArrayView& a, const ArrayView& like);  // TypeError
 void check_dtype(const ArrayView& a, const DType& want);      // TypeError
