@@ -119,7 +119,7 @@ def test_transformer_training_step(benchmark, lib):
 
 
 def test_fastdl_and_torch_steps_agree():
-    torch = pytest.importorskip("torch")  # noqa: F841
+    pytest.importorskip("torch")
     step, model = fastdl_step()
     tstep = torch_step({k: np.array(v) for k, v in model.state_dict().items()})
     ours = [step() for _ in range(3)]

@@ -191,7 +191,6 @@ def test_embedding_empty_table():
 
 
 def test_embedding_bad_arguments(rng):
-    w = rng.standard_normal((4, 3)).astype(np.float32)
     with pytest.raises(ValueError, match="weight"):
         ops.embedding([0], np.ones(4))
     with pytest.raises(TypeError, match="weight"):
